@@ -1,0 +1,155 @@
+"""The one configuration tree of a tomodenoise run.
+
+Every section is a strict pydantic model (unknown keys are errors), the whole tree
+round-trips through YAML, and it is stored with every checkpoint and in the scan store's
+attributes. Factory functions build common variants (``demo_config``, ``bench_config``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InputConfig(_Strict):
+    """Where the scan comes from."""
+
+    path: str | None = Field(None, description="Scan file or folder (HDF5, NeXus, TIFF folder, .npy/.npz, .zarr)")
+    format: Literal["auto", "dxchange", "nexus", "tiff", "npy", "zarr"] = "auto"
+    angles_file: str | None = Field(None, description="Text/NumPy file of angles (TIFF stacks, raw .npy projections)")
+    angles_unit: Literal["deg", "rad"] = Field("deg", description="Unit of angles in angles_file or arrays without unit")
+    slices: tuple[int, int] | None = Field(None, description="Detector rows [start, stop) to process; all when empty")
+    scan_id: str | None = Field(None, description="Name of the output folder; the file stem when empty")
+
+
+class PreprocessConfig(_Strict):
+    """Flat/dark correction, -log and centre of rotation."""
+
+    center: float | None = Field(None, description="Centre of rotation (0-based detector column); found when empty")
+    center_search: float = Field(0.25, gt=0, le=0.5, description="Search +- this fraction of the width around the middle")
+    log_min: float = Field(1e-6, gt=0, description="Transmission values below this are clamped before -log")
+
+
+class SplitConfig(_Strict):
+    """How projections are divided into K sets with independent noise."""
+
+    k: int = Field(4, ge=2, le=64)
+    scheme: Literal["interlaced"] = "interlaced"
+
+
+class ReconConfig(_Strict):
+    """Split reconstruction with ASTRA."""
+
+    algorithm: Literal["fbp", "sirt"] = "fbp"
+    filter: str = Field("ram-lak", description="FBP filter: ram-lak, shepp-logan, cosine, hamming, hann")
+    iterations: int = Field(100, ge=1, description="SIRT iterations")
+    n_pixels: int | None = Field(None, ge=8, description="Reconstruction grid size (n x n); detector width when empty")
+    use_gpu: Literal["auto", "yes", "no"] = "auto"
+    z_chunk: int = Field(4, ge=1, description="Slices per Zarr chunk and per reconstruction task")
+
+
+class ModelConfig(_Strict):
+    """The denoising network, by registry name and its parameters."""
+
+    name: Literal["msd", "unet", "dncnn"] = "msd"
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the network")
+
+
+class TrainConfig(_Strict):
+    """Noise2Inverse training."""
+
+    strategy: Literal["X:1", "1:X"] = "X:1"
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(4, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    patch_size: int | None = Field(None, ge=8, description="Random square patches of this size; whole slices when empty")
+    patches_per_slice: int = Field(1, ge=1, description="Patches drawn per (slice, split) in one epoch")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Held-out slices for the N2I validation loss")
+    early_stopping: int = Field(10, ge=0, description="Epochs without validation improvement before stopping; 0 = never")
+    max_minutes: float | None = Field(None, gt=0, description="Stop after this wall-clock time")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    resume: str | None = Field(None, description="Checkpoint to resume from")
+    progress: bool = True
+
+
+class InferenceConfig(_Strict):
+    batch_size: int = Field(4, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class ComputeConfig(_Strict):
+    """Where the work runs (used by the flows)."""
+
+    cluster: Literal["local", "local_cuda", "address", "slurm"] = "local"
+    n_workers: int = Field(2, ge=1)
+    threads_per_worker: int = Field(1, ge=1)
+    address: str | None = None
+
+
+class OutputConfig(_Strict):
+    root: str = Field("tomodenoise-output", description="Folder under which <scan_id>/ is written")
+    previews: int = Field(3, ge=0, description="Number of preview slices written as PNG")
+
+
+class RunConfig(_Strict):
+    """A whole run: input -> preprocess -> splits -> recon -> train -> denoise -> report."""
+
+    input: InputConfig = Field(default_factory=InputConfig)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    splits: SplitConfig = Field(default_factory=SplitConfig)
+    recon: ReconConfig = Field(default_factory=ReconConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: ModelConfig) -> ModelConfig:
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "RunConfig":
+        if self.train.strategy == "1:X" and self.splits.k < 2:
+            raise ValueError("strategy 1:X needs k >= 2")
+        return self
+
+    # --- YAML round trip -------------------------------------------------------------
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "RunConfig":
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise ValueError("configuration YAML must be a mapping at the top level")
+        return cls.model_validate(data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "RunConfig":
+        return cls.from_yaml(Path(path).read_text())
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(self.to_yaml())
+        return path
+
+
+def demo_config(**overrides: Any) -> RunConfig:
+    """A configuration small enough to run the whole pipeline in minutes on a laptop CPU."""
+    cfg = RunConfig(
+        splits=SplitConfig(k=4),
+        model=ModelConfig(name="msd", params={"depth": 30, "width": 1}),
+        train=TrainConfig(epochs=30, batch_size=8, patch_size=64, patches_per_slice=4, lr=2e-3,
+                          early_stopping=8, max_minutes=2.0),
+    )
+    return cfg.model_copy(update=overrides) if overrides else cfg
