@@ -1,0 +1,1 @@
+"""Prefect flows: ingest, reconstruct, train, denoise, and the whole pipeline."""

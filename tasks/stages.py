@@ -1,0 +1,66 @@
+"""One Prefect task per pipeline stage, plus one per reconstruction chunk.
+
+Each task is a thin call into :mod:`tomodenoise.pipeline`; the store root travels between
+tasks as a string so that tasks run on any Dask worker that sees the same file system.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from tomodenoise import pipeline
+from tomodenoise.config import RunConfig
+from tomodenoise.io.store import ScanStore
+
+
+@task(name="ingest", retries=1, retry_delay_seconds=5)
+def ingest_task(cfg: RunConfig) -> str:
+    return str(pipeline.ingest(cfg).root)
+
+
+@task(name="plan-reconstruction")
+def plan_reconstruct_task(store_root: str, cfg: RunConfig) -> list[pipeline.Chunk]:
+    return pipeline.prepare_reconstruct(ScanStore(store_root), cfg)
+
+
+@task(name="reconstruct-chunk", retries=2, retry_delay_seconds=2,
+      task_run_name="recon-s{chunk.split}-t{chunk.time}-c{chunk.channel}-z{chunk.z_start}")
+def reconstruct_chunk_task(store_root: str, cfg: RunConfig, chunk: pipeline.Chunk) -> pipeline.Chunk:
+    return pipeline.reconstruct_chunk(ScanStore(store_root), cfg, chunk)
+
+
+@task(name="finish-reconstruction")
+def finish_reconstruct_task(store_root: str, cfg: RunConfig, seconds: float) -> None:
+    pipeline.finish_reconstruct(ScanStore(store_root), cfg, seconds)
+
+
+@task(name="train")
+def train_task(store_root: str, cfg: RunConfig) -> str:
+    return str(pipeline.train(ScanStore(store_root), cfg))
+
+
+@task(name="denoise")
+def denoise_task(store_root: str, cfg: RunConfig, checkpoint: str | None = None) -> None:
+    pipeline.denoise(ScanStore(store_root), cfg, Path(checkpoint) if checkpoint else None)
+
+
+@task(name="report")
+def report_task(store_root: str, cfg: RunConfig, reference: str | None = None) -> dict[str, Any]:
+    store = ScanStore(store_root)
+    ref = np.load(reference) if reference else None
+    metrics = pipeline.report(store, cfg, reference=ref)
+    md = (store.report_dir / "report.md").read_text()
+    create_markdown_artifact(markdown=md + f"\n\nStore: `{store.root}`\n", key=_artifact_key(store.root.name),
+                             description="tomodenoise report")
+    return metrics
+
+
+def _artifact_key(name: str) -> str:
+    """Artifact keys allow lowercase letters, digits and dashes only."""
+    key = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
+    return f"report-{key or 'scan'}"

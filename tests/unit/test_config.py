@@ -1,0 +1,38 @@
+import pytest
+from pydantic import ValidationError
+
+from tomodenoise.config import RunConfig, demo_config
+
+
+def test_yaml_round_trip():
+    cfg = demo_config()
+    cfg.input.path = "/data/scan.h5"
+    cfg.splits.k = 3
+    again = RunConfig.from_yaml(cfg.to_yaml())
+    assert again == cfg
+    assert again.model.params == cfg.model.params
+
+
+def test_unknown_keys_are_errors():
+    with pytest.raises(ValidationError, match="extra"):
+        RunConfig.model_validate({"train": {"epochz": 3}})
+    with pytest.raises(ValidationError):
+        RunConfig.model_validate({"nonsense": {}})
+
+
+def test_bad_values_are_errors():
+    with pytest.raises(ValidationError):
+        RunConfig.model_validate({"splits": {"k": 1}})
+    with pytest.raises(ValidationError):
+        RunConfig.model_validate({"model": {"name": "resnet9000"}})
+    with pytest.raises(ValidationError):
+        RunConfig.model_validate({"train": {"strategy": "2:2"}})
+
+
+def test_file_round_trip(tmp_path):
+    cfg = RunConfig()
+    path = cfg.save(tmp_path / "run.yaml")
+    assert RunConfig.from_file(path) == cfg
+    (tmp_path / "bad.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(ValueError, match="mapping"):
+        RunConfig.from_file(tmp_path / "bad.yaml")

@@ -1,0 +1,196 @@
+"""The ``tomodenoise`` command line: thin; parses, builds a config, calls a flow or the core.
+
+    tomodenoise run SCAN --out DIR [-c run.yaml] [--set train.epochs=5] [--no-prefect]
+    tomodenoise check SCAN [-c run.yaml]
+    tomodenoise simulate foam --out scan.h5 [--size 256 --angles 512 --slices 8 --i0 100]
+    tomodenoise demo [--out DIR]
+    tomodenoise bench foam --slices N --out DIR
+    tomodenoise config [--demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from .config import RunConfig, demo_config
+
+
+def _apply_sets(cfg: RunConfig, sets: Sequence[str]) -> RunConfig:
+    """Apply ``a.b=value`` overrides (values parsed as YAML) and re-validate strictly."""
+    data = cfg.model_dump(mode="json")
+    for item in sets:
+        if "=" not in item:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        node = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                raise SystemExit(f"--set {key}: {p!r} is not a configuration section")
+            node = node[p]
+        node[parts[-1]] = yaml.safe_load(value)
+    return RunConfig.model_validate(data)
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    cfg = RunConfig.from_file(args.config) if getattr(args, "config", None) else RunConfig()
+    upd: dict[str, Any] = {}
+    if getattr(args, "scan", None):
+        cfg.input.path = str(Path(args.scan).expanduser().resolve())
+    if getattr(args, "out", None):
+        cfg.output.root = str(Path(args.out).expanduser().resolve())
+    cfg = _apply_sets(cfg, getattr(args, "set", None) or [])
+    return cfg.model_copy(update=upd) if upd else cfg
+
+
+def run_flow(cfg: RunConfig, reference: str | None = None) -> dict[str, Any]:
+    """Run the pipeline as a Prefect flow in this process (ephemeral local API).
+
+    The flows live outside the core package (``flows/``), so they are imported by name here.
+    """
+    flows = importlib.import_module("flows.pipeline")
+    return flows.pipeline_flow(config=cfg, reference=reference)
+
+
+def run_core(cfg: RunConfig, reference: str | None = None) -> dict[str, Any]:
+    """Run the pipeline without Prefect (same stages, sequential)."""
+    import numpy as np
+
+    from . import pipeline
+
+    store = pipeline.run(cfg, reference=np.load(reference) if reference else None)
+    return {"store": str(store.root), "metrics": json.loads((store.report_dir / "metrics.json").read_text())}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = build_config(args)
+    runner = run_core if args.no_prefect else run_flow
+    result = runner(cfg, args.reference)
+    print(json.dumps(result["metrics"], indent=2))
+    print(f"\nwrote {result['store']}/ (scan.zarr, model/, report/)")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the configuration and read the scan header without writing anything."""
+    from .io import read_scan
+    from .preprocess import preprocess
+
+    cfg = build_config(args)
+    raw = read_scan(cfg.input.path, format=cfg.input.format, angles_file=cfg.input.angles_file,
+                    angles_unit=cfg.input.angles_unit, slices=cfg.input.slices)
+    pre = preprocess(raw, center=cfg.preprocess.center, log_min=cfg.preprocess.log_min,
+                     center_search=cfg.preprocess.center_search)
+    print(f"OK {cfg.input.path}: sinogram (z, angle, det) = {tuple(pre.sinogram.shape)}, "
+          f"angles {pre.angles.min():.4f}..{pre.angles.max():.4f} rad, centre {pre.center:.2f}, "
+          f"clamped {pre.n_clamped} values before -log")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .simulate.scan import simulate_foam_scan
+
+    out = simulate_foam_scan(
+        args.out, size=args.size, n_angles=args.angles, n_slices=args.slices, i0=args.i0,
+        seed=args.seed, n_spheres=args.spheres, phantom=args.phantom,
+    )
+    print(f"wrote {out['scan']} (Data Exchange) and {out['reference']} (clean FBP, z y x)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(args.out), runner=run_core if args.no_prefect else run_flow, quick=args.quick)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_foam_benchmark
+
+    run_foam_benchmark(out=Path(args.out), n_slices=args.slices, phantom=args.phantom,
+                       minutes=args.minutes, methods=args.methods)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    cfg = demo_config() if args.demo else RunConfig()
+    sys.stdout.write(cfg.to_yaml())
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tomodenoise", description="Self-supervised (Noise2Inverse) denoising for tomography")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="denoise a scan: ingest, reconstruct splits, train, denoise, report")
+    r.add_argument("scan", help="Data Exchange/NeXus HDF5, TIFF folder, .npy/.npz or .zarr")
+    r.add_argument("--out", required=True, help="output root; writes OUT/<scan_id>/")
+    r.add_argument("-c", "--config", help="run configuration YAML (see `tomodenoise config`)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. train.epochs=5")
+    r.add_argument("--reference", help="clean volume .npy (z, y, x) for PSNR/SSIM (simulations)")
+    r.add_argument("--no-prefect", action="store_true", help="run the core directly, without a Prefect flow")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check", help="validate a scan and configuration; writes nothing")
+    c.add_argument("scan")
+    c.add_argument("-c", "--config")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE")
+    c.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("simulate", help="write a simulated scan in Data Exchange format")
+    s.add_argument("kind", choices=["foam"])
+    s.add_argument("--out", required=True, help="output .h5 file")
+    s.add_argument("--size", type=int, default=256, help="slice size (pixels); detector is 1.5x wider")
+    s.add_argument("--angles", type=int, default=512)
+    s.add_argument("--slices", type=int, default=8)
+    s.add_argument("--i0", type=float, default=100.0, help="incident photons per pixel")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--spheres", type=int, default=2000, help="voids in a generated foam")
+    s.add_argument("--phantom", help="phantom.h5 of the reference benchmark instead of a generated foam")
+    s.set_defaults(func=cmd_simulate)
+
+    d = sub.add_parser("demo", help="the whole pipeline on a simulated foam and on a real scan")
+    d.add_argument("--out", default="demo-output")
+    d.add_argument("--quick", action="store_true", help="smaller and shorter (for tests)")
+    d.add_argument("--no-prefect", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("bench", help="quality benchmarks")
+    b.add_argument("kind", choices=["foam"])
+    b.add_argument("--slices", type=int, default=8)
+    b.add_argument("--out", required=True)
+    b.add_argument("--phantom", help="phantom.h5 (default: ../shared/data/foam_n2i/phantom.h5 if present, else a generated foam)")
+    b.add_argument("--minutes", type=float, default=10.0, help="training time per network")
+    b.add_argument("--methods", nargs="*", default=None)
+    b.set_defaults(func=cmd_bench)
+
+    g = sub.add_parser("config", help="print a configuration as YAML")
+    g.add_argument("--demo", action="store_true", help="the demo's configuration instead of the defaults")
+    g.set_defaults(func=cmd_config)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from .io.errors import ScanError
+
+    try:
+        return int(args.func(args) or 0)
+    except ScanError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""The scan store: one Zarr (v3) store per scan, in xarray conventions.
+
+Layout (see DESIGN.md)::
+
+    <root>/<scan_id>/scan.zarr   sinogram (time, channel, z, angle, det)
+                                 recon    (split, time, channel, z, y, x)
+                                 denoised (time, channel, z, y, x)
+                                 coords: angle [rad], time, channel, z, det, y, x, split
+                                 attrs: geometry, config, provenance, stages
+    <root>/<scan_id>/model/      checkpoints
+    <root>/<scan_id>/report/     metrics.json, PNG previews, report.md
+
+Arrays are created with their metadata through xarray (``to_zarr(compute=False)``) and
+filled chunk by chunk through zarr, one z-slab per chunk with whole slices in y and x, so
+two writers never touch one chunk and writing a region twice gives the same bytes.
+A stage is marked complete in the attributes only after all its chunks are written.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+
+DIMS = {
+    "sinogram": ("time", "channel", "z", "angle", "det"),
+    "recon": ("split", "time", "channel", "z", "y", "x"),
+    "denoised": ("time", "channel", "z", "y", "x"),
+}
+STAGES = ("ingest", "reconstruct", "train", "denoise", "report")
+
+
+def provenance() -> dict[str, Any]:
+    """Package versions, git revision and host, for the store's attributes."""
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("tomodenoise", "numpy", "torch", "astra-toolbox", "zarr", "xarray", "prefect"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        rev = None
+    return {
+        "versions": versions,
+        "git_revision": rev,
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def z_slabs(n_z: int, z_chunk: int) -> list[slice]:
+    """The z-slabs (one per chunk) that cover ``n_z`` slices."""
+    return [slice(s, min(s + z_chunk, n_z)) for s in range(0, n_z, z_chunk)]
+
+
+@dataclass
+class ScanStore:
+    """Handle on ``<root>/<scan_id>/``: the Zarr store and its ``model/`` and ``report/`` folders."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+
+    # --- paths -----------------------------------------------------------------------
+    @property
+    def zarr_path(self) -> Path:
+        return self.root / "scan.zarr"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.root / "report"
+
+    def exists(self) -> bool:
+        return (self.zarr_path / "zarr.json").exists()
+
+    # --- creation ----------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        root: str | Path,
+        sinogram: np.ndarray,
+        angles: np.ndarray,
+        *,
+        z: np.ndarray | None = None,
+        z_chunk: int = 4,
+        attrs: dict[str, Any] | None = None,
+    ) -> "ScanStore":
+        """Write a new store holding the sinogram ``(time, channel, z, angle, det)``.
+
+        Overwrites an existing ``scan.zarr`` at the same place (ingest is a pure function of
+        the raw input and the configuration, so re-running it gives the same bytes).
+        """
+        sinogram = np.asarray(sinogram, dtype=np.float32)
+        if sinogram.ndim != 5:
+            raise ValueError(f"sinogram must be (time, channel, z, angle, det), got shape {sinogram.shape}")
+        nt, nc, nz, na, nd = sinogram.shape
+        angles = np.asarray(angles, dtype=np.float64)
+        if angles.shape != (na,):
+            raise ValueError(f"angles must have shape ({na},), got {angles.shape}")
+        store = cls(root)
+        store.root.mkdir(parents=True, exist_ok=True)
+        ds = xr.Dataset(
+            {"sinogram": (DIMS["sinogram"], sinogram)},
+            coords={
+                "time": np.arange(nt),
+                "channel": np.arange(nc),
+                "z": np.arange(nz) if z is None else np.asarray(z),
+                "angle": ("angle", angles, {"units": "rad"}),
+                "det": np.arange(nd),
+            },
+        )
+        ds.attrs.update(_jsonable(attrs or {}))
+        ds.attrs["stages"] = {}
+        ds.attrs["provenance"] = provenance()
+        ds.attrs["z_chunk"] = int(z_chunk)
+        enc = {"sinogram": {"chunks": (1, 1, min(z_chunk, nz), na, nd)}}
+        ds.to_zarr(store.zarr_path, mode="w", zarr_format=3, encoding=enc, consolidated=False)
+        store.consolidate()
+        return store
+
+    def init_array(self, name: str, shape_extra: dict[str, int], coords: dict[str, np.ndarray] | None = None) -> None:
+        """Create array ``name`` (``recon`` or ``denoised``) filled lazily, if absent.
+
+        ``shape_extra`` gives the sizes of the dimensions the sinogram does not have
+        (``split``, ``y``, ``x``). Existing arrays of the same shape are kept (resume).
+        """
+        dims = DIMS[name]
+        base = self.open()
+        sizes = {d: base.sizes[d] for d in ("time", "channel", "z")}
+        sizes.update(shape_extra)
+        shape = tuple(sizes[d] for d in dims)
+        group = zarr.open_group(str(self.zarr_path), mode="r")
+        if name in group and tuple(group[name].shape) == shape:
+            return
+        zc = self.z_chunk
+        chunks = tuple(min(zc, sizes["z"]) if d == "z" else (sizes[d] if d in ("y", "x") else 1) for d in dims)
+        data = da.zeros(shape, chunks=chunks, dtype=np.float32)
+        new_coords = {d: np.arange(sizes[d]) for d in dims if d not in ("time", "channel", "z")}
+        new_coords.update(coords or {})
+        ds = xr.Dataset({name: (dims, data)}, coords=new_coords)
+        ds.attrs.update(self.attrs)  # to_zarr(mode="a") replaces the group's attributes
+        enc = {name: {"chunks": chunks}}
+        ds.to_zarr(self.zarr_path, mode="a", zarr_format=3, encoding=enc, compute=False, consolidated=False)
+        self.consolidate()
+
+    # --- access ------------------------------------------------------------------------
+    def open(self) -> xr.Dataset:
+        """The store as a lazy xarray Dataset."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return xr.open_zarr(self.zarr_path, consolidated=None)
+
+    def array(self, name: str, mode: str = "r") -> zarr.Array:
+        return zarr.open_array(str(self.zarr_path / name), mode=mode)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(zarr.open_group(str(self.zarr_path), mode="r").attrs)
+
+    @property
+    def z_chunk(self) -> int:
+        return int(self.attrs.get("z_chunk", 4))
+
+    @property
+    def angles(self) -> np.ndarray:
+        return np.asarray(self.array("angle")[:], dtype=np.float64)
+
+    def update_attrs(self, **kw: Any) -> None:
+        group = zarr.open_group(str(self.zarr_path), mode="r+")
+        group.attrs.update(_jsonable(kw))
+        self.consolidate()
+
+    def write_region(self, name: str, region: tuple[slice | int, ...], data: np.ndarray) -> None:
+        """Write whole chunks of ``name`` (the caller cuts work along chunk borders)."""
+        self.array(name, mode="r+")[region] = np.asarray(data, dtype=np.float32)
+
+    def consolidate(self) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(str(self.zarr_path))
+
+    # --- stage status ------------------------------------------------------------------
+    def stage_done(self, stage: str) -> bool:
+        return self.attrs.get("stages", {}).get(stage, {}).get("status") == "complete"
+
+    def mark_stage(self, stage: str, **info: Any) -> None:
+        stages = dict(self.attrs.get("stages", {}))
+        stages[stage] = {"status": "complete", "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), **info}
+        self.update_attrs(stages=stages)
+
+    def clear_stage(self, *stages: str) -> None:
+        current = dict(self.attrs.get("stages", {}))
+        for s in stages:
+            current.pop(s, None)
+        self.update_attrs(stages=current)
+
+    def iter_slabs(self) -> Iterator[slice]:
+        ds = self.open()
+        yield from z_slabs(ds.sizes["z"], self.z_chunk)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Round-trip through JSON so attributes hold only plain types."""
+    return json.loads(json.dumps(obj, default=_default))
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
