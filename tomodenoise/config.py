@@ -72,6 +72,8 @@ class TrainConfig(_Strict):
     patch_size: int | None = Field(None, ge=8, description="Random square patches of this size; whole slices when empty")
     patches_per_slice: int = Field(1, ge=1, description="Patches drawn per (slice, split) in one epoch")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Held-out slices for the N2I validation loss")
+    val_slices: list[int] | None = Field(None, description="Explicit held-out z slices (overrides val_fraction)")
+    augment: bool = Field(False, description="Random 90-degree rotations and flips of training pairs")
     early_stopping: int = Field(10, ge=0, description="Epochs without validation improvement before stopping; 0 = never")
     max_minutes: float | None = Field(None, gt=0, description="Stop after this wall-clock time")
     seed: int = 0

@@ -1,0 +1,153 @@
+"""Readers of tomography scans, and the scan store.
+
+:func:`read_scan` reads any supported input into a :class:`RawScan`; bad input raises a
+:class:`ScanError` naming the file, the dataset and what was expected, before anything is
+written. The scan store lives in :mod:`tomodenoise.io.store`.
+
+Formats (``format=``):
+
+==============  ==========================================================================
+``dxchange``    Data Exchange HDF5 (``/exchange/data``, ``data_white``, ``data_dark``,
+                ``theta``): :func:`tomodenoise.io.dxchange.read_dxchange`
+``nexus``       NeXus NXtomo (image keys, external links):
+                :func:`tomodenoise.io.nexus.read_nxtomo`
+``tiff``        a folder, glob or multi-page file of TIFF images:
+                :func:`tomodenoise.io.tiff.read_tiff_stack`
+``npy``,        ``.npy``/``.npz`` files and ``.zarr`` stores of sinograms or projections:
+``npz``,        :func:`tomodenoise.io.arrays.read_array`
+``zarr``
+``auto``        chosen from the path (suffix, folder contents, HDF5 layout)
+==============  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+from typing import Any, Sequence
+
+from .base import RawScan
+from .errors import ScanError
+
+__all__ = ["RawScan", "ScanError", "read_scan", "detect_format", "FORMATS"]
+
+FORMATS = ("dxchange", "nexus", "tiff", "npy", "npz", "zarr")
+_HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".nxs", ".nx5", ".nexus", ".cxi")
+_ALIASES = {"hdf5": "auto-hdf5", "h5": "auto-hdf5", "dx": "dxchange", "data_exchange": "dxchange",
+            "nxtomo": "nexus", "nxs": "nexus", "tif": "tiff", "array": "npy", "arrays": "npy"}
+
+
+def detect_format(path: str | PathLike[str]) -> str:
+    """Guess the format of ``path``: one of :data:`FORMATS`.
+
+    Raises
+    ------
+    ScanError
+        When the path does not exist or its format is not recognised.
+    """
+    s = str(path)
+    p = Path(s)
+    if any(ch in s for ch in "*?[") and not p.exists():
+        return "tiff"
+    if not p.exists():
+        raise ScanError(p, None, "an existing scan file or folder", "no such file or folder")
+    suffix = p.suffix.lower()
+    if p.is_dir():
+        if suffix == ".zarr" or any((p / n).exists() for n in ("zarr.json", ".zgroup", ".zarray")):
+            return "zarr"
+        return "tiff"
+    if suffix in (".tif", ".tiff"):
+        return "tiff"
+    if suffix in (".npy", ".npz"):
+        return suffix[1:]
+    if suffix in _HDF5_SUFFIXES or _is_hdf5(p):
+        return _hdf5_flavour(p)
+    raise ScanError(p, None, "a scan in a known format: HDF5 (.h5/.nxs: Data Exchange or NeXus NXtomo), "
+                    "TIFF (.tif, folder or glob), .npy/.npz or .zarr", f"suffix {suffix or '(none)'!r}")
+
+
+def _is_hdf5(p: Path) -> bool:
+    try:
+        with open(p, "rb") as fh:
+            return fh.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
+
+
+def _hdf5_flavour(p: Path) -> str:
+    from .dxchange import is_dxchange, open_h5
+    from .nexus import is_nexus
+
+    open_h5(p).close()  # missing/unreadable -> ScanError
+    if is_dxchange(p):
+        return "dxchange"
+    if is_nexus(p) or p.suffix.lower() in (".nxs", ".nx5", ".nexus"):
+        return "nexus"
+    raise ScanError(p, "/exchange/data", "a Data Exchange file (/exchange/data) or a NeXus file with an "
+                    "NXentry group", "neither")
+
+
+def read_scan(
+    path: str | PathLike[str],
+    *,
+    format: str = "auto",
+    angles_file: str | PathLike[str] | None = None,
+    angles_unit: str = "deg",
+    slices: Sequence[int] | None = None,
+    **options: Any,
+) -> RawScan:
+    """Read a scan in any supported format.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File, folder or glob pattern (TIFF).
+    format : str
+        ``"auto"`` (from the path) or one of :data:`FORMATS`.
+    angles_file : str or os.PathLike, optional
+        Angles (``.npy`` or text, one per projection) overriding or supplying the file's.
+    angles_unit : {"deg", "rad"}
+        Unit of ``angles_file``, and of stored angles without a units attribute.
+    slices : (int, int), optional
+        Read only detector rows ``start:stop``.
+    **options
+        Passed to the format's reader (e.g. ``data_path=`` for NeXus, ``flats=`` for TIFF,
+        ``kind=`` for arrays).
+
+    Returns
+    -------
+    RawScan
+
+    Raises
+    ------
+    ScanError
+        For any bad input (see the readers).
+    ValueError
+        For an unknown ``format``.
+    """
+    fmt = _ALIASES.get(str(format).lower(), str(format).lower())
+    if fmt == "auto":
+        fmt = detect_format(path)
+    elif fmt == "auto-hdf5":
+        p = Path(path)
+        if not p.exists():
+            raise ScanError(p, None, "an existing HDF5 file", "no such file")
+        fmt = _hdf5_flavour(p)
+    kw: dict[str, Any] = dict(angles_file=angles_file, angles_unit=angles_unit, slices=slices, **options)
+    if fmt == "dxchange":
+        from .dxchange import read_dxchange
+
+        return read_dxchange(path, **kw)
+    if fmt == "nexus":
+        from .nexus import read_nxtomo
+
+        return read_nxtomo(path, **kw)
+    if fmt == "tiff":
+        from .tiff import read_tiff_stack
+
+        return read_tiff_stack(path, **kw)
+    if fmt in ("npy", "npz", "zarr"):
+        from .arrays import read_array
+
+        return read_array(path, **kw)
+    raise ValueError(f"unknown scan format {format!r}: use 'auto' or one of {', '.join(FORMATS)}")

@@ -9,13 +9,20 @@ Memory
 A naive implementation concatenates all previous feature maps at every layer
 (``torch.cat``), which autograd keeps alive for backward: memory grows quadratically with
 depth. Here one buffer of shape ``(batch, in_channels + depth * width, y, x)`` is
-preallocated; each layer writes its output into its own channel slice and reads the slice
-of all previous channels. Autograd does not allow a buffer to be modified after a view of
-it was saved for backward, so forward and backward are written out by hand in one
+preallocated; each layer writes its output into its own channel slice and reads a view of
+all previous channels. Autograd does not allow a buffer to be modified after a view of it
+was saved for backward, so forward and backward are written out by hand in one
 :class:`torch.autograd.Function`. Backward keeps one gradient buffer of the same shape and
-walks the layers in reverse, using the ATen convolution-backward kernels (no recomputation
-of the forward pass). Memory for a training step is therefore about two buffers plus
-per-layer temporaries: linear in depth.
+walks the layers in reverse (no recomputation of the forward pass). Memory for a training
+step is about two buffers plus per-layer temporaries of ``9 * width`` maps: linear in depth.
+
+Speed
+-----
+A 3x3 convolution with one output channel is a poor fit for the convolution kernels
+(1 output channel, large dilations). Each layer is instead one matrix product of its
+``(9 * width, n_inputs)`` tap weights with the ``(n_inputs, y * x)`` buffer view (BLAS,
+no copy) followed by a shifted sum of the 9 tap maps (padding applied to those 9 maps,
+which is the same as padding the input because the channel mix is pointwise).
 
 Dilations follow the paper: channel ``k = i * width + j`` (layer ``i``, channel ``j`` within
 the layer) uses dilation ``dilations[k % len(dilations)]``, by default the cycle 1..10.
@@ -45,69 +52,107 @@ def _use_reflect(mode: str, d: int, h: int, w: int) -> bool:
 class _MSDFunction(torch.autograd.Function):
     """Forward and backward of the whole MS-D network on one preallocated buffer.
 
-    ``spec`` is a tuple ``(in_channels, padding_mode, units)`` where ``units`` is a tuple of
-    ``(n_inputs, dilation)`` per output channel ``k`` (written to channel
-    ``in_channels + k`` of the buffer). ``params`` are ``w_0, b_0, w_1, b_1, ...``.
+    ``spec = (in_channels, padding_mode, layers)`` where ``layers`` holds, per layer,
+    ``(n_inputs, dilations)``: the layer reads channels ``[0, n_inputs)`` of the buffer and
+    writes ``len(dilations)`` channels after them. ``params`` are ``w_0, b_0, w_1, b_1, ...``
+    per output channel, each ``w_k`` a ``(1, n_inputs, 3, 3)`` convolution kernel.
+
+    A 3x3 convolution with one output channel is computed as a matrix product followed by
+    a shifted sum: ``Y = W @ X`` with ``W`` of shape ``(9, n_inputs)`` (one row per kernel
+    tap) and ``X`` the ``(n_inputs, y*x)`` input, then ``out = sum_t shift_t(pad(Y_t))``.
+    Padding commutes with the channel mix, so only the 9 tap maps are padded, never the
+    ``n_inputs`` input maps; and the product reads a strided view of the buffer without
+    copying it. Backward uses the transposed products, accumulating the input gradient in
+    place (``baddbmm_``) into the gradient buffer.
     """
 
     @staticmethod
     def forward(ctx, x, spec, final_weight, final_bias, *params):  # type: ignore[override]
-        c_in, mode, units = spec
+        c_in, mode, layers = spec
         b, _, h, w = x.shape
-        c_total = c_in + len(units)
+        c_total = c_in + sum(len(dils) for _, dils in layers)
         buf = x.new_empty((b, c_total, h, w))
         buf[:, :c_in].copy_(x)
-        for k, (n_in, d) in enumerate(units):
-            weight, bias = params[2 * k], params[2 * k + 1]
-            inp = buf[:, :n_in]
-            if _use_reflect(mode, d, h, w):
-                out = F.conv2d(F.pad(inp, (d, d, d, d), mode="reflect"), weight, bias, dilation=d)
-            else:
-                out = F.conv2d(inp, weight, bias, padding=d, dilation=d)
-            buf[:, c_in + k : c_in + k + 1].copy_(out.clamp_min_(0))
-        y = F.conv2d(buf, final_weight, final_bias)
+        k = 0
+        for n_in, dils in layers:
+            nw = len(dils)
+            wmat = torch.cat([_taps(params[2 * (k + j)]) for j in range(nw)], 0)  # (9*nw, n_in)
+            y = torch.matmul(wmat, buf[:, :n_in].view(b, n_in, h * w)).view(b, nw, 9, h, w)
+            for j, d in enumerate(dils):
+                out = _shift_sum(y[:, j], d, mode) + params[2 * k + 1].view(1, 1, 1)
+                buf[:, c_in + k].copy_(out.clamp_min_(0))
+                k += 1
+        out = F.conv2d(buf, final_weight, final_bias)
         ctx.spec = spec
         ctx.save_for_backward(buf, final_weight, *params[0::2])
-        return y
+        return out
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_y):  # type: ignore[override]
-        c_in, mode, units = ctx.spec
+    def backward(ctx, grad_out):  # type: ignore[override]
+        c_in, mode, layers = ctx.spec
         buf, final_weight, *weights = ctx.saved_tensors
-        h, w = buf.shape[-2:]
-        conv_bwd = torch.ops.aten.convolution_backward
+        b, _, h, w = buf.shape
         needs = ctx.needs_input_grad  # (x, spec, final_w, final_b, w0, b0, w1, b1, ...)
-        grad_y = grad_y.contiguous()
-        gbuf, g_fw, g_fb = conv_bwd(
-            grad_y, buf, final_weight, [final_weight.shape[0]], [1, 1], [0, 0], [1, 1],
-            False, [0, 0], 1, [True, needs[2], needs[3]],
+        gbuf, g_fw, g_fb = torch.ops.aten.convolution_backward(
+            grad_out.contiguous(), buf, final_weight, [final_weight.shape[0]], [1, 1], [0, 0],
+            [1, 1], False, [0, 0], 1, [True, needs[2], needs[3]],
         )
-        grads: list[torch.Tensor | None] = [None] * (2 * len(units))
-        for k in range(len(units) - 1, -1, -1):
-            n_in, d = units[k]
-            ch = c_in + k
-            # ReLU backward: the output is > 0 exactly where the pre-activation is > 0.
-            g = gbuf[:, ch : ch + 1] * (buf[:, ch : ch + 1] > 0)
-            inp = buf[:, :n_in]
-            need_inp = n_in > c_in or needs[0]
-            mask = [need_inp, needs[4 + 2 * k], needs[5 + 2 * k]]
-            if _use_reflect(mode, d, h, w):
-                g_inp, g_w, g_b = conv_bwd(
-                    g, F.pad(inp, (d, d, d, d), mode="reflect"), weights[k], [1], [1, 1], [0, 0],
-                    [d, d], False, [0, 0], 1, mask,
-                )
-                if need_inp:
-                    g_inp = torch.ops.aten.reflection_pad2d_backward(g_inp, inp, [d, d, d, d])
-            else:
-                g_inp, g_w, g_b = conv_bwd(
-                    g, inp, weights[k], [1], [1, 1], [d, d], [d, d], False, [0, 0], 1, mask,
-                )
-            if need_inp:
-                gbuf[:, :n_in] += g_inp
-            grads[2 * k], grads[2 * k + 1] = g_w, g_b
+        grads: list[torch.Tensor | None] = [None] * (2 * len(weights))
+        k_end = len(weights)
+        for n_in, dils in reversed(layers):
+            nw = len(dils)
+            k0 = k_end - nw
+            gy = buf.new_empty((b, nw, 9, h, w))
+            for j, d in enumerate(dils):
+                ch = c_in + k0 + j
+                # ReLU backward: the output is > 0 exactly where the pre-activation is.
+                g = torch.ops.aten.threshold_backward(gbuf[:, ch], buf[:, ch], 0)
+                grads[2 * (k0 + j) + 1] = g.sum().reshape(1)
+                _shift_sum_backward(g, d, mode, gy[:, j])
+            gy = gy.view(b, nw * 9, h * w)
+            inp = buf[:, :n_in].view(b, n_in, h * w)
+            gw = torch.matmul(gy, inp.transpose(1, 2)).sum(0)  # (9*nw, n_in)
+            for j in range(nw):
+                grads[2 * (k0 + j)] = gw[9 * j : 9 * j + 9].t().reshape(1, n_in, 3, 3)
+            if n_in > c_in or needs[0]:
+                wmat = torch.cat([_taps(weights[k0 + j]) for j in range(nw)], 0)
+                gbuf[:, :n_in].view(b, n_in, h * w).baddbmm_(wmat.t().expand(b, n_in, 9 * nw), gy)
+            k_end = k0
         g_x = gbuf[:, :c_in].clone() if needs[0] else None
         return (g_x, None, g_fw, g_fb, *grads)
+
+
+def _taps(weight: torch.Tensor) -> torch.Tensor:
+    """``(1, n, 3, 3)`` kernel -> ``(9, n)`` matrix, row ``t = 3 * ky + kx``."""
+    return weight.reshape(weight.shape[1], 9).t()
+
+
+def _shift_sum(y: torch.Tensor, d: int, mode: str) -> torch.Tensor:
+    """``(b, 9, h, w)`` tap maps -> ``(b, h, w)``: the dilated 3x3 convolution's output."""
+    h, w = y.shape[-2:]
+    if _use_reflect(mode, d, h, w):
+        yp = F.pad(y, (d, d, d, d), mode="reflect")
+    else:
+        yp = F.pad(y, (d, d, d, d))
+    out = yp[:, 0, :h, :w].clone()
+    for t in range(1, 9):
+        ky, kx = divmod(t, 3)
+        out += yp[:, t, ky * d : ky * d + h, kx * d : kx * d + w]
+    return out
+
+
+def _shift_sum_backward(g: torch.Tensor, d: int, mode: str, out: torch.Tensor) -> None:
+    """Gradient of :func:`_shift_sum` for output gradient ``g (b, h, w)``, written to ``out (b, 9, h, w)``."""
+    b, h, w = g.shape
+    gp = g.new_zeros((b, 9, h + 2 * d, w + 2 * d))
+    for t in range(9):
+        ky, kx = divmod(t, 3)
+        gp[:, t, ky * d : ky * d + h, kx * d : kx * d + w] = g
+    if _use_reflect(mode, d, h, w):
+        out.copy_(torch.ops.aten.reflection_pad2d_backward(gp, out, [d, d, d, d]))
+    else:
+        out.copy_(gp[:, :, d : d + h, d : d + w])
 
 
 class MSDNet(nn.Module):
@@ -161,28 +206,28 @@ class MSDNet(nn.Module):
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.padding_mode = padding_mode
 
-        units = []
+        layers = []
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for i in range(self.depth):
             n_in = self.in_channels + i * self.width
+            dils = []
             for j in range(self.width):
-                k = i * self.width + j
-                d = dil[k % len(dil)]
-                units.append((n_in, d))
+                dils.append(dil[(i * self.width + j) % len(dil)])
                 wt = torch.empty(1, n_in, 3, 3)
                 nn.init.normal_(wt, 0.0, math.sqrt(2.0 / (9.0 * n_in)))
                 self.weights.append(nn.Parameter(wt))
                 self.biases.append(nn.Parameter(torch.zeros(1)))
-        self._spec = (self.in_channels, padding_mode, tuple(units))
+            layers.append((n_in, tuple(dils)))
+        self._spec = (self.in_channels, padding_mode, tuple(layers))
         c_total = self.in_channels + self.depth * self.width
         self.final_weight = nn.Parameter(torch.zeros(self.out_channels, c_total, 1, 1))
         self.final_bias = nn.Parameter(torch.zeros(self.out_channels))
 
     @property
     def units(self) -> tuple[tuple[int, int], ...]:
-        """``(n_inputs, dilation)`` of each output channel, in order."""
-        return self._spec[2]
+        """``(n_inputs, dilation)`` of each output channel ``k``, in order."""
+        return tuple((n_in, d) for n_in, dils in self._spec[2] for d in dils)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:

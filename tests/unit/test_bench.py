@@ -1,0 +1,58 @@
+"""Smoke test of the foam benchmark machinery on a scaled-down geometry (seconds)."""
+
+import json
+import math
+
+import pytest
+
+from tomodenoise.bench import ALL_METHODS, DEFAULT_METHODS, FoamGeometry, NetworkSetup, run_foam_benchmark
+
+
+def test_geometry_rows_are_centred():
+    g = FoamGeometry()
+    assert g.rows(1).tolist() == [256]
+    rows = g.rows(8)
+    assert rows.tolist() == list(range(252, 260)) and 256 in rows
+    assert g.pixel_size == pytest.approx(2 / 512)
+    z = g.z_positions(rows)
+    assert z[0] < 0 < z[-1]
+    with pytest.raises(ValueError):
+        g.rows(0)
+
+
+def test_tiny_benchmark(tmp_path, capsys):
+    tiny = {
+        "n2i_msd": NetworkSetup("msd", {"depth": 3, "width": 1}, patch_size=16, batch_size=4, patches_per_slice=1),
+        "n2i_unet": NetworkSetup("unet", {"depth": 1, "base_channels": 4}, patch_size=16, batch_size=4,
+                                 patches_per_slice=1),
+    }
+    kw = dict(n_slices=2, phantom="generate", minutes=0.05, n_angles=64, n_det=48, n_rows=32, n_pixels=32,
+              n_spheres=30, networks=tiny, progress=False)
+    m = run_foam_benchmark(tmp_path, **kw)
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    for name in DEFAULT_METHODS:
+        assert name in data, name
+        for key in ("psnr", "ssim", "seconds"):
+            assert math.isfinite(data[name][key]), (name, key)
+    assert data["gaussian"]["psnr"] >= data["fbp"]["psnr"]
+    assert data["tv"]["psnr"] >= data["fbp"]["psnr"] - 1e-6
+    meta = data["meta"]
+    assert meta["n_slices"] == 2 and meta["slice_indices"] == [15, 16]
+    assert "generated" in meta["phantom"]
+    assert meta["gaussian_sigma"] > 0 and meta["tv_weight"] > 0
+    assert meta["published"]["n2i_msd"]["psnr"] == 21.33
+    assert (tmp_path / "preview.png").stat().st_size > 0
+    out = capsys.readouterr().out
+    assert "| n2i_msd" in out and "Reproduce:" in out
+    assert m["fbp"]["psnr"] == data["fbp"]["psnr"]
+
+    # a re-run reuses the cached sinograms and reconstructions
+    run_foam_benchmark(tmp_path, **{**kw, "methods": ["fbp", "gaussian"]})
+    out = capsys.readouterr().out
+    assert "sinograms: cached" in out and "reconstructions: cached" in out
+    assert set(ALL_METHODS) >= {"fbp", "gaussian"}
+
+
+def test_unknown_method(tmp_path):
+    with pytest.raises(ValueError, match="unknown method"):
+        run_foam_benchmark(tmp_path, n_slices=1, methods=["nope"], phantom="generate")

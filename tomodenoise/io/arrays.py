@@ -1,0 +1,283 @@
+"""NumPy (``.npy``, ``.npz``) and Zarr (``.zarr``) arrays: sinograms or raw projection stacks.
+
+Conventions
+-----------
+**Sinograms** (already -log line integrals; ``RawScan.preprocessed = True``):
+
+- a ``.npy`` file or a Zarr array: ``(z, angle, det)`` or ``(angle, det)`` (one slice);
+- a ``.npz`` file or a Zarr group with a ``sinogram`` (or ``sinograms``, or ``data``)
+  array of that shape. The scan store's ``(time, channel, z, angle, det)`` layout is
+  accepted when ``time`` and ``channel`` have length 1.
+
+**Raw projections** (intensities, flat/dark-corrected by the preprocessing):
+
+- a ``.npz`` file or Zarr group with a ``projections`` (or ``tomo``) array
+  ``(angle, z, det)`` and optional ``flats`` and ``darks`` arrays ``(n, z, det)``;
+- a ``.npy`` file or Zarr array read with ``kind="projections"`` (flats/darks then
+  given as arrays or ``.npy`` paths).
+
+**Angles**: ``angles_file`` (``.npy`` or text), else an ``angles`` (or ``theta``, or
+``angle``) array in the ``.npz``/Zarr group, else a ``<stem>_angles.npy`` or
+``<stem>_angles.txt`` file beside a ``.npy`` file. Their unit is the ``angles_unit``
+argument (degrees by default) unless the file says otherwise: an ``angles_unit`` (or
+``units``) string in the ``.npz``, or a ``units``/``angles_unit`` attribute on the Zarr
+angles array or group.
+
+``slices=(start, stop)`` selects detector rows (``z``); ``.npy`` files are memory-mapped
+and Zarr arrays sliced, so only those rows are read.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+
+from .base import RawScan, check_scan_arrays, check_slices, load_angles, parse_unit, saturation_of, to_radians
+from .errors import ScanError
+
+__all__ = ["read_array"]
+
+_SINO_KEYS = ("sinogram", "sinograms", "data")
+_PROJ_KEYS = ("projections", "tomo")
+_ANGLE_KEYS = ("angles", "theta", "angle")
+
+Kind = Literal["auto", "sinogram", "projections"]
+
+
+class _Source:
+    """A uniform view of an .npz file or a Zarr group: keys, lazy arrays, attributes."""
+
+    def __init__(self, path: Path, obj: Any, is_zarr: bool) -> None:
+        self.path, self.obj, self.is_zarr = path, obj, is_zarr
+
+    def keys(self) -> list[str]:
+        if self.is_zarr:
+            return [k for k, _ in self.obj.arrays()]
+        return list(self.obj.files)
+
+    def get(self, key: str) -> Any:
+        try:
+            return self.obj[key]
+        except Exception as exc:  # noqa: BLE001 - npz/zarr raise a variety of errors
+            raise ScanError(self.path, key, "a readable array", exc) from None
+
+    def unit(self, key: str | None) -> str | None:
+        if self.is_zarr:
+            for holder in ([self.obj[key]] if key else []) + [self.obj]:
+                for name in ("units", "angles_unit"):
+                    v = holder.attrs.get(name)
+                    if v:
+                        return parse_unit(v, self.path, key)
+            return None
+        for name in ("angles_unit", "units"):
+            if name in self.obj.files:
+                return parse_unit(np.asarray(self.obj[name]), self.path, name)
+        return None
+
+
+def _open(path: Path) -> tuple[Any, bool]:
+    """(object, is_zarr): a numpy array / memmap, an NpzFile, a zarr Array or Group."""
+    suffix = path.suffix.lower()
+    is_zarr = suffix == ".zarr" or (path.is_dir() and any((path / n).exists() for n in
+                                                            ("zarr.json", ".zgroup", ".zarray")))
+    try:
+        if is_zarr:
+            import zarr
+
+            return zarr.open(store=str(path), mode="r"), True
+        if suffix == ".npz":
+            return np.load(path, allow_pickle=False), False
+        return np.load(path, mmap_mode="r", allow_pickle=False), False
+    except Exception as exc:  # noqa: BLE001
+        raise ScanError(path, None, "a readable .npy/.npz file or Zarr store", exc) from None
+
+
+def _pick(keys: Sequence[str], wanted: Sequence[str]) -> str | None:
+    for w in wanted:
+        if w in keys:
+            return w
+    return None
+
+
+def _as_sinogram(arr: Any, path: Path, name: str, slices: Sequence[int] | None) -> tuple[np.ndarray, slice]:
+    shape = tuple(arr.shape)
+    if len(shape) == 5:
+        if shape[0] != 1 or shape[1] != 1:
+            raise ScanError(path, name, "a (z, angle, det) sinogram stack (or (time, channel, z, angle, det) "
+                            "with one time step and one channel)", f"shape {shape}")
+        rows = check_slices(slices, shape[2], path, name)
+        return np.asarray(arr[0, 0, rows]), rows
+    if len(shape) == 2:
+        rows = check_slices(slices, 1, path, name)
+        return np.asarray(arr[:])[None], rows
+    if len(shape) == 3:
+        rows = check_slices(slices, shape[0], path, name)
+        return np.asarray(arr[rows]), rows
+    raise ScanError(path, name, "a (z, angle, det) or (angle, det) sinogram", f"shape {shape}")
+
+
+def _as_projections(arr: Any, path: Path, name: str, slices: Sequence[int] | None) -> tuple[np.ndarray, slice]:
+    shape = tuple(arr.shape)
+    if len(shape) != 3:
+        raise ScanError(path, name, "an (angle, z, det) projection stack", f"shape {shape}")
+    rows = check_slices(slices, shape[1], path, name)
+    return np.asarray(arr[:, rows, :]), rows
+
+
+def _field(spec: Any, rows: slice, path: Path, name: str) -> np.ndarray | None:
+    if spec is None:
+        return None
+    if isinstance(spec, (str, PathLike)):
+        fp = Path(spec)
+        if not fp.is_file():
+            raise ScanError(fp, None, f"an existing .npy file of {name}", "no such file")
+        try:
+            spec = np.load(fp, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ScanError(fp, None, f"a readable .npy file of {name}", exc) from None
+        path, name = fp, name
+    a = spec
+    if np.ndim(a) == 2:
+        a = np.asarray(a)[None]
+    if np.ndim(a) != 3:
+        raise ScanError(path, name, f"an (n, z, det) stack of {name}", f"shape {np.shape(a)}")
+    return np.asarray(a[:, rows, :])
+
+
+def read_array(
+    path: str | PathLike[str],
+    *,
+    angles_file: str | PathLike[str] | None = None,
+    angles_unit: str = "deg",
+    slices: Sequence[int] | None = None,
+    kind: Kind = "auto",
+    flats: Any = None,
+    darks: Any = None,
+) -> RawScan:
+    """Read a sinogram stack or a raw projection stack from ``.npy``, ``.npz`` or ``.zarr``.
+
+    See the module docstring for the conventions (keys, shapes, angles).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.npy``/``.npz`` file or ``.zarr`` store.
+    angles_file : str or os.PathLike, optional
+        Angles (``.npy`` or text), one per projection; wins over stored angles.
+    angles_unit : {"deg", "rad"}
+        Unit of the angles when the file does not say.
+    slices : (int, int), optional
+        Keep only detector rows (``z``) ``start:stop``.
+    kind : {"auto", "sinogram", "projections"}
+        How to read a bare array (``.npy``, Zarr array): ``auto`` and ``sinogram`` read it as
+        ``(z, angle, det)``/``(angle, det)`` -log sinograms, ``projections`` as a raw
+        ``(angle, z, det)`` stack. For ``.npz``/Zarr groups the keys decide.
+    flats, darks : numpy.ndarray or path, optional
+        Flat and dark fields for raw projections given as a bare array.
+
+    Returns
+    -------
+    RawScan
+        ``projections`` always ``(angle, z, det)`` (a sinogram stack is transposed);
+        ``preprocessed`` True for sinograms.
+
+    Raises
+    ------
+    ScanError
+        Missing or unreadable file, no known key, wrong shapes, missing angles, angles that
+        do not match, NaN/inf, unusable flats.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ScanError(p, None, "an existing .npy/.npz file or .zarr store", "no such file")
+    if kind not in ("auto", "sinogram", "projections"):
+        raise ValueError(f"kind must be 'auto', 'sinogram' or 'projections', not {kind!r}")
+    obj, is_zarr = _open(p)
+    stored_angles = None
+    angles_name = None
+    unit_from_file = None
+    names: dict[str, str] = {}
+    flat_arr = dark_arr = None
+    try:
+        is_group = (is_zarr and not hasattr(obj, "shape")) or (not is_zarr and hasattr(obj, "files"))
+        if is_group:
+            src = _Source(p, obj, is_zarr)
+            keys = src.keys()
+            pkey = _pick(keys, _PROJ_KEYS)
+            skey = _pick(keys, _SINO_KEYS)
+            if pkey is not None and kind != "sinogram":
+                data, rows = _as_projections(src.get(pkey), p, pkey, slices)
+                preprocessed = False
+                flat_arr = _field(src.get("flats"), rows, p, "flats") if "flats" in keys else None
+                dark_arr = _field(src.get("darks"), rows, p, "darks") if "darks" in keys else None
+                names = {"projections": pkey, "flats": "flats", "darks": "darks"}
+                saturation = saturation_of(data.dtype)
+            elif skey is not None:
+                sino, rows = _as_sinogram(src.get(skey), p, skey, slices)
+                data = np.transpose(sino, (1, 0, 2))
+                preprocessed = True
+                names = {"projections": skey}
+                saturation = None
+            else:
+                raise ScanError(p, None, f"an array named one of {list(_PROJ_KEYS + _SINO_KEYS)}",
+                                f"keys {sorted(keys)}")
+            akey = _pick(keys, _ANGLE_KEYS)
+            if akey is not None:
+                stored_angles = np.asarray(src.get(akey)[:] if is_zarr else src.get(akey))
+                angles_name = akey
+                unit_from_file = src.unit(akey)
+        else:
+            arr = obj
+            name = p.name
+            if kind == "projections":
+                data, rows = _as_projections(arr, p, name, slices)
+                preprocessed = False
+                flat_arr = _field(flats, rows, p, "flats")
+                dark_arr = _field(darks, rows, p, "darks")
+                saturation = saturation_of(data.dtype)
+            else:
+                sino, rows = _as_sinogram(arr, p, name, slices)
+                data = np.transpose(sino, (1, 0, 2))
+                preprocessed = True
+                saturation = None
+            names = {"projections": name}
+            if is_zarr:
+                a = arr.attrs.get("angles")
+                if a is not None:
+                    stored_angles, angles_name = np.asarray(a), "attrs['angles']"
+                    unit_from_file = parse_unit(arr.attrs.get("angles_unit") or arr.attrs.get("units"), p, angles_name)
+            elif angles_file is None:
+                for cand in (p.with_name(p.stem + "_angles.npy"), p.with_name(p.stem + "_angles.txt")):
+                    if cand.is_file():
+                        angles_file = cand
+                        break
+    finally:
+        if not is_zarr and hasattr(obj, "close"):
+            obj.close()
+
+    if angles_file is not None:
+        angles = load_angles(angles_file, angles_unit)
+        angles_name = str(angles_file)
+    elif stored_angles is not None:
+        angles = to_radians(stored_angles, unit_from_file or angles_unit, p, angles_name,
+                            from_attribute=unit_from_file is not None)
+    else:
+        raise ScanError(p, "angles", f"projection angles: an angles_file, or an 'angles'/'theta' array in the "
+                        f"file, with {data.shape[0]} values", "none")
+    names["angles"] = angles_name
+    if preprocessed and data.dtype.kind not in "fiu":
+        raise ScanError(p, names["projections"], "real numeric sinogram values", f"dtype {data.dtype}")
+    check_scan_arrays(p, data, angles, flat_arr, dark_arr, names=names, saturation=saturation,
+                      preprocessed=preprocessed)
+    attrs = {
+        "format": "zarr" if is_zarr else p.suffix.lower().lstrip("."),
+        "kind": "sinogram" if preprocessed else "projections",
+        "rows": [int(rows.start), int(rows.stop)],
+        "n_flats": 0 if flat_arr is None else int(flat_arr.shape[0]),
+        "n_darks": 0 if dark_arr is None else int(dark_arr.shape[0]),
+    }
+    return RawScan(np.ascontiguousarray(data), flat_arr, dark_arr, angles, source=str(p),
+                   preprocessed=preprocessed, attrs=attrs)

@@ -1,0 +1,365 @@
+"""NeXus NXtomo reader (HDF5 with image keys, often with external links).
+
+All frames (projections, flats, darks) sit in one 3-D ``(frame, z, det)`` dataset; an
+``image_key`` array says what each frame is (0 = projection, 1 = flat, 2 = dark,
+3 = invalid, skipped). Flats and darks may come before and after the projections: all of
+them are returned (and averaged by the preprocessing).
+
+Where the datasets are is found, in this order:
+
+- the explicit ``data_path``, ``image_key_path``, ``angles_path`` arguments;
+- the standard NXtomo places ``<entry>/data/data``, ``<entry>/instrument/detector/data``,
+  ``<entry>/instrument/detector/image_key``, ``<entry>/sample/rotation_angle``;
+- a search of the entry: a 3-D ``data`` dataset in an ``NXdata`` (or ``NXdetector``)
+  group, an ``image_key`` of the same length (beside the data, or in an ``NXdetector``
+  whose ``data`` is the same dataset), and a rotation angle of the same length (the
+  NXdata group's first axis, or a dataset whose name contains ``rotation_angle``,
+  ``theta`` or ``angle``).
+
+Diamond's DIAD layout (``/entry/imaging/data``, ``/entry/instrument/imaging/image_key``,
+``/entry/imaging/gts_theta_value``) is found by the search. External links are followed;
+links to files that are missing are skipped. Angles are degrees unless the dataset's
+``units`` attribute says radians (or ``angles_unit="rad"`` when it has none).
+"""
+
+from __future__ import annotations
+
+import os
+from os import PathLike
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import h5py
+import numpy as np
+
+from .base import RawScan, check_scan_arrays, check_slices, load_angles, parse_unit, saturation_of, to_radians
+from .dxchange import open_h5
+from .errors import ScanError
+
+__all__ = ["read_nxtomo", "is_nexus"]
+
+_MAX_DEPTH = 6
+_ANGLE_WORDS = ("rotation_angle", "theta", "angle")
+
+
+def _nx_class(obj: h5py.HLObject) -> str:
+    v = obj.attrs.get("NX_class", b"")
+    if isinstance(v, bytes):
+        v = v.decode("utf-8", "replace")
+    return str(v)
+
+
+def _attr_str(obj: h5py.HLObject, name: str) -> str | None:
+    v = obj.attrs.get(name)
+    if v is None:
+        return None
+    if isinstance(v, np.ndarray):
+        v = v.reshape(-1)[0] if v.size else ""
+    if isinstance(v, bytes):
+        v = v.decode("utf-8", "replace")
+    return str(v)
+
+
+def _get(f: h5py.File | h5py.Group, name: str) -> h5py.HLObject | None:
+    """``f[name]`` or None when missing or a dangling (soft/external) link."""
+    try:
+        return f.get(name)
+    except (KeyError, OSError, ValueError, RuntimeError):
+        return None
+
+
+def _walk_named(group: h5py.Group, prefix: str, depth: int) -> Iterator[tuple[str, h5py.HLObject]]:
+    """Every reachable object under ``group`` (depth-limited), skipping dangling links.
+
+    Paths are given as seen from the master file (an object reached through an external
+    link reports its name inside the other file).
+    """
+    try:
+        names = list(group.keys())
+    except (OSError, RuntimeError):
+        return
+    for name in names:
+        obj = _get(group, name)
+        if obj is None:
+            continue
+        path = f"{prefix}/{name}"
+        yield path, obj
+        if isinstance(obj, h5py.Group) and depth < _MAX_DEPTH:
+            yield from _walk_named(obj, path, depth + 1)
+
+
+def _identity(ds: h5py.Dataset) -> tuple[str, str]:
+    return (os.path.realpath(ds.file.filename), ds.name)
+
+
+def _entries(f: h5py.File) -> list[str]:
+    out = []
+    for name in f.keys():
+        obj = _get(f, name)
+        if isinstance(obj, h5py.Group) and _nx_class(obj) == "NXentry":
+            out.append(f"/{name}")
+    if not out:  # files without NX_class attributes: every top-level group
+        out = [f"/{n}" for n in f.keys() if isinstance(_get(f, n), h5py.Group)]
+    return out
+
+
+def _is_frames(obj: h5py.HLObject | None) -> bool:
+    return isinstance(obj, h5py.Dataset) and obj.ndim == 3 and obj.size > 0
+
+
+def _is_vector(obj: h5py.HLObject | None, n: int) -> bool:
+    return isinstance(obj, h5py.Dataset) and obj.ndim == 1 and obj.shape[0] == n
+
+
+def _data_candidates(f: h5py.File, entry: str) -> list[str]:
+    out = [f"{entry}/data/data", f"{entry}/instrument/detector/data"]
+    nxdata, nxdet = [], []
+    eg = _get(f, entry)
+    if isinstance(eg, h5py.Group):
+        for path, obj in _walk_named(eg, entry, 0):
+            if isinstance(obj, h5py.Group):
+                cls = _nx_class(obj)
+                if cls in ("NXdata", "NXdetector"):
+                    d = _get(obj, "data")
+                    if _is_frames(d):
+                        signal = _attr_str(obj, "signal")
+                        rank = 0 if (cls == "NXdata" and signal in (None, "data")) else 1 if cls == "NXdata" else 2
+                        (nxdata if rank < 2 else nxdet).append((rank, f"{path}/data"))
+    out += [p for _, p in sorted(nxdata, key=lambda t: t[0])] + [p for _, p in nxdet]
+    seen, uniq = set(), []
+    for p in out:
+        if p not in seen:
+            seen.add(p)
+            uniq.append(p)
+    return uniq
+
+
+def _find_image_key(f: h5py.File, entry: str, data_path: str, ds: h5py.Dataset) -> str | None:
+    n = ds.shape[0]
+    parent = data_path.rsplit("/", 1)[0]
+    for cand in (f"{parent}/image_key", f"{entry}/instrument/detector/image_key", f"{entry}/data/image_key"):
+        if _is_vector(_get(f, cand), n):
+            return cand
+    eg = _get(f, entry)
+    if not isinstance(eg, h5py.Group):
+        return None
+    ident = _identity(ds)
+    fallback = None
+    for path, obj in _walk_named(eg, entry, 0):
+        if isinstance(obj, h5py.Group):
+            d = _get(obj, "data")
+            if isinstance(d, h5py.Dataset) and _identity(d) == ident and _is_vector(_get(obj, "image_key"), n):
+                return f"{path}/image_key"
+        elif fallback is None and path.rsplit("/", 1)[-1] == "image_key" and _is_vector(obj, n):
+            fallback = path
+    return fallback
+
+
+def _is_angle_name(name: str) -> bool:
+    low = name.lower()
+    return any(w in low for w in _ANGLE_WORDS)
+
+
+def _find_angles(f: h5py.File, entry: str, data_path: str, lengths: tuple[int, ...]) -> str | None:
+    parent = data_path.rsplit("/", 1)[0]
+
+    def ok(p: str) -> bool:
+        obj = _get(f, p)
+        return isinstance(obj, h5py.Dataset) and obj.ndim == 1 and obj.shape[0] in lengths \
+            and np.issubdtype(obj.dtype, np.number)
+
+    for cand in (f"{entry}/sample/rotation_angle", f"{parent}/rotation_angle", f"{entry}/data/rotation_angle"):
+        if ok(cand):
+            return cand
+    pg = _get(f, parent)
+    if isinstance(pg, h5py.Group):
+        axes = pg.attrs.get("axes")
+        if axes is not None:
+            first = np.asarray(axes).reshape(-1)
+            if first.size:
+                name = first[0].decode() if isinstance(first[0], bytes) else str(first[0])
+                if name not in (".", "") and ok(f"{parent}/{name}"):
+                    return f"{parent}/{name}"
+        names = sorted((n for n in pg.keys() if _is_angle_name(n)), key=lambda n: ("set" in n.lower(), n))
+        for name in names:
+            if ok(f"{parent}/{name}"):
+                return f"{parent}/{name}"
+    eg = _get(f, entry)
+    if isinstance(eg, h5py.Group):
+        found = []
+        for path, obj in _walk_named(eg, entry, 0):
+            if not isinstance(obj, h5py.Dataset):
+                continue
+            leaf = path.rsplit("/", 1)[-1]
+            holder = path.rsplit("/", 2)[-2] if path.count("/") >= 2 else ""
+            if (_is_angle_name(leaf) or (leaf == "value" and _is_angle_name(holder))) and ok(path):
+                found.append(path)
+        if found:
+            found.sort(key=lambda p: ("set" in p.rsplit("/", 1)[-1].lower(), len(p)))
+            return found[0]
+    return None
+
+
+def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive runs of sorted indices as (start, stop) pairs."""
+    if idx.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(idx) != 1)
+    starts = np.r_[idx[0], idx[breaks + 1]]
+    stops = np.r_[idx[breaks] + 1, idx[-1] + 1]
+    return [(int(a), int(b)) for a, b in zip(starts, stops)]
+
+
+def _read_frames(ds: h5py.Dataset, idx: np.ndarray, rows: slice, path: Path, name: str) -> np.ndarray:
+    try:
+        parts = [ds[a:b, rows, :] for a, b in _runs(idx)]
+    except (OSError, TypeError, ValueError) as exc:
+        raise ScanError(path, name, "readable frames", exc) from None
+    if not parts:
+        return np.empty((0, rows.stop - rows.start, ds.shape[2]), dtype=ds.dtype)
+    return np.concatenate(parts, axis=0)
+
+
+def is_nexus(path: str | PathLike[str]) -> bool:
+    """True when ``path`` is an HDF5 file with an ``NXentry`` group."""
+    try:
+        with h5py.File(path, "r") as f:
+            return any(isinstance(_get(f, n), h5py.Group) and _nx_class(f[n]) == "NXentry" for n in f.keys())
+    except (OSError, ValueError):
+        return False
+
+
+def read_nxtomo(
+    path: str | PathLike[str],
+    *,
+    angles_file: str | PathLike[str] | None = None,
+    angles_unit: str = "deg",
+    slices: Sequence[int] | None = None,
+    data_path: str | None = None,
+    image_key_path: str | None = None,
+    angles_path: str | None = None,
+) -> RawScan:
+    """Read a NeXus NXtomo scan.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.nxs`` (HDF5) file; external links are resolved relative to its folder.
+    angles_file : str or os.PathLike, optional
+        Angles of the projections (``.npy`` or text; one per projection, or one per frame)
+        instead of the file's rotation angle.
+    angles_unit : {"deg", "rad"}
+        Unit of the rotation angle when it has no ``units`` attribute, and of ``angles_file``.
+    slices : (int, int), optional
+        Read only detector rows ``start:stop``.
+    data_path, image_key_path, angles_path : str, optional
+        Dataset paths inside the file, overriding the search.
+
+    Returns
+    -------
+    RawScan
+        Projections (``image_key == 0``), flats (``1``) and darks (``2``) from before and
+        after the projections, angles of the projections in radians.
+
+    Raises
+    ------
+    ScanError
+        Missing or unreadable file, no NXtomo data / image key / rotation angle found,
+        lengths that do not match, no projections, NaN/inf, unusable flats.
+    """
+    p = Path(path)
+    with open_h5(p) as f:
+        if data_path is not None:
+            entries = [("/" + data_path.strip("/").split("/", 1)[0], data_path)]
+        else:
+            entries = [(e, c) for e in _entries(f) for c in _data_candidates(f, e)]
+        chosen = None
+        tried = []
+        for entry, cand in entries:
+            ds = _get(f, cand)
+            if not _is_frames(ds):
+                if data_path is not None:
+                    raise ScanError(p, data_path, "a 3-D (frame, z, det) dataset",
+                                    "no such dataset" if ds is None else f"shape {getattr(ds, 'shape', None)}")
+                continue
+            tried.append(cand)
+            key_path = image_key_path or _find_image_key(f, entry, cand, ds)
+            if key_path is None:
+                continue
+            chosen = (entry, cand, ds, key_path)
+            break
+        if chosen is None:
+            if tried:
+                raise ScanError(p, tried[0], f"an image_key dataset ({tried[0].rsplit('/', 1)[0]}/image_key or "
+                                "<entry>/instrument/detector/image_key) with one key per frame",
+                                "none found")
+            raise ScanError(p, "/entry/data/data", "an NXtomo entry: a 3-D (frame, z, det) 'data' dataset in an "
+                            "NXdata or NXdetector group", "none found")
+        entry, dpath, ds, key_path = chosen
+        n = ds.shape[0]
+        key_ds = _get(f, key_path)
+        if not isinstance(key_ds, h5py.Dataset):
+            raise ScanError(p, key_path, f"an image_key dataset with {n} keys", "no such dataset")
+        keys = np.asarray(key_ds[()]).reshape(-1)
+        if keys.shape[0] != n or not np.issubdtype(keys.dtype, np.number):
+            raise ScanError(p, key_path, f"{n} integer image keys (one per frame of {dpath})",
+                            f"{keys.shape[0]} values of {keys.dtype}")
+        keys = keys.astype(np.int64)
+        unknown = np.setdiff1d(np.unique(keys), [0, 1, 2, 3])
+        if unknown.size:
+            raise ScanError(p, key_path, "image keys 0 (projection), 1 (flat), 2 (dark) or 3 (invalid)",
+                            f"keys {unknown.tolist()}")
+        i_proj, i_flat, i_dark = (np.flatnonzero(keys == k) for k in (0, 1, 2))
+        if i_proj.size == 0:
+            raise ScanError(p, key_path, "at least one projection (image_key 0)", "none")
+        rows = check_slices(slices, ds.shape[1], p, dpath)
+
+        if angles_file is not None:
+            angles_name = str(angles_file)
+            all_angles = load_angles(angles_file, angles_unit)
+        else:
+            angles_name = angles_path or _find_angles(f, entry, dpath, (n, int(i_proj.size)))
+            if angles_name is None:
+                raise ScanError(p, f"{entry}/sample/rotation_angle",
+                                f"a rotation angle dataset with {n} (one per frame) or {i_proj.size} values", "none found")
+            a_ds = _get(f, angles_name)
+            if not isinstance(a_ds, h5py.Dataset):
+                raise ScanError(p, angles_name, "a rotation angle dataset", "no such dataset")
+            try:
+                values = a_ds[()]
+            except (OSError, TypeError, ValueError) as exc:
+                raise ScanError(p, angles_name, "readable rotation angles", exc) from None
+            unit = parse_unit(_attr_str(a_ds, "units"), p, angles_name)
+            all_angles = to_radians(values, unit or angles_unit, p, angles_name, from_attribute=unit is not None)
+        if all_angles.shape[0] == n:
+            angles = all_angles[i_proj]
+        elif all_angles.shape[0] == i_proj.size:
+            angles = all_angles
+        else:
+            raise ScanError(p, angles_name, f"{n} angles (one per frame) or {i_proj.size} (one per projection)",
+                            f"{all_angles.shape[0]} angles")
+
+        proj = _read_frames(ds, i_proj, rows, p, dpath)
+        flats = _read_frames(ds, i_flat, rows, p, dpath) if i_flat.size else None
+        darks = _read_frames(ds, i_dark, rows, p, dpath) if i_dark.size else None
+        saturation = saturation_of(ds.dtype)
+
+    first, last = int(i_proj[0]), int(i_proj[-1])
+    names = {"projections": f"{dpath} (image_key 0)", "angles": angles_name,
+             "flats": f"{dpath} (image_key 1)", "darks": f"{dpath} (image_key 2)"}
+    check_scan_arrays(p, proj, angles, flats, darks, names=names, saturation=saturation)
+    attrs = {
+        "format": "nexus",
+        "entry": entry,
+        "data_path": dpath,
+        "image_key_path": key_path,
+        "angles_path": angles_name,
+        "rows": [int(rows.start), int(rows.stop)],
+        "n_flats_before": int((i_flat < first).sum()),
+        "n_flats_after": int((i_flat > last).sum()),
+        "n_darks_before": int((i_dark < first).sum()),
+        "n_darks_after": int((i_dark > last).sum()),
+        "n_invalid": int((keys == 3).sum()),
+        "dtype": str(ds.dtype),
+    }
+    return RawScan(proj, flats, darks, angles, source=str(p), preprocessed=False, attrs=attrs)
