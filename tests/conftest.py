@@ -23,5 +23,5 @@ def shared_data() -> Path:
 def _few_threads():
     import torch
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(1)  # tiny tensors: OpenMP spin-waiting on a busy 2-core box costs 10-40x
     yield

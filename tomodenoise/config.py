@@ -58,7 +58,7 @@ class ReconConfig(_Strict):
 class ModelConfig(_Strict):
     """The denoising network, by registry name and its parameters."""
 
-    name: Literal["msd", "unet", "dncnn"] = "msd"
+    name: str = Field("msd", description="Registry name: msd, unet, dncnn (tomodenoise.models.available_models())")
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the network")
 
 
@@ -117,6 +117,10 @@ class RunConfig(_Strict):
     @field_validator("model")
     @classmethod
     def _known_model(cls, v: ModelConfig) -> ModelConfig:
+        from .models import available_models
+
+        if v.name not in available_models():
+            raise ValueError(f"unknown model {v.name!r}; available: {', '.join(available_models())}")
         return v
 
     @model_validator(mode="after")

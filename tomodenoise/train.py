@@ -19,7 +19,9 @@ Checkpoints are plain dicts of tensors and primitive containers, readable with
 Distributed training: when ``torch.distributed`` is initialised (e.g. under ``torchrun``)
 each rank trains on its shard of every epoch's shuffled items, the model is wrapped in
 ``DistributedDataParallel``, losses are all-reduced and only rank 0 writes checkpoints.
-``python -m tomodenoise.train`` is the entry point for ``torchrun``.
+``batch_size`` is then per rank (the effective batch is ``world_size * batch_size``) and batch
+normalisation statistics are per rank. ``python -m tomodenoise.train`` is the entry point
+for ``torchrun``.
 """
 
 from __future__ import annotations
@@ -546,8 +548,9 @@ def train_n2i(
     t_start = time.monotonic()
     deadline = t_start + cfg.max_minutes * 60.0 if cfg.max_minutes else math.inf
     splits = _check_splits(recon_splits)
-    if not np.isfinite(splits).all():
-        raise ValueError("recon_splits contains NaN or inf values")
+    for j in range(splits.shape[0]):  # one split at a time: a small temporary
+        if not np.isfinite(splits[j]).all():
+            raise ValueError(f"recon_splits contains NaN or inf values (split {j})")
     k, n_z = splits.shape[:2]
     out_dir = Path(out_dir)
     rank, world = _dist_info()

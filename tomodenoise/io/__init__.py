@@ -22,14 +22,15 @@ Formats (``format=``):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .base import RawScan
 from .errors import ScanError
 
-__all__ = ["RawScan", "ScanError", "read_scan", "detect_format", "FORMATS"]
+__all__ = ["FORMATS", "RawScan", "ScanError", "detect_format", "read_scan"]
 
 FORMATS = ("dxchange", "nexus", "tiff", "npy", "npz", "zarr")
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".nxs", ".nx5", ".nexus", ".cxi")
@@ -83,8 +84,8 @@ def _hdf5_flavour(p: Path) -> str:
         return "dxchange"
     if is_nexus(p) or p.suffix.lower() in (".nxs", ".nx5", ".nexus"):
         return "nexus"
-    raise ScanError(p, "/exchange/data", "a Data Exchange file (/exchange/data) or a NeXus file with an "
-                    "NXentry group", "neither")
+    raise ScanError(p, None, "a Data Exchange file (an /exchange group) or a NeXus file (an NXentry group)",
+                    "neither")
 
 
 def read_scan(

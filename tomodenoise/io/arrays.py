@@ -29,9 +29,10 @@ and Zarr arrays sliced, so only those rows are read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -91,7 +92,7 @@ def _open(path: Path) -> tuple[Any, bool]:
         if suffix == ".npz":
             return np.load(path, allow_pickle=False), False
         return np.load(path, mmap_mode="r", allow_pickle=False), False
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - numpy/zarr raise a variety of errors
         raise ScanError(path, None, "a readable .npy/.npz file or Zarr store", exc) from None
 
 
@@ -138,7 +139,7 @@ def _field(spec: Any, rows: slice, path: Path, name: str) -> np.ndarray | None:
             spec = np.load(fp, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ScanError(fp, None, f"a readable .npy file of {name}", exc) from None
-        path, name = fp, name
+        path = fp
     a = spec
     if np.ndim(a) == 2:
         a = np.asarray(a)[None]
@@ -258,6 +259,9 @@ def read_array(
         if not is_zarr and hasattr(obj, "close"):
             obj.close()
 
+    if data.size == 0:
+        raise ScanError(p, names.get("projections"), "a non-empty sinogram or projection stack",
+                        f"shape {data.shape}")
     if angles_file is not None:
         angles = load_angles(angles_file, angles_unit)
         angles_name = str(angles_file)

@@ -9,23 +9,24 @@ dataset and what was expected, before anything downstream runs or writes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .errors import ScanError
 
 __all__ = [
-    "RawScan",
     "BAD_FLAT_FRACTION",
+    "RawScan",
     "check_scan_arrays",
     "check_slices",
     "load_angles",
-    "to_radians",
     "parse_unit",
+    "to_radians",
 ]
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 import numpy as np
@@ -25,7 +25,7 @@ import numpy as np
 from .base import RawScan, check_scan_arrays, check_slices, load_angles, parse_unit, saturation_of, to_radians
 from .errors import ScanError
 
-__all__ = ["read_dxchange", "write_dxchange", "is_dxchange"]
+__all__ = ["is_dxchange", "read_dxchange", "write_dxchange"]
 
 DATA = "/exchange/data"
 WHITE = "/exchange/data_white"
@@ -47,10 +47,10 @@ def open_h5(path: str | PathLike[str]) -> h5py.File:
 
 
 def is_dxchange(path: str | PathLike[str]) -> bool:
-    """True when ``path`` is an HDF5 file with an ``/exchange/data`` dataset."""
+    """True when ``path`` is an HDF5 file with an ``/exchange`` group."""
     try:
         with h5py.File(path, "r") as f:
-            return isinstance(f.get(DATA), h5py.Dataset)
+            return isinstance(f.get("/exchange"), h5py.Group)
     except (OSError, ValueError):
         return False
 
@@ -117,6 +117,8 @@ def read_dxchange(
         ds = _dataset(f, DATA, p, required=True, expected="a 3-D (angle, z, det) projection dataset")
         if ds.ndim != 3:
             raise ScanError(p, DATA, "a 3-D (angle, z, det) array of projections", f"shape {ds.shape}")
+        if 0 in ds.shape:
+            raise ScanError(p, DATA, "a non-empty (angle, z, det) stack of projections", f"shape {ds.shape}")
         rows = check_slices(slices, ds.shape[1], p, DATA)
         proj = _read_rows(ds, rows, p, DATA)
         saturation = saturation_of(ds.dtype)

@@ -25,9 +25,9 @@ links to files that are missing are skipped. Angles are degrees unless the datas
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -36,7 +36,7 @@ from .base import RawScan, check_scan_arrays, check_slices, load_angles, parse_u
 from .dxchange import open_h5
 from .errors import ScanError
 
-__all__ = ["read_nxtomo", "is_nexus"]
+__all__ = ["is_nexus", "read_nxtomo"]
 
 _MAX_DEPTH = 6
 _ANGLE_WORDS = ("rotation_angle", "theta", "angle")
@@ -94,12 +94,12 @@ def _identity(ds: h5py.Dataset) -> tuple[str, str]:
 
 def _entries(f: h5py.File) -> list[str]:
     out = []
-    for name in f.keys():
+    for name in f:
         obj = _get(f, name)
         if isinstance(obj, h5py.Group) and _nx_class(obj) == "NXentry":
             out.append(f"/{name}")
     if not out:  # files without NX_class attributes: every top-level group
-        out = [f"/{n}" for n in f.keys() if isinstance(_get(f, n), h5py.Group)]
+        out = [f"/{n}" for n in f if isinstance(_get(f, n), h5py.Group)]
     return out
 
 
@@ -180,7 +180,7 @@ def _find_angles(f: h5py.File, entry: str, data_path: str, lengths: tuple[int, .
                 name = first[0].decode() if isinstance(first[0], bytes) else str(first[0])
                 if name not in (".", "") and ok(f"{parent}/{name}"):
                     return f"{parent}/{name}"
-        names = sorted((n for n in pg.keys() if _is_angle_name(n)), key=lambda n: ("set" in n.lower(), n))
+        names = sorted((n for n in pg if _is_angle_name(n)), key=lambda n: ("set" in n.lower(), n))
         for name in names:
             if ok(f"{parent}/{name}"):
                 return f"{parent}/{name}"
@@ -224,7 +224,7 @@ def is_nexus(path: str | PathLike[str]) -> bool:
     """True when ``path`` is an HDF5 file with an ``NXentry`` group."""
     try:
         with h5py.File(path, "r") as f:
-            return any(isinstance(_get(f, n), h5py.Group) and _nx_class(f[n]) == "NXentry" for n in f.keys())
+            return any(isinstance(_get(f, n), h5py.Group) and _nx_class(f[n]) == "NXentry" for n in f)
     except (OSError, ValueError):
         return False
 

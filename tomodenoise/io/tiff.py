@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import glob as _glob
 import re
+from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Sequence, Union
 
 import numpy as np
 import tifffile
@@ -24,14 +24,14 @@ import tifffile
 from .base import RawScan, check_scan_arrays, check_slices, load_angles, saturation_of
 from .errors import ScanError
 
-__all__ = ["read_tiff_stack", "list_tiffs"]
+__all__ = ["list_tiffs", "read_tiff_stack"]
 
 _TIFF_SUFFIXES = (".tif", ".tiff")
 _FLAT_PREFIXES = ("flat", "white")
 _DARK_PREFIXES = ("dark",)
 _ANGLE_FILES = ("angles.txt", "angles.npy", "theta.txt", "theta.npy")
 
-FieldSpec = Union[str, PathLike, Sequence[Union[str, PathLike]], np.ndarray, None]
+FieldSpec = str | PathLike | Sequence[str | PathLike] | np.ndarray | None
 
 
 def _natural_key(p: Path) -> list:
