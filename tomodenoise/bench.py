@@ -116,6 +116,11 @@ class NetworkSetup:
     batch_size: int = 8
     patches_per_slice: int = 8
     lr: float = 1e-3
+    #: Step learning-rate schedule: after this fraction of the time budget, training resumes
+    #: from ``last.pt`` with ``lr * lr_drop_factor`` (None = constant learning rate). The
+    #: targets are very noisy (one split), so a lower final rate averages their noise out.
+    lr_drop_at: float | None = 0.7
+    lr_drop_factor: float = 0.1
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -419,7 +424,20 @@ def _run_n2i(name: str, setup: NetworkSetup, splits: np.ndarray, minutes: float,
     _log(f"{name}: training {setup.model} {setup.params} for {minutes:g} min "
          f"(patches {setup.patch_size}, batch {setup.batch_size}, lr {setup.lr:g})")
     t0 = time.perf_counter()
-    result = train_n2i(splits, tcfg, mcfg, run_dir, run_config={"benchmark": "foam", "method": name})
+    for stale in ("best.pt", "last.pt"):  # a new run, not a resume of an older one
+        (run_dir / stale).unlink(missing_ok=True)
+    run_config = {"benchmark": "foam", "method": name}
+    phases = [(minutes, setup.lr)]
+    if setup.lr_drop_at is not None and 0 < setup.lr_drop_at < 1:
+        phases = [(minutes * setup.lr_drop_at, setup.lr),
+                  (minutes * (1 - setup.lr_drop_at), setup.lr * setup.lr_drop_factor)]
+    result = None
+    for i, (mins, lr) in enumerate(phases):
+        upd: dict[str, Any] = {"max_minutes": mins, "lr": lr}
+        if i > 0:
+            upd["resume"] = str(result.last_checkpoint)
+            _log(f"{name}: learning rate -> {lr:g} for the last {mins:.1f} min")
+        result = train_n2i(splits, tcfg.model_copy(update=upd), mcfg, run_dir, run_config=run_config)
     t_train = time.perf_counter() - t0
     t1 = time.perf_counter()
     model, meta = load_checkpoint(result.checkpoint, device="cpu" if device == "auto" else device)
@@ -435,6 +453,7 @@ def _run_n2i(name: str, setup: NetworkSetup, splits: np.ndarray, minutes: float,
         "batch_size": setup.batch_size,
         "patches_per_slice": setup.patches_per_slice,
         "lr": setup.lr,
+        "lr_schedule": [{"minutes": m, "lr": l} for m, l in phases],
         "val_fraction": val_fraction,
         "val_slices": list(result.val_slices),
         "stopped": result.stopped,

@@ -24,8 +24,9 @@ Two steps, both written for this package from the literature:
    rotation in tomography data", JOSA A 23, 1048, 2006): the histogram entropy of an FBP
    reconstruction is smallest at the right centre (sharp edges, no double contours). The
    sinogram is shifted by a band-limited (Fourier) sub-pixel shift so that the candidate
-   centre sits in the middle, reconstructed with ASTRA's CPU FBP (Hann filter, so that noise
-   does not dominate the histogram) on a central region of interest, and the entropy minimum is located in half-pixel steps and refined to
+   centre sits in the middle, reconstructed with ASTRA's CPU FBP on a central region of
+   interest (Hann filter and a slight Gaussian smoothing, so that noise does not dominate
+   the histogram: blur from a wrong centre averages noise away and would lower it), and the entropy minimum is located in half-pixel steps and refined to
    sub-pixel precision by a parabola through the minimum and its neighbours. Only the
    first half turn of a longer scan is used: over a full turn a wrong centre blurs rather
    than doubles edges, and blur can lower the entropy.
@@ -334,7 +335,7 @@ def _vo_metric(s: np.ndarray, shifts: np.ndarray, ratio: float = 1.0, drop: int 
     batch = max(1, int(4e6 // (2 * na * w)))
     for b0 in range(0, len(shifts), batch):
         ds = shifts[b0:b0 + batch]
-        idx = np.clip(cols[None, :] - ds[:, None], 0, w - 1)  # (B, W)
+        idx = (cols[None, :] - ds[:, None]) % w  # (B, W): circular, keeps the noise statistics
         mirrored = flipped[:, idx].transpose(1, 0, 2)  # (B, na, W)
         full = np.concatenate([np.broadcast_to(s, mirrored.shape), mirrored], axis=1)
         spec = np.abs(np.fft.rfft2(full, axes=(1, 2)))
@@ -392,7 +393,7 @@ class _FbpMetric:
     """Image metrics of an ASTRA CPU FBP of the sinogram recentred on a candidate centre."""
 
     def __init__(self, sino: np.ndarray, angles: np.ndarray, roi: int, bins: int = 64,
-                 filter: str = "hann") -> None:
+                 filter: str = "hann", smooth: float = 1.0) -> None:
         import astra  # local: importing ASTRA is slow-ish and only needed here
 
         self.astra = astra
@@ -407,6 +408,9 @@ class _FbpMetric:
         # a smooth filter: with ram-lak the noise dominates the histogram, and the blur of a
         # wrong centre, which averages noise away, lowers the entropy (a bias of ~0.5 px)
         self.filter = filter
+        # ... and for the same reason the reconstruction is smoothed a little (Gaussian,
+        # ``smooth`` pixels) before its histogram is taken: needed for very noisy scans
+        self.smooth = smooth
         self.proj_geom = astra.create_proj_geom("parallel", 1.0, w, np.asarray(angles, dtype=np.float64))
         self.vol_geom = astra.create_vol_geom(self.n, self.n)
         yy, xx = np.mgrid[: self.n, : self.n] - (self.n - 1) / 2
@@ -438,7 +442,10 @@ class _FbpMetric:
         key = round(float(c), 6)
         if key in self.cache:
             return self.cache[key]
-        r = self.reconstruct(c)[self.mask]
+        r = self.reconstruct(c)
+        if self.smooth:
+            r = ndimage.gaussian_filter(r, self.smooth)
+        r = r[self.mask]
         if self.range is None:
             lo, hi = np.percentile(r, [0.5, 99.5])
             pad = 0.5 * (hi - lo) if hi > lo else 1.0

@@ -145,7 +145,7 @@ def _field(spec: Any, rows: slice, path: Path, name: str) -> np.ndarray | None:
         a = np.asarray(a)[None]
     if np.ndim(a) != 3:
         raise ScanError(path, name, f"an (n, z, det) stack of {name}", f"shape {np.shape(a)}")
-    return np.asarray(a[:, rows, :])
+    return np.array(a[:, rows, :])
 
 
 def read_array(
@@ -283,5 +283,5 @@ def read_array(
         "n_flats": 0 if flat_arr is None else int(flat_arr.shape[0]),
         "n_darks": 0 if dark_arr is None else int(dark_arr.shape[0]),
     }
-    return RawScan(np.ascontiguousarray(data), flat_arr, dark_arr, angles, source=str(p),
+    return RawScan(np.array(data, dtype=np.float32, order="C"), flat_arr, dark_arr, angles, source=str(p),
                    preprocessed=preprocessed, attrs=attrs)

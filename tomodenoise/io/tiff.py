@@ -64,14 +64,6 @@ def _role(f: Path) -> str:
     return "proj"
 
 
-def _pages(f: Path) -> int:
-    try:
-        with tifffile.TiffFile(f) as t:
-            return len(t.pages)
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
-        raise ScanError(f, None, "a readable TIFF file", exc) from None
-
-
 def _read_stack(files: list[Path], rows_spec: Sequence[int] | None, source: Path, what: str,
                 shape: tuple[int, int] | None = None) -> tuple[np.ndarray, slice, np.dtype]:
     """Read files (each one or more 2-D pages) into ``(n, rows, det)``, checking shapes."""
@@ -170,13 +162,10 @@ def read_tiff_stack(
     proj_files = files if single else [f for f in files if _role(f) == "proj"]
     if not proj_files:
         raise ScanError(p, None, "projection TIFF files (besides flat*/dark* files)", "none")
-    if single and _pages(files[0]) < 1:
-        raise ScanError(files[0], None, "at least one TIFF page", "none")
 
     proj, rows, dtype = _read_stack(proj_files, slices, p, "projection")
-    full_shape = None
     with tifffile.TiffFile(proj_files[0]) as t:
-        full_shape = t.pages[0].shape
+        full_shape = tuple(t.pages[0].shape)
 
     def fields(spec: FieldSpec, role: str, what: str) -> tuple[np.ndarray | None, str]:
         if spec is None:

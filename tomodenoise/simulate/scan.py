@@ -36,7 +36,9 @@ def simulate_foam_scan(
     -------
     dict
         ``scan``: the ``.h5`` file; ``reference``: ``<stem>_clean.npy``, the FBP of the
-        clean projections with all angles, ``(z, y, x)``, for PSNR/SSIM.
+        clean projections with all angles, ``(z, y, x)``, on the scale of the
+        reconstruction of the raw counts (attenuation x ``absorption`` per pixel), for
+        PSNR/SSIM.
     """
     out = Path(out)
     if n_slices < 1 or n_slices > size:
@@ -55,5 +57,7 @@ def simulate_foam_scan(
     darks = np.zeros((n_flats, n_slices, size), dtype=np.float32)
     write_dxchange(out, projections, flats, darks, angles)
     reference = out.with_name(out.stem + "_clean.npy")
-    np.save(reference, fbp(clean, angles, n_pixels=size))
+    # -log(counts / I0) = absorption * pixel_size * (line integral in pixels): the clean FBP
+    # on the scale the pipeline reconstructs the raw counts at.
+    np.save(reference, fbp(clean * np.float32(absorption * pixel_size), angles, n_pixels=size))
     return {"scan": out, "reference": reference}
