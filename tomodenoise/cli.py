@@ -42,13 +42,11 @@ def _apply_sets(cfg: RunConfig, sets: Sequence[str]) -> RunConfig:
 
 def build_config(args: argparse.Namespace) -> RunConfig:
     cfg = RunConfig.from_file(args.config) if getattr(args, "config", None) else RunConfig()
-    upd: dict[str, Any] = {}
     if getattr(args, "scan", None):
         cfg.input.path = str(Path(args.scan).expanduser().resolve())
     if getattr(args, "out", None):
         cfg.output.root = str(Path(args.out).expanduser().resolve())
-    cfg = _apply_sets(cfg, getattr(args, "set", None) or [])
-    return cfg.model_copy(update=upd) if upd else cfg
+    return _apply_sets(cfg, getattr(args, "set", None) or [])
 
 
 def run_flow(cfg: RunConfig, reference: str | None = None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from tomodenoise.io.nexus import read_nxtomo
 from tomodenoise.io.tiff import read_tiff_stack
 
 SHARED = (Path(__file__).parents[2] / ".." / "shared" / "data").resolve()
-TOOTH = Path(__file__).parents[1] / "data" / "tooth.h5"
+TOOTH = Path(__file__).parents[2] / "tomodenoise" / "data" / "tooth.h5"
 
 NA, NZ, ND = 6, 4, 10  # angles, detector rows, detector columns of the synthetic scans
 

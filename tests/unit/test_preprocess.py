@@ -22,7 +22,7 @@ from tomodenoise.preprocess import (
 )
 
 SHARED = (Path(__file__).parents[2] / ".." / "shared" / "data").resolve()
-TOOTH = Path(__file__).parents[1] / "data" / "tooth.h5"
+TOOTH = Path(__file__).parents[2] / "tomodenoise" / "data" / "tooth.h5"
 
 
 def _shared(*parts: str) -> Path:
@@ -120,6 +120,13 @@ def test_find_center_half_turn(offset):
     assert find_center(sino, angles) == pytest.approx(true, abs=0.25)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_find_center_very_noisy(seed):
+    angles = np.linspace(0, np.pi, 180, endpoint=False)
+    sino = disc_sinogram(angles, 96, 50.7, noise=0.2, seed=seed)  # noise sd = 20 % of the maximum
+    assert find_center(sino, angles) == pytest.approx(50.7, abs=0.3)
+
+
 @pytest.mark.parametrize("method", ["vo", "fbp"])
 def test_find_center_methods(method):
     n_det = 96
@@ -154,7 +161,7 @@ def test_find_center_degenerate_and_bad_input():
 
 
 def test_find_center_tooth():
-    """The real tooth scan (shipped in tests/data): centre ~296 (0-based, width 640)."""
+    """The real tooth scan (shipped in tomodenoise/data): centre ~296 (0-based, width 640)."""
     raw = read_scan(TOOTH, slices=(0, 1))
     lines, _ = minus_log(flat_dark_correct(raw.projections, raw.flats, raw.darks))
     t0 = time.perf_counter()
