@@ -193,9 +193,13 @@ def train(store: ScanStore, cfg: RunConfig) -> Path:
     result = train_n2i(load_splits(store), cfg.train, cfg.model, store.model_dir,
                        run_config=cfg.model_dump(mode="json"))
     store.mark_stage("train", seconds=round(time.perf_counter() - t0, 3), checkpoint=str(result.checkpoint),
-                     epochs=len(result.history),
-                     best_val_loss=min((h.get("val_loss", np.inf) for h in result.history), default=None))
+                     epochs=len(result.history), best_epoch=result.best_epoch, stopped=result.stopped,
+                     best_val_loss=_finite_or_none(result.best_val_loss))
     return Path(result.checkpoint)
+
+
+def _finite_or_none(x: Any) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
 
 
 # --- denoise -------------------------------------------------------------------------------
