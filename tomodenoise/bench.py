@@ -518,7 +518,7 @@ def _write_preview(path: Path, images: dict[str, np.ndarray], clean: np.ndarray,
     vmin, vmax = float(clean.min()), float(clean.max())
     ncol = 3 if len(names) > 4 else len(names)
     nrow = math.ceil(len(names) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 4.2 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 4.5 * nrow), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, n in zip(axes.ravel(), names):

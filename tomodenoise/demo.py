@@ -78,12 +78,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     def f(v: Any, fmt: str) -> str:
         return "n/a" if v is None else format(v, fmt)
 
-    head = "| scan | PSNR FBP | PSNR denoised | SSIM FBP | SSIM denoised | seconds | store |"
-    lines = [head, "|---|---|---|---|---|---|---|"]
+    head = "| scan | PSNR FBP | PSNR denoised | SSIM FBP | SSIM denoised | FBP noise std (from splits) | seconds | store |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['scan']} | {f(r['psnr_fbp'], '.2f')} | {f(r['psnr_denoised'], '.2f')} | "
-            f"{f(r['ssim_fbp'], '.3f')} | {f(r['ssim_denoised'], '.3f')} | {r['seconds']:.0f} | {r['store']} |"
+            f"{f(r['ssim_fbp'], '.3f')} | {f(r['ssim_denoised'], '.3f')} | {f(r['noise_fbp'], '.3g')} | "
+            f"{r['seconds']:.0f} | {r['store']} |"
         )
-    lines.append("(PSNR/SSIM in dB/unitless against the clean full-angle FBP; n/a for real scans without ground truth)")
+    lines.append("(PSNR in dB and SSIM against the clean full-angle FBP; n/a for a real scan, which has no ground truth)")
     return "\n".join(lines)

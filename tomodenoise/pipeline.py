@@ -216,14 +216,16 @@ def denoise(store: ScanStore, cfg: RunConfig, checkpoint: Path | None = None) ->
     ds = store.open()
     n = int(store.attrs["geometry"]["n_pixels"])
     store.init_array("denoised", {"y": n, "x": n})
+    from tqdm.auto import tqdm
+
     rec = store.array("recon")
-    for t in range(ds.sizes["time"]):
-        for c in range(ds.sizes["channel"]):
-            for zs in z_slabs(ds.sizes["z"], store.z_chunk):
-                splits = np.asarray(rec[:, t, c, zs], dtype=np.float32)
-                out = run_denoise(model, splits, strategy=meta["strategy"], normalisation=meta["normalisation"],
-                                  batch_size=cfg.inference.batch_size, device=device)
-                store.write_region("denoised", (t, c, zs), out)
+    work = [(t, c, zs) for t in range(ds.sizes["time"]) for c in range(ds.sizes["channel"])
+            for zs in z_slabs(ds.sizes["z"], store.z_chunk)]
+    for t, c, zs in tqdm(work, desc="denoise", unit="slab", disable=not cfg.train.progress):
+        splits = np.asarray(rec[:, t, c, zs], dtype=np.float32)
+        out = run_denoise(model, splits, strategy=meta["strategy"], normalisation=meta["normalisation"],
+                          batch_size=cfg.inference.batch_size, device=device)
+        store.write_region("denoised", (t, c, zs), out)
     store.mark_stage("denoise", seconds=round(time.perf_counter() - t0, 3))
 
 

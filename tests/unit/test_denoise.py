@@ -13,15 +13,6 @@ from tomodenoise.models import build_model
 from tomodenoise.train import train_n2i
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class Identity(nn.Module):
     def forward(self, x):
         return x

@@ -16,15 +16,6 @@ SMALL = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared, busy CPU (10x faster)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_registry_lists_the_three_networks():
     assert set(available_models()) >= {"msd", "unet", "dncnn"}
     assert set(SMALL) <= set(available_models())

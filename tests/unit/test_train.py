@@ -20,15 +20,6 @@ from tomodenoise.train import (
 TINY = ModelConfig(name="msd", params={"depth": 4})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared, busy CPU (10x faster)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def disc_splits(k=4, z=6, n=16, sigma=0.5, seed=0):
     """Clean discs + independent Gaussian noise per split: a valid N2I setting."""
     rng = np.random.default_rng(seed)
