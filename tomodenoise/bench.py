@@ -34,9 +34,10 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -202,7 +203,7 @@ def _load_npz(path: Path, key: str) -> dict[str, Any] | None:
             if str(z["key"]) != key:
                 return None
             return {k: z[k] for k in z.files}
-    except Exception:  # a damaged cache is recomputed
+    except (OSError, KeyError, ValueError):  # a damaged cache is recomputed
         return None
 
 
@@ -213,7 +214,7 @@ def _machine() -> dict[str, Any]:
         from .recon import gpu_available
 
         astra_gpu = bool(gpu_available())
-    except Exception:  # pragma: no cover
+    except (ImportError, RuntimeError):  # pragma: no cover
         astra_gpu = False
     gpu = torch.cuda.is_available()
     return {
@@ -395,7 +396,9 @@ def _run_n2i(name: str, setup: NetworkSetup, splits: np.ndarray, minutes: float,
     """Train one network with Noise2Inverse (X:1) for ``minutes``; denoise all slices."""
     from .config import ModelConfig, TrainConfig
     from .denoise import denoise
-    from .train import load_checkpoint, train_n2i
+    from .train import load_checkpoint, resolve_device, train_n2i
+
+    dev = resolve_device(device)
 
     n_slices = splits.shape[1]
     # Hold out one slice in ~8 (at least one when there are >= 2) for the N2I validation
@@ -440,10 +443,10 @@ def _run_n2i(name: str, setup: NetworkSetup, splits: np.ndarray, minutes: float,
         result = train_n2i(splits, tcfg.model_copy(update=upd), mcfg, run_dir, run_config=run_config)
     t_train = time.perf_counter() - t0
     t1 = time.perf_counter()
-    model, meta = load_checkpoint(result.checkpoint, device="cpu" if device == "auto" else device)
+    model, meta = load_checkpoint(result.checkpoint, device=dev)
     model.eval()
     den = denoise(model, splits, strategy="X:1", normalisation=meta.get("normalisation", result.normalisation),
-                  batch_size=4, device="cpu" if device == "auto" else device, progress=progress)
+                  batch_size=4, device=dev, progress=progress)
     t_inf = time.perf_counter() - t1
     info = {
         "model": setup.model,
@@ -459,6 +462,7 @@ def _run_n2i(name: str, setup: NetworkSetup, splits: np.ndarray, minutes: float,
         "stopped": result.stopped,
         "augment": True,
         "max_minutes": minutes,
+        "device": str(dev),
         "epochs_run": len(result.history),
         "best_epoch": result.best_epoch,
         "best_val_loss": result.best_val_loss,
@@ -551,7 +555,7 @@ def run_foam_benchmark(
     supersampling: int = 2,
     n_spheres: int = 1000,
     networks: dict[str, NetworkSetup] | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     progress: bool = True,
     command: str | None = None,
 ) -> dict[str, Any]:
@@ -581,15 +585,13 @@ def run_foam_benchmark(
         ``{"n2i_msd": NetworkSetup, "n2i_unet": NetworkSetup}`` overrides of
         :func:`default_network_setups`.
     device : str
-        Torch device for training and inference (``"cpu"``, ``"cuda"``, ``"auto"``).
+        Torch device for training and inference (``"auto"``: CUDA when available, else CPU).
 
     Returns
     -------
     dict
         The content of ``metrics.json``.
     """
-    import torch
-
     t_start = time.perf_counter()
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -672,7 +674,7 @@ def run_foam_benchmark(
                                        tuning="sigma from skimage.restoration.estimate_sigma (no ground truth)")
         images["bm3d"] = img[centre]
         done("bm3d")
-    for name, model_name in N2I_METHODS.items():
+    for name in N2I_METHODS:
         if name not in methods:
             continue
         t0 = time.perf_counter()

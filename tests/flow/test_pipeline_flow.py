@@ -56,10 +56,24 @@ def test_pipeline_flow_writes_store_model_and_report(tiny_scan, tmp_path):
     # one reconstruction task per (split, z-slab): 4 splits x 2 slabs
     import asyncio
 
+    root_run = state.state_details.flow_run_id
+
     async def task_names():
+        # Only this run's tasks (its own and its subflows'): the server is shared by the session.
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterParentFlowRunId,
+            TaskRunFilter,
+            TaskRunFilterFlowRunId,
+        )
+
         async with get_client() as client:
-            runs = await client.read_task_runs()
-            return [r.name for r in runs if r.flow_run_id is not None]
+            subflows = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[root_run]))
+            )
+            ids = [root_run] + [f.id for f in subflows]
+            tasks = await client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=ids)))
+        return [t.name for t in tasks]
 
     names = asyncio.run(task_names())
     assert sum(n.startswith("recon-s") for n in names) == 8

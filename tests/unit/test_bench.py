@@ -5,7 +5,13 @@ import math
 
 import pytest
 
-from tomodenoise.bench import ALL_METHODS, DEFAULT_METHODS, FoamGeometry, NetworkSetup, run_foam_benchmark
+from tomodenoise.bench import (
+    ALL_METHODS,
+    DEFAULT_METHODS,
+    FoamGeometry,
+    NetworkSetup,
+    run_foam_benchmark,
+)
 
 
 def test_geometry_rows_are_centred():
@@ -26,8 +32,8 @@ def test_tiny_benchmark(tmp_path, capsys):
         "n2i_unet": NetworkSetup("unet", {"depth": 1, "base_channels": 4}, patch_size=16, batch_size=4,
                                  patches_per_slice=1),
     }
-    kw = dict(n_slices=2, phantom="generate", minutes=0.05, n_angles=64, n_det=48, n_rows=32, n_pixels=32,
-              n_spheres=30, networks=tiny, progress=False)
+    kw = {"n_slices": 2, "phantom": "generate", "minutes": 0.03, "n_angles": 64, "n_det": 48, "n_rows": 32,
+          "n_pixels": 32, "n_spheres": 30, "networks": tiny, "progress": False}
     m = run_foam_benchmark(tmp_path, **kw)
     data = json.loads((tmp_path / "metrics.json").read_text())
     for name in DEFAULT_METHODS:
