@@ -16,6 +16,7 @@ from tasks.stages import (
     report_task,
     train_task,
 )
+from tomodenoise import pipeline
 from tomodenoise.config import RunConfig
 from tomodenoise.io.store import ScanStore
 
@@ -30,7 +31,7 @@ def ingest_flow(config: RunConfig) -> str:
 def reconstruct_flow(config: RunConfig, store_root: str) -> str:
     """One FBP per (split, time, channel, z-slab), submitted in parallel."""
     logger = get_run_logger()
-    if ScanStore(store_root).stage_done("reconstruct"):
+    if pipeline.reconstruct_current(ScanStore(store_root), config):
         logger.info("reconstruction already complete")
         return store_root
     t0 = time.perf_counter()

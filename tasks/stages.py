@@ -18,7 +18,18 @@ from tomodenoise.config import RunConfig
 from tomodenoise.io.store import ScanStore
 
 
-@task(name="ingest", retries=1, retry_delay_seconds=5)
+def _passing_failure(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only failures that may pass (I/O, a lost worker), never bad input or settings."""
+    try:
+        state.result()
+    except (ValueError, TypeError, KeyError):  # ScanError, ValidationError, shape/geometry errors
+        return False
+    except Exception:
+        return True
+    return False
+
+
+@task(name="ingest", retries=1, retry_delay_seconds=5, retry_condition_fn=_passing_failure)
 def ingest_task(cfg: RunConfig) -> str:
     return str(pipeline.ingest(cfg).root)
 
@@ -28,7 +39,7 @@ def plan_reconstruct_task(store_root: str, cfg: RunConfig) -> list[pipeline.Chun
     return pipeline.prepare_reconstruct(ScanStore(store_root), cfg)
 
 
-@task(name="reconstruct-chunk", retries=2, retry_delay_seconds=2,
+@task(name="reconstruct-chunk", retries=2, retry_delay_seconds=2, retry_condition_fn=_passing_failure,
       task_run_name="recon-s{chunk.split}-t{chunk.time}-c{chunk.channel}-z{chunk.z_start}")
 def reconstruct_chunk_task(store_root: str, cfg: RunConfig, chunk: pipeline.Chunk) -> pipeline.Chunk:
     return pipeline.reconstruct_chunk(ScanStore(store_root), cfg, chunk)
@@ -62,5 +73,5 @@ def report_task(store_root: str, cfg: RunConfig, reference: str | None = None) -
 
 def _artifact_key(name: str) -> str:
     """Artifact keys allow lowercase letters, digits and dashes only."""
-    key = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
+    key = "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in name.lower()).strip("-")
     return f"report-{key or 'scan'}"

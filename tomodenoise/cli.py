@@ -70,6 +70,8 @@ def run_core(cfg: RunConfig, reference: str | None = None) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = build_config(args)
+    if args.reference and not Path(args.reference).is_file():
+        raise FileNotFoundError(f"--reference {args.reference}: no such file")
     runner = run_core if args.no_prefect else run_flow
     result = runner(cfg, args.reference)
     print(json.dumps(result["metrics"], indent=2))
@@ -96,6 +98,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .simulate.scan import simulate_foam_scan
 
+    if Path(args.out).exists() and not args.force:
+        raise FileExistsError(f"{args.out} exists; use --force to replace it")
     out = simulate_foam_scan(
         args.out, size=args.size, n_angles=args.angles, n_slices=args.slices, i0=args.i0,
         seed=args.seed, n_spheres=args.spheres, phantom=args.phantom,
@@ -148,13 +152,14 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="write a simulated scan in Data Exchange format")
     s.add_argument("kind", choices=["foam"])
     s.add_argument("--out", required=True, help="output .h5 file")
-    s.add_argument("--size", type=int, default=256, help="slice size (pixels); detector is 1.5x wider")
+    s.add_argument("--size", type=int, default=256, help="slice size and detector width (pixels)")
     s.add_argument("--angles", type=int, default=512)
     s.add_argument("--slices", type=int, default=8)
     s.add_argument("--i0", type=float, default=100.0, help="incident photons per pixel")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--spheres", type=int, default=2000, help="voids in a generated foam")
     s.add_argument("--phantom", help="phantom.h5 of the reference benchmark instead of a generated foam")
+    s.add_argument("--force", action="store_true", help="replace OUT if it exists")
     s.set_defaults(func=cmd_simulate)
 
     d = sub.add_parser("demo", help="the whole pipeline on a simulated foam and on a real scan")
@@ -181,11 +186,13 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from .io.errors import ScanError
-
+    # User errors (bad scan, bad configuration, missing or clashing files) are reported in one
+    # line with exit status 2; -v shows the traceback. Anything else is a bug and propagates.
     try:
         return int(args.func(args) or 0)
-    except ScanError as e:
+    except (ValueError, OSError, yaml.YAMLError) as e:  # ScanError and pydantic's ValidationError are ValueErrors
+        if args.verbose:
+            logging.exception("tomodenoise %s failed", args.command)
         print(f"error: {e}", file=sys.stderr)
         return 2
 

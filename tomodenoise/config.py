@@ -54,6 +54,13 @@ class ReconConfig(_Strict):
     use_gpu: Literal["auto", "yes", "no"] = "auto"
     z_chunk: int = Field(4, ge=1, description="Slices per Zarr chunk and per reconstruction task")
 
+    @field_validator("filter")
+    @classmethod
+    def _known_filter(cls, v: str) -> str:
+        from .recon import _normalise_filter
+
+        return _normalise_filter(v)
+
 
 class ModelConfig(_Strict):
     """The denoising network, by registry name and its parameters."""
@@ -99,6 +106,7 @@ class ComputeConfig(_Strict):
 class OutputConfig(_Strict):
     root: str = Field("tomodenoise-output", description="Folder under which <scan_id>/ is written")
     previews: int = Field(3, ge=0, description="Number of preview slices written as PNG")
+    overwrite: bool = Field(False, description="Replace results of a different scan stored under the same scan id")
 
 
 class RunConfig(_Strict):
@@ -121,6 +129,13 @@ class RunConfig(_Strict):
 
         if v.name not in available_models():
             raise ValueError(f"unknown model {v.name!r}; available: {', '.join(available_models())}")
+        from .models import model_defaults
+
+        known = model_defaults(v.name)
+        unknown = sorted(set(v.params) - set(known))
+        if unknown:
+            raise ValueError(f"model {v.name!r} has no parameter(s) {', '.join(unknown)}; "
+                             f"its parameters: {', '.join(sorted(known))}")
         return v
 
     @model_validator(mode="after")
@@ -151,11 +166,24 @@ class RunConfig(_Strict):
 
 
 def demo_config(**overrides: Any) -> RunConfig:
-    """A configuration small enough to run the whole pipeline in minutes on a laptop CPU."""
+    """A configuration small enough to run the whole pipeline in minutes on a laptop CPU.
+
+    ``overrides`` replace whole values or update sections: ``demo_config(train={"epochs": 5})``.
+    """
     cfg = RunConfig(
         splits=SplitConfig(k=4),
         model=ModelConfig(name="msd", params={"depth": 30, "width": 1}),
         train=TrainConfig(epochs=30, batch_size=8, patch_size=64, patches_per_slice=4, lr=2e-3,
                           early_stopping=8, max_minutes=2.0),
     )
-    return cfg.model_copy(update=overrides) if overrides else cfg
+    if not overrides:
+        return cfg
+    data = cfg.model_dump(mode="json")
+    for section, value in overrides.items():
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json")
+        if isinstance(value, dict) and isinstance(data.get(section), dict):
+            data[section] = {**data[section], **value}
+        else:
+            data[section] = value
+    return RunConfig.model_validate(data)  # strict: unknown sections or keys are errors

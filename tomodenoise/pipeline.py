@@ -13,8 +13,12 @@ chunk; a notebook can call them directly::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +27,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .config import RunConfig
-from .io.store import ScanStore, z_slabs
+from .io.store import STAGES, ScanStore, z_slabs
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +48,79 @@ class Chunk:
 
 
 def scan_id_for(cfg: RunConfig) -> str:
-    """The output folder name: ``input.scan_id`` or the input's file stem."""
+    """The output folder name: ``input.scan_id`` or the input's file stem, made file-name safe.
+
+    Only letters, digits, ``.``, ``_`` and ``-`` are kept (others become ``_``), so a scan id
+    can never climb out of ``output.root`` or name a hidden folder.
+    """
     if cfg.input.scan_id:
-        return cfg.input.scan_id
-    if not cfg.input.path:
-        raise ValueError("input.path is not set")
-    p = Path(cfg.input.path)
-    name = p.name
-    for suffix in (".zarr", ".nxs", ".h5", ".hdf5", ".hdf", ".npz", ".npy", ".tif", ".tiff"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
+        name = cfg.input.scan_id
+    else:
+        if not cfg.input.path:
+            raise ValueError("input.path is not set")
+        name = Path(cfg.input.path).name
+        for suffix in (".zarr", ".nxs", ".h5", ".hdf5", ".hdf", ".npz", ".npy", ".tif", ".tiff"):
+            if name.lower().endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")
     return name or "scan"
+
+
+# --- stage keys ----------------------------------------------------------------------------
+# A stage is skipped only when it is complete in the store AND its key matches: the key hashes
+# the identity of the input and the parts of the configuration that change the stage's output,
+# chained to the key of the stage before it. A changed input or setting reruns that stage and
+# everything after it; a changed progress bar or device does not.
+_KEY_FIELDS: dict[str, dict[str, Any]] = {
+    "ingest": {"input": {"exclude": {"scan_id"}}, "preprocess": {}, "recon": {"include": {"n_pixels", "z_chunk"}}},
+    "reconstruct": {"splits": {}, "recon": {"exclude": {"use_gpu", "z_chunk"}}},
+    "train": {"model": {}, "train": {"exclude": {"progress", "device", "resume"}}},
+    "denoise": {},
+}
+
+
+def input_identity(path: str | os.PathLike) -> dict[str, Any]:
+    """What identifies the raw input: resolved path, and size and mtime of each file in it."""
+    p = Path(path).expanduser().resolve()
+    if not p.exists():
+        return {"path": str(p), "missing": True}
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(p) if f != p else f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return {"path": str(p), "files": len(files), "digest": h.hexdigest()[:16]}
+
+
+def stage_keys(cfg: RunConfig, identity: dict[str, Any] | None = None) -> dict[str, str]:
+    """The key of each stage for this configuration (see ``_KEY_FIELDS``)."""
+    identity = identity if identity is not None else input_identity(cfg.input.path or ".")
+    keys: dict[str, str] = {}
+    prev: Any = {k: v for k, v in identity.items() if k != "path"} | {"source": identity.get("path")}
+    for stage, fields in _KEY_FIELDS.items():
+        parts = {"prev": prev}
+        for section, sel in fields.items():
+            parts[section] = getattr(cfg, section).model_dump(mode="json", **sel)
+        prev = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+        keys[stage] = prev
+    return keys
+
+
+def stage_current(store: ScanStore, stage: str, key: str) -> bool:
+    """True when ``stage`` is complete in the store and was computed with ``key``."""
+    return store.exists() and store.stage_done(stage) and store.stage_info(stage).get("key") == key
+
+
+def _invalidate_from(store: ScanStore, stage: str) -> None:
+    """Forget ``stage`` and every stage after it (their outputs are stale)."""
+    later = STAGES[STAGES.index(stage):]
+    if store.exists():
+        store.clear_stage(*later)
+    if "train" in later and store.model_dir.exists():
+        shutil.rmtree(store.model_dir)
+    if "report" in later and store.report_dir.exists():
+        shutil.rmtree(store.report_dir)
 
 
 def store_for(cfg: RunConfig) -> ScanStore:
@@ -67,7 +132,11 @@ def store_for(cfg: RunConfig) -> ScanStore:
 def ingest(cfg: RunConfig) -> ScanStore:
     """Read the raw scan, preprocess it and write the sinogram store.
 
-    Input errors are raised by the readers before anything is written.
+    Skipped when the store already holds this input (same files, sizes and mtimes) ingested
+    with the same settings. Input and configuration errors are raised before anything is
+    written. A store that holds a *different* source under the same scan id is refused
+    unless ``output.overwrite`` is set (two ``scan.h5`` in different folders would otherwise
+    overwrite each other's results).
     """
     from .io import read_scan
     from .preprocess import preprocess
@@ -75,9 +144,17 @@ def ingest(cfg: RunConfig) -> ScanStore:
     if not cfg.input.path:
         raise ValueError("input.path is not set: give the scan to denoise")
     store = store_for(cfg)
-    if store.exists() and store.stage_done("ingest") and _same_config(store, cfg):
+    identity = input_identity(cfg.input.path)
+    key = stage_keys(cfg, identity)["ingest"]
+    if stage_current(store, "ingest", key):
         log.info("ingest already complete in %s", store.zarr_path)
         return store
+    if store.exists():
+        previous = store.attrs.get("source_identity", {}).get("path")
+        if previous and previous != identity["path"] and not cfg.output.overwrite:
+            raise FileExistsError(
+                f"{store.root} already holds the results of {previous}, not {identity['path']}; "
+                "set input.scan_id to a different name or output.overwrite=true to replace it")
     t0 = time.perf_counter()
     raw = read_scan(
         cfg.input.path,
@@ -86,6 +163,9 @@ def ingest(cfg: RunConfig) -> ScanStore:
         angles_unit=cfg.input.angles_unit,
         slices=cfg.input.slices,
     )
+    n_angles = int(np.asarray(raw.angles).size)
+    if cfg.splits.k > n_angles:
+        raise ValueError(f"splits.k = {cfg.splits.k} is more than the {n_angles} projection angles of {cfg.input.path}")
     pre = preprocess(raw, center=cfg.preprocess.center, log_min=cfg.preprocess.log_min,
                      center_search=cfg.preprocess.center_search)
     sino = np.asarray(pre.sinogram, dtype=np.float32)
@@ -97,24 +177,27 @@ def ingest(cfg: RunConfig) -> ScanStore:
         "n_pixels": int(cfg.recon.n_pixels or n_det),
         "beam": "parallel",
     }
+    _invalidate_from(store, "ingest")
     store = ScanStore.create(
         store.root, sino[None, None], pre.angles,
         z=np.arange(z0, z0 + sino.shape[0]), z_chunk=cfg.recon.z_chunk,
         attrs={
             "scan_id": scan_id_for(cfg),
             "source": str(raw.source),
+            "source_identity": identity,
             "config": cfg.model_dump(mode="json"),
             "geometry": geometry,
             "preprocess": dict(pre.info, n_clamped=int(pre.n_clamped)),
         },
     )
-    store.mark_stage("ingest", seconds=round(time.perf_counter() - t0, 3), center=float(pre.center),
+    store.mark_stage("ingest", key=key, seconds=round(time.perf_counter() - t0, 3), center=float(pre.center),
                      n_clamped=int(pre.n_clamped))
     return store
 
 
-def _same_config(store: ScanStore, cfg: RunConfig) -> bool:
-    return store.attrs.get("config") == cfg.model_dump(mode="json")
+def _key(store: ScanStore, cfg: RunConfig, stage: str) -> str:
+    """The key of ``stage`` for ``cfg`` on the input this store was ingested from."""
+    return stage_keys(cfg, store.attrs.get("source_identity") or {})[stage]
 
 
 # --- reconstruct ---------------------------------------------------------------------------
@@ -130,12 +213,17 @@ def recon_chunks(store: ScanStore, cfg: RunConfig) -> list[Chunk]:
     return out
 
 
+def reconstruct_current(store: ScanStore, cfg: RunConfig) -> bool:
+    """True when the split reconstructions in the store were made with these settings."""
+    return stage_current(store, "reconstruct", _key(store, cfg, "reconstruct"))
+
+
 def prepare_reconstruct(store: ScanStore, cfg: RunConfig) -> list[Chunk]:
-    """Create the ``recon`` array (if absent) and list the chunks still to compute."""
+    """Forget reconstructions made with other settings, create ``recon`` and list its chunks."""
+    _invalidate_from(store, "reconstruct")
     n = int(store.attrs["geometry"]["n_pixels"])
     store.init_array("recon", {"split": cfg.splits.k, "y": n, "x": n})
-    done = set(map(tuple, store.attrs.get("recon_chunks_done", [])))
-    return [c for c in recon_chunks(store, cfg) if (c.split, c.time, c.channel, c.z_start) not in done]
+    return recon_chunks(store, cfg)
 
 
 def reconstruct_chunk(store: ScanStore, cfg: RunConfig, chunk: Chunk) -> Chunk:
@@ -157,13 +245,13 @@ def reconstruct_chunk(store: ScanStore, cfg: RunConfig, chunk: Chunk) -> Chunk:
 
 
 def finish_reconstruct(store: ScanStore, cfg: RunConfig, seconds: float | None = None) -> None:
-    store.mark_stage("reconstruct", k=cfg.splits.k, algorithm=cfg.recon.algorithm,
+    store.mark_stage("reconstruct", key=_key(store, cfg, "reconstruct"), k=cfg.splits.k, algorithm=cfg.recon.algorithm,
                      **({"seconds": round(seconds, 3)} if seconds is not None else {}))
 
 
 def reconstruct(store: ScanStore, cfg: RunConfig, progress: bool = True) -> None:
     """All split reconstructions, sequentially (the flow runs the chunks in parallel)."""
-    if store.stage_done("reconstruct"):
+    if reconstruct_current(store, cfg):
         return
     from tqdm.auto import tqdm
 
@@ -183,16 +271,30 @@ def load_splits(store: ScanStore) -> np.ndarray:
 
 # --- train ---------------------------------------------------------------------------------
 def train(store: ScanStore, cfg: RunConfig) -> Path:
-    """Train the denoiser on the split reconstructions; returns the best checkpoint."""
+    """Train the denoiser on the split reconstructions; returns the best checkpoint.
+
+    Skipped when a model trained with these settings on these reconstructions exists. An
+    interrupted training with the same settings resumes from ``model/last.pt``.
+    """
     from .train import train_n2i
 
+    key = _key(store, cfg, "train")
     best = store.model_dir / "best.pt"
-    if store.stage_done("train") and best.exists():
+    if stage_current(store, "train", key) and best.exists():
         return best
+    tcfg = cfg.train
+    last = store.model_dir / "last.pt"
+    started = store.attrs.get("train_started", {})
+    if started.get("key") == key and last.exists() and tcfg.resume is None:
+        log.info("resuming the interrupted training from %s", last)
+        tcfg = tcfg.model_copy(update={"resume": str(last)})
+    else:
+        _invalidate_from(store, "train")
+        store.update_attrs(train_started={"key": key})
     t0 = time.perf_counter()
-    result = train_n2i(load_splits(store), cfg.train, cfg.model, store.model_dir,
+    result = train_n2i(load_splits(store), tcfg, cfg.model, store.model_dir,
                        run_config=cfg.model_dump(mode="json"))
-    store.mark_stage("train", seconds=round(time.perf_counter() - t0, 3), checkpoint=str(result.checkpoint),
+    store.mark_stage("train", key=key, seconds=round(time.perf_counter() - t0, 3), checkpoint=str(result.checkpoint),
                      epochs=len(result.history), best_epoch=result.best_epoch, stopped=result.stopped,
                      best_val_loss=_finite_or_none(result.best_val_loss))
     return Path(result.checkpoint)
@@ -203,13 +305,16 @@ def _finite_or_none(x: Any) -> float | None:
 
 
 # --- denoise -------------------------------------------------------------------------------
-def denoise(store: ScanStore, cfg: RunConfig, checkpoint: Path | None = None) -> None:
+def denoise(store: ScanStore, cfg: RunConfig, checkpoint: Path | None = None, progress: bool | None = None) -> None:
     """Denoise every slice with the K leave-one-out inputs and write ``denoised``."""
     from .denoise import denoise as run_denoise
     from .train import load_checkpoint
 
-    if store.stage_done("denoise"):
+    progress = cfg.train.progress if progress is None else progress
+    key = _key(store, cfg, "denoise")
+    if stage_current(store, "denoise", key):
         return
+    store.clear_stage("denoise", "report")
     t0 = time.perf_counter()
     device = _device(cfg.inference.device)
     model, meta = load_checkpoint(checkpoint or store.model_dir / "best.pt", device=device)
@@ -221,12 +326,12 @@ def denoise(store: ScanStore, cfg: RunConfig, checkpoint: Path | None = None) ->
     rec = store.array("recon")
     work = [(t, c, zs) for t in range(ds.sizes["time"]) for c in range(ds.sizes["channel"])
             for zs in z_slabs(ds.sizes["z"], store.z_chunk)]
-    for t, c, zs in tqdm(work, desc="denoise", unit="slab", disable=not cfg.train.progress):
+    for t, c, zs in tqdm(work, desc="denoise", unit="slab", disable=not progress):
         splits = np.asarray(rec[:, t, c, zs], dtype=np.float32)
         out = run_denoise(model, splits, strategy=meta["strategy"], normalisation=meta["normalisation"],
                           batch_size=cfg.inference.batch_size, device=device)
         store.write_region("denoised", (t, c, zs), out)
-    store.mark_stage("denoise", seconds=round(time.perf_counter() - t0, 3))
+    store.mark_stage("denoise", key=key, seconds=round(time.perf_counter() - t0, 3))
 
 
 def _device(name: str) -> str:

@@ -36,3 +36,15 @@ def test_file_round_trip(tmp_path):
     (tmp_path / "bad.yaml").write_text("- just\n- a list\n")
     with pytest.raises(ValueError, match="mapping"):
         RunConfig.from_file(tmp_path / "bad.yaml")
+
+
+def test_demo_config_overrides_are_validated():
+    from tomodenoise.config import demo_config
+
+    cfg = demo_config(train={"epochs": 5}, splits={"k": 3})
+    assert cfg.train.epochs == 5 and cfg.train.max_minutes == demo_config().train.max_minutes
+    assert cfg.splits.k == 3
+    with pytest.raises(ValueError):
+        demo_config(train={"epochs": 0})
+    with pytest.raises(ValueError):
+        demo_config(trian={"epochs": 5})

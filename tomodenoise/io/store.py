@@ -25,7 +25,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -37,7 +37,7 @@ DIMS = {
     "recon": ("split", "time", "channel", "z", "y", "x"),
     "denoised": ("time", "channel", "z", "y", "x"),
 }
-STAGES = ("ingest", "reconstruct", "train", "denoise", "report")
+STAGES = ("ingest", "reconstruct", "train", "denoise", "report")  # in pipeline order
 
 
 def provenance() -> dict[str, Any]:
@@ -145,16 +145,24 @@ class ScanStore:
         """Create array ``name`` (``recon`` or ``denoised``) filled lazily, if absent.
 
         ``shape_extra`` gives the sizes of the dimensions the sinogram does not have
-        (``split``, ``y``, ``x``). Existing arrays of the same shape are kept (resume).
+        (``split``, ``y``, ``x``). Existing arrays of the same shape are kept (resume); one of
+        another shape is replaced.
         """
         dims = DIMS[name]
         base = self.open()
         sizes = {d: base.sizes[d] for d in ("time", "channel", "z")}
         sizes.update(shape_extra)
         shape = tuple(sizes[d] for d in dims)
-        group = zarr.open_group(str(self.zarr_path), mode="r")
-        if name in group and tuple(group[name].shape) == shape:
-            return
+        group = zarr.open_group(str(self.zarr_path), mode="r+")
+        if name in group:
+            if tuple(group[name].shape) == shape:
+                return
+            # Other settings (e.g. a different K): drop the old array and its resized coordinates.
+            del group[name]
+            for d in dims:
+                if d in group and d not in ("time", "channel", "z") and group[d].shape != (sizes[d],):
+                    del group[d]
+            self.consolidate()
         zc = self.z_chunk
         chunks = tuple(min(zc, sizes["z"]) if d == "z" else (sizes[d] if d in ("y", "x") else 1) for d in dims)
         data = da.zeros(shape, chunks=chunks, dtype=np.float32)
@@ -204,7 +212,11 @@ class ScanStore:
 
     # --- stage status ------------------------------------------------------------------
     def stage_done(self, stage: str) -> bool:
-        return self.attrs.get("stages", {}).get(stage, {}).get("status") == "complete"
+        return self.stage_info(stage).get("status") == "complete"
+
+    def stage_info(self, stage: str) -> dict[str, Any]:
+        """What ``mark_stage`` recorded for ``stage`` (empty when it has not completed)."""
+        return dict(self.attrs.get("stages", {}).get(stage, {}))
 
     def mark_stage(self, stage: str, **info: Any) -> None:
         stages = dict(self.attrs.get("stages", {}))
@@ -216,10 +228,6 @@ class ScanStore:
         for s in stages:
             current.pop(s, None)
         self.update_attrs(stages=current)
-
-    def iter_slabs(self) -> Iterator[slice]:
-        ds = self.open()
-        yield from z_slabs(ds.sizes["z"], self.z_chunk)
 
 
 def _jsonable(obj: Any) -> Any:
