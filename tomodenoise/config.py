@@ -97,10 +97,13 @@ class InferenceConfig(_Strict):
 class ComputeConfig(_Strict):
     """Where the work runs (used by the flows)."""
 
-    cluster: Literal["local", "local_cuda", "address", "slurm"] = "local"
-    n_workers: int = Field(2, ge=1)
+    cluster: Literal["local", "local_cuda", "address", "slurm", "threads"] = Field(
+        "local", description="Dask cluster for the chunked work: local (LocalCluster), local_cuda (one worker per "
+                             "GPU; CPU fallback), address (existing scheduler), slurm (dask-jobqueue), threads (no Dask)")
+    n_workers: int = Field(2, ge=1, description="Worker processes (local) or SLURM jobs (slurm)")
     threads_per_worker: int = Field(1, ge=1)
-    address: str | None = None
+    address: str | None = Field(None, description="Scheduler address for cluster = address, e.g. tcp://head:8786")
+    slurm: dict[str, Any] = Field(default_factory=dict, description="dask_jobqueue.SLURMCluster keyword arguments")
 
 
 class OutputConfig(_Strict):
@@ -144,6 +147,18 @@ class RunConfig(_Strict):
             raise ValueError("strategy 1:X needs k >= 2")
         return self
 
+    def with_overrides(self, overrides: dict[str, Any] | None) -> "RunConfig":
+        """A new, re-validated configuration with nested ``overrides`` merged in.
+
+        ``{"train": {"epochs": 5}}`` changes one value and keeps the rest of ``train``;
+        unknown sections or keys are errors.
+        """
+        if not overrides:
+            return self.model_copy(deep=True)
+        if not isinstance(overrides, dict):
+            raise ValueError(f"overrides must be a mapping, got {type(overrides).__name__}")
+        return RunConfig.model_validate(_merge(self.model_dump(mode="json"), overrides))
+
     # --- YAML round trip -------------------------------------------------------------
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -176,14 +191,16 @@ def demo_config(**overrides: Any) -> RunConfig:
         train=TrainConfig(epochs=30, batch_size=8, patch_size=64, patches_per_slice=4, lr=2e-3,
                           early_stopping=8, max_minutes=2.0),
     )
-    if not overrides:
-        return cfg
-    data = cfg.model_dump(mode="json")
-    for section, value in overrides.items():
-        if isinstance(value, BaseModel):
-            value = value.model_dump(mode="json")
-        if isinstance(value, dict) and isinstance(data.get(section), dict):
-            data[section] = {**data[section], **value}
+    return cfg.with_overrides({k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v
+                               for k, v in overrides.items()})
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` merged in, recursively for nested mappings."""
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "params":
+            out[k] = _merge(out[k], v)
         else:
-            data[section] = value
-    return RunConfig.model_validate(data)  # strict: unknown sections or keys are errors
+            out[k] = v
+    return out

@@ -121,6 +121,8 @@ def _invalidate_from(store: ScanStore, stage: str) -> None:
         shutil.rmtree(store.model_dir)
     if "report" in later and store.report_dir.exists():
         shutil.rmtree(store.report_dir)
+    if "ingest" in later and (store.root / "progress").exists():
+        shutil.rmtree(store.root / "progress")
 
 
 def store_for(cfg: RunConfig) -> ScanStore:
@@ -218,16 +220,43 @@ def reconstruct_current(store: ScanStore, cfg: RunConfig) -> bool:
     return stage_current(store, "reconstruct", _key(store, cfg, "reconstruct"))
 
 
+# Chunk completion: one marker file per written chunk under progress/reconstruct-<key>/,
+# created (atomically) only after the chunk's bytes are in the store. Markers of a key
+# survive a killed run, so running again computes only the chunks without one; a new key
+# (other input or settings) starts from no markers.
+def _progress_dir(store: ScanStore, key: str) -> Path:
+    return store.root / "progress" / f"reconstruct-{key}"
+
+
+def _marker(chunk: Chunk) -> str:
+    return f"s{chunk.split}-t{chunk.time}-c{chunk.channel}-z{chunk.z_start}.done"
+
+
 def prepare_reconstruct(store: ScanStore, cfg: RunConfig) -> list[Chunk]:
-    """Forget reconstructions made with other settings, create ``recon`` and list its chunks."""
-    _invalidate_from(store, "reconstruct")
+    """Create ``recon`` and list the chunks still to compute.
+
+    Reconstructions made with other settings are forgotten (with everything downstream);
+    chunks already written with these settings (an interrupted run) are kept.
+    """
+    key = _key(store, cfg, "reconstruct")
+    pdir = _progress_dir(store, key)
     n = int(store.attrs["geometry"]["n_pixels"])
+    if not pdir.is_dir():
+        _invalidate_from(store, "reconstruct")
+        if pdir.parent.is_dir():
+            for old in pdir.parent.glob("reconstruct-*"):
+                shutil.rmtree(old, ignore_errors=True)
+        pdir.mkdir(parents=True)
     store.init_array("recon", {"split": cfg.splits.k, "y": n, "x": n})
-    return recon_chunks(store, cfg)
+    done = {p.name for p in pdir.glob("*.done")}
+    todo = [c for c in recon_chunks(store, cfg) if _marker(c) not in done]
+    if len(done):
+        log.info("reconstruction: %d chunks already written, %d to compute", len(done), len(todo))
+    return todo
 
 
 def reconstruct_chunk(store: ScanStore, cfg: RunConfig, chunk: Chunk) -> Chunk:
-    """Reconstruct one split of one z-slab and write it as one whole Zarr chunk."""
+    """Reconstruct one split of one z-slab, write it as one whole Zarr chunk, mark it done."""
     from .recon import fbp, sirt
     from .splits import split_indices
 
@@ -241,11 +270,21 @@ def reconstruct_chunk(store: ScanStore, cfg: RunConfig, chunk: Chunk) -> Chunk:
     else:
         rec = sirt(sino[:, idx], angles[idx], iterations=cfg.recon.iterations, **kw)
     store.write_region("recon", chunk.region, rec)
+    pdir = _progress_dir(store, _key(store, cfg, "reconstruct"))
+    tmp = pdir / f".{_marker(chunk)}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"z": [chunk.z_start, chunk.z_stop], "pid": os.getpid()}))
+    os.replace(tmp, pdir / _marker(chunk))
     return chunk
 
 
 def finish_reconstruct(store: ScanStore, cfg: RunConfig, seconds: float | None = None) -> None:
-    store.mark_stage("reconstruct", key=_key(store, cfg, "reconstruct"), k=cfg.splits.k, algorithm=cfg.recon.algorithm,
+    """Mark the stage complete, after checking that every chunk has been written."""
+    key = _key(store, cfg, "reconstruct")
+    done = {p.name for p in _progress_dir(store, key).glob("*.done")}
+    missing = [c for c in recon_chunks(store, cfg) if _marker(c) not in done]
+    if missing:
+        raise RuntimeError(f"reconstruction incomplete: {len(missing)} chunks not written, e.g. {missing[0]}")
+    store.mark_stage("reconstruct", key=key, k=cfg.splits.k, algorithm=cfg.recon.algorithm, chunks=len(done),
                      **({"seconds": round(seconds, 3)} if seconds is not None else {}))
 
 
