@@ -92,3 +92,20 @@ def test_rerun_skips_completed_stages(tiny_scan, tmp_path):
     for stage in ("ingest", "reconstruct", "train", "denoise"):
         assert again[stage]["finished"] == stages[stage]["finished"]
     assert (tmp_path / "foam" / "model" / "best.pt").stat().st_mtime_ns == mtime
+
+
+def test_pipeline_refuses_a_scan_outside_the_input_roots(tiny_scan, tmp_path, monkeypatch):
+    from flows.pipeline import pipeline_flow, resolve_config
+    from tomodenoise.paths import PathNotAllowed
+
+    monkeypatch.setenv("TOMODENOISE_INPUT_ROOTS", str(tmp_path / "allowed"))
+    out = tmp_path / "out"
+    with pytest.raises(PathNotAllowed):
+        pipeline_flow(scan=str(tiny_scan["scan"]), config=_cfg(tiny_scan["scan"], out))
+    assert not out.exists()
+    # overrides are merged over the configuration and validated strictly
+    monkeypatch.delenv("TOMODENOISE_INPUT_ROOTS")
+    cfg = resolve_config(_cfg(tiny_scan["scan"], out), None, {"train": {"epochs": 7}})
+    assert cfg.train.epochs == 7 and cfg.train.patch_size == 16
+    with pytest.raises(ValueError):
+        resolve_config(cfg, None, {"train": {"epoch": 7}})
