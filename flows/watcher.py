@@ -2,7 +2,8 @@
 
 Each scan is claimed atomically first (see :mod:`tomodenoise.watch`), and the run is created
 with an idempotency key made from the scan's identity, so two overlapping watcher runs never
-start the same scan twice.
+start the same scan twice. Scans whose output store already exists (runs started through the
+REST API or the scan-completed event) are skipped too.
 """
 
 from __future__ import annotations
@@ -13,10 +14,24 @@ from prefect import flow, get_run_logger
 from prefect.deployments import run_deployment
 
 from tomodenoise.config import RunConfig
+from tomodenoise.pipeline import store_for
 from tomodenoise.paths import confine, input_roots
 from tomodenoise.watch import DEFAULT_PATTERNS, claim, claims_dir_for, find_scans
 
 PIPELINE_DEPLOYMENT = "tomodenoise-pipeline/pipeline"
+
+
+def _already_processed(cfg: RunConfig, scan) -> bool:
+    """True when the output store already holds this scan (started through the API or an event)."""
+    c = cfg.model_copy(deep=True)
+    c.input.path = str(scan)
+    store = store_for(c)
+    if not store.exists():
+        return False
+    try:
+        return store.attrs.get("source_identity", {}).get("path") == str(scan)
+    except Exception:  # a store being written: leave it to the next pass
+        return True
 
 
 @flow(name="tomodenoise-watcher")
@@ -49,6 +64,8 @@ def watcher_flow(
         if len(started) >= max_runs:
             logger.info("max_runs = %d reached; the rest waits for the next pass", max_runs)
             break
+        if _already_processed(cfg, scan):
+            continue
         c = claim(scan, claims)
         if c is None:
             continue

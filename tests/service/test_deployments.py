@@ -1,0 +1,169 @@
+"""The service end to end against a real Prefect server (``prefect server start``, SQLite).
+
+With basic auth on the API: apply ``deploy/prefect.yaml``, start a process worker, trigger
+the pipeline deployment once through the REST API and once by posting the
+``tomodenoise.scan.completed`` event, and wait for both runs to complete with their outputs
+in place. Unauthenticated calls must be refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tomodenoise.simulate.scan import simulate_foam_scan
+
+from _server import start_server  # tests/service/ is on sys.path (pytest rootdir-less import)
+
+REPO = Path(__file__).resolve().parents[2]
+AUTH = "tomodenoise:s3cret"
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+TINY = {
+    "recon": {"z_chunk": 2},
+    "model": {"name": "msd", "params": {"depth": 4, "width": 1}},
+    "train": {"epochs": 2, "patch_size": 16, "progress": False},
+    "output": {"previews": 1},
+    "compute": {"cluster": "threads", "n_workers": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    """Server with auth, deployments applied from deploy/prefect.yaml, and a running worker."""
+    tmp = tmp_path_factory.mktemp("service")
+    raw, out = tmp / "raw", tmp / "out"
+    raw.mkdir()
+    with start_server(tmp / "server", auth=AUTH) as server:
+        env = dict(os.environ, **server.env, TOMODENOISE_REPO=str(REPO), TOMODENOISE_INPUT_ROOTS=str(raw),
+                   TOMODENOISE_OUTPUT_ROOT=str(out), PREFECT_WORKER_QUERY_SECONDS="1",
+                   PREFECT_WORKER_PREFETCH_SECONDS="1")
+        env.pop("PREFECT_PROFILES_PATH", None)
+
+        def prefect(*args: str) -> str:
+            r = subprocess.run([PREFECT, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+            assert r.returncode == 0, f"prefect {' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+            return r.stdout
+
+        prefect("work-pool", "create", "tomodenoise", "--type", "process")
+        prefect("--no-prompt", "deploy", "--all", "--prefect-file", "deploy/prefect.yaml")
+        log = (tmp / "worker.log").open("w")
+        worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "tomodenoise", "--limit", "2"],
+                                  cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield {"server": server, "raw": raw, "out": out, "tmp": tmp, "worker_log": tmp / "worker.log"}
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+def _http(server, auth=True) -> httpx.Client:
+    headers = {}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(AUTH.encode()).decode()
+    return httpx.Client(base_url=server.url, headers=headers, timeout=30)
+
+
+def _wait_final(http: httpx.Client, run_id: str, timeout: float, log: Path) -> dict:
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        run = http.get(f"/flow_runs/{run_id}").raise_for_status().json()
+        if run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return run
+        time.sleep(1)
+    pytest.fail(f"flow run {run_id} not finished after {timeout} s; worker log:\n{log.read_text()[-4000:]}")
+
+
+def _scan(raw: Path, name: str) -> Path:
+    return simulate_foam_scan(raw / f"{name}.h5", size=32, n_angles=48, n_slices=3, i0=200.0, seed=5,
+                              n_spheres=50)["scan"]
+
+
+def test_unauthenticated_calls_are_refused(service):
+    server = service["server"]
+    with _http(server, auth=False) as http:
+        assert http.post("/flows/filter", json={}).status_code == 401
+        assert http.get("/deployments/name/tomodenoise-pipeline/pipeline").status_code == 401
+    with _http(server) as http:
+        assert http.post("/flows/filter", json={}).status_code == 200
+
+
+def test_deployments_from_prefect_yaml(service):
+    with _http(service["server"]) as http:
+        pipe = http.get("/deployments/name/tomodenoise-pipeline/pipeline").raise_for_status().json()
+        watch = http.get("/deployments/name/tomodenoise-watcher/watcher").raise_for_status().json()
+        assert pipe["work_pool_name"] == "tomodenoise" and watch["work_pool_name"] == "tomodenoise"
+        assert pipe["parameters"]["config"]["output"]["root"] == str(service["out"])
+        assert pipe["job_variables"]["env"]["TOMODENOISE_INPUT_ROOTS"] == str(service["raw"])
+        # the UI's form: the flow's parameters with the whole configuration schema
+        props = pipe["parameter_openapi_schema"]["properties"]
+        assert {"scan", "overrides", "config", "reference"} <= set(props)
+        assert watch["schedules"] and watch["schedules"][0]["schedule"]["interval"] == 300
+        # the server's scheduler creates the watcher's runs from that schedule
+        t_end, scheduled = time.monotonic() + 60, []
+        while not scheduled and time.monotonic() < t_end:
+            scheduled = http.post("/flow_runs/filter", json={"deployments": {"id": {"any_": [watch["id"]]}}}).json()
+            time.sleep(1)
+        assert scheduled and all(r["state_type"] in ("SCHEDULED", "PENDING", "RUNNING", "COMPLETED") for r in scheduled)
+        automations = http.post("/automations/filter", json={}).raise_for_status().json()
+        assert any(t["trigger"].get("expect") == ["tomodenoise.scan.completed"] for t in automations)
+
+
+def test_pipeline_runs_from_the_rest_api_and_from_the_event(service):
+    server, raw, out = service["server"], service["raw"], service["out"]
+    scan_api, scan_event = _scan(raw, "by_api"), _scan(raw, "by_event")
+    with _http(server) as http:
+        dep = http.get("/deployments/name/tomodenoise-pipeline/pipeline").raise_for_status().json()
+        run_api = http.post(f"/deployments/{dep['id']}/create_flow_run",
+                            json={"parameters": {"scan": str(scan_api), "overrides": TINY}}).raise_for_status().json()
+
+        event = {
+            "id": str(uuid.uuid4()),
+            "occurred": datetime.now(timezone.utc).isoformat(),
+            "event": "tomodenoise.scan.completed",
+            "resource": {"prefect.resource.id": "tomodenoise.scan.by-event", "tomodenoise.scan.path": str(scan_event)},
+            "payload": {"path": str(scan_event), "overrides": TINY},
+        }
+        assert http.post("/events", json=[event]).status_code == 204
+
+        # the event's run appears once the trigger has fired
+        t_end, run_event = time.monotonic() + 90, None
+        while run_event is None and time.monotonic() < t_end:
+            runs = http.post("/flow_runs/filter", json={"deployments": {"id": {"any_": [dep["id"]]}}}).json()
+            run_event = next((r for r in runs if r["parameters"].get("scan") == str(scan_event)), None)
+            time.sleep(1)
+        assert run_event is not None, "the scan-completed event did not start a pipeline run"
+        assert run_event["parameters"]["overrides"] == TINY
+
+        for run in (run_api, run_event):
+            final = _wait_final(http, run["id"], 300, service["worker_log"])
+            assert final["state_type"] == "COMPLETED", (final["state"], service["worker_log"].read_text()[-4000:])
+
+    for name in ("by_api", "by_event"):
+        root = out / name
+        assert (root / "scan.zarr" / "zarr.json").exists()
+        assert (root / "model" / "best.pt").exists()
+        assert (root / "report" / "metrics.json").exists()
+
+
+def test_a_scan_outside_the_input_roots_fails_on_the_worker(service):
+    server = service["server"]
+    outside = _scan(service["tmp"], "outside")
+    with _http(server) as http:
+        dep = http.get("/deployments/name/tomodenoise-pipeline/pipeline").raise_for_status().json()
+        run = http.post(f"/deployments/{dep['id']}/create_flow_run",
+                        json={"parameters": {"scan": str(outside), "overrides": TINY}}).raise_for_status().json()
+        final = _wait_final(http, run["id"], 180, service["worker_log"])
+    assert final["state_type"] == "FAILED"
+    assert not (service["out"] / "outside").exists()
