@@ -1,0 +1,54 @@
+"""Which Dask cluster the flows get from ``compute``."""
+
+import logging
+
+import pytest
+
+from tomodenoise.cluster import dask_runner_kwargs, gpu_count
+from tomodenoise.config import ComputeConfig
+
+
+def test_local_cluster_by_default_with_one_thread_per_worker():
+    kw = dask_runner_kwargs(ComputeConfig(n_workers=3, threads_per_worker=2))
+    assert kw["cluster_class"] == "distributed.LocalCluster"
+    assert kw["cluster_kwargs"]["n_workers"] == 3 and kw["cluster_kwargs"]["threads_per_worker"] == 2
+    assert kw["cluster_kwargs"]["env"]["OMP_NUM_THREADS"] == "2"
+
+
+def test_local_cuda_falls_back_to_cpu_without_a_gpu(monkeypatch, caplog):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert gpu_count() == 0
+    with caplog.at_level(logging.WARNING):
+        kw = dask_runner_kwargs(ComputeConfig(cluster="local_cuda"))
+    assert kw["cluster_class"] == "distributed.LocalCluster"
+    assert "no GPU" in caplog.text
+
+
+def test_local_cuda_with_gpus_and_dask_cuda(monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.setattr("tomodenoise.cluster.gpu_count", lambda: 2)
+    monkeypatch.setitem(sys.modules, "dask_cuda", types.ModuleType("dask_cuda"))
+    kw = dask_runner_kwargs(ComputeConfig(cluster="local_cuda"))
+    assert kw["cluster_class"] == "dask_cuda.LocalCUDACluster"  # one worker per visible GPU (its default)
+
+
+def test_address_and_slurm():
+    assert dask_runner_kwargs(ComputeConfig(cluster="address", address="tcp://h:8786")) == {"address": "tcp://h:8786"}
+    with pytest.raises(ValueError, match="compute.address"):
+        dask_runner_kwargs(ComputeConfig(cluster="address"))
+    kw = dask_runner_kwargs(ComputeConfig(cluster="slurm", n_workers=4, slurm={"cores": 8, "memory": "64GB"}))
+    assert kw["cluster_class"] == "dask_jobqueue.SLURMCluster"
+    assert kw["cluster_kwargs"] == {"cores": 8, "memory": "64GB"}
+    assert kw["adapt_kwargs"] == {"minimum": 4, "maximum": 4}
+
+
+def test_a_real_local_cluster_starts_from_these_kwargs():
+    from distributed import Client, LocalCluster
+
+    kw = dask_runner_kwargs(ComputeConfig(n_workers=1))["cluster_kwargs"]
+    with LocalCluster(**kw, dashboard_address=":0") as cluster, Client(cluster) as client:
+        import os
+
+        assert client.submit(lambda: os.environ.get("OMP_NUM_THREADS")).result() == "1"
