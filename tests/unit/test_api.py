@@ -1,0 +1,179 @@
+"""tomodenoise.api against a mock transport: headers, errors, request bodies (no server)."""
+
+import base64
+import json
+import subprocess
+import sys
+import uuid
+
+import httpx
+import pytest
+
+from tomodenoise.api import (
+    ApiError,
+    Client,
+    _link_target,
+    _parse_sets,
+    main,
+    scan_resource_id,
+    store_artifact_key,
+)
+from tomodenoise.paths import PathNotAllowed
+
+URL = "http://prefect.test:4200/api"
+DEP_ID = str(uuid.uuid4())
+RUN_ID = str(uuid.uuid4())
+
+
+def _client(handler, **kw):
+    return Client(URL, transport=httpx.MockTransport(handler), **kw)
+
+
+def test_basic_auth_header_as_prefect_sends_it(monkeypatch):
+    seen = []
+
+    def handler(request):
+        seen.append(request)
+        return httpx.Response(200, json={"id": DEP_ID})
+
+    monkeypatch.delenv("PREFECT_API_KEY", raising=False)
+    _client(handler, auth="admin:s3cr:t é").deployment_id()
+    expected = "Basic " + base64.b64encode("admin:s3cr:t é".encode()).decode()
+    assert seen[0].headers["Authorization"] == expected
+    assert str(seen[0].url) == f"{URL}/deployments/name/tomodenoise-pipeline/pipeline"
+
+
+def test_auth_and_url_from_environment(monkeypatch):
+    seen = []
+    monkeypatch.setenv("PREFECT_API_URL", URL + "/")
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "user:pass")
+    api = Client(transport=httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(200, json={"id": DEP_ID})))
+    assert api.api_url == URL
+    api.deployment_id()
+    assert base64.b64decode(seen[0].headers["Authorization"].split()[1]) == b"user:pass"
+
+
+def test_no_auth_header_without_auth_string(monkeypatch):
+    seen = []
+    monkeypatch.delenv("PREFECT_API_AUTH_STRING", raising=False)
+    monkeypatch.delenv("PREFECT_API_KEY", raising=False)
+    _client(lambda r: seen.append(r) or httpx.Response(200, json={"id": DEP_ID})).deployment_id()
+    assert "Authorization" not in seen[0].headers
+
+
+def test_missing_url_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with pytest.raises(ApiError, match="PREFECT_API_URL"):
+        Client()
+
+
+def test_401_says_to_set_the_auth_string(monkeypatch):
+    monkeypatch.delenv("PREFECT_API_AUTH_STRING", raising=False)
+    # what Prefect 3.8's server answers (prefect/server/api/server.py, token_validation)
+    api = _client(lambda r: httpx.Response(401, json={"exception_message": "Unauthorized"}))
+    with pytest.raises(ApiError, match="PREFECT_API_AUTH_STRING") as info:
+        api.start_run("/data/scan.h5", roots=[])
+    assert info.value.status_code == 401
+    assert info.value.detail == "Unauthorized"
+
+
+def test_404_carries_the_servers_detail():
+    api = _client(lambda r: httpx.Response(404, json={"detail": "Deployment not found"}))
+    with pytest.raises(ApiError, match="not found") as info:
+        api.start_run("/data/scan.h5", deployment="nope/nope", roots=[])
+    assert info.value.status_code == 404
+    assert info.value.detail == "Deployment not found"
+
+
+def test_connection_error_is_wrapped():
+    def handler(request):
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(ApiError, match="no answer") as info:
+        _client(handler).get_run(RUN_ID)
+    assert info.value.status_code is None
+
+
+def test_start_run_request_body():
+    seen = []
+
+    def handler(request):
+        seen.append(request)
+        if request.method == "GET":
+            return httpx.Response(200, json={"id": DEP_ID})
+        return httpx.Response(201, json={"id": RUN_ID})
+
+    run = _client(handler).start_run("/data/scan.h5", {"train": {"epochs": 5}}, roots=[], idempotency_key="k1")
+    assert run == RUN_ID
+    assert seen[1].method == "POST" and str(seen[1].url) == f"{URL}/deployments/{DEP_ID}/create_flow_run"
+    assert json.loads(seen[1].content) == {
+        "parameters": {"scan": "/data/scan.h5", "overrides": {"train": {"epochs": 5}}}, "idempotency_key": "k1"}
+
+
+def test_confinement_before_any_request(tmp_path, monkeypatch):
+    seen = []
+    api = _client(lambda r: seen.append(r) or httpx.Response(200, json={"id": DEP_ID}))
+    (tmp_path / "raw").mkdir()
+    with pytest.raises(PathNotAllowed):
+        api.start_run(tmp_path / "elsewhere.h5", roots=[tmp_path / "raw"])
+    monkeypatch.setenv("TOMODENOISE_INPUT_ROOTS", str(tmp_path / "raw"))
+    with pytest.raises(PathNotAllowed):
+        api.post_scan_completed(tmp_path / "raw" / ".." / "elsewhere.h5")
+    assert seen == []
+
+
+def test_event_body():
+    seen = []
+    api = _client(lambda r: seen.append(r) or httpx.Response(204))
+    event_id = api.post_scan_completed("/data/s.h5", {"splits": {"k": 4}}, roots=[])
+    assert str(seen[0].url) == f"{URL}/events"
+    [ev] = json.loads(seen[0].content)
+    assert ev["id"] == event_id and ev["event"] == "tomodenoise.scan.completed"
+    assert ev["resource"] == {"prefect.resource.id": scan_resource_id("/data/s.h5"), "tomodenoise.scan.path": "/data/s.h5"}
+    assert scan_resource_id("/data/s.h5").startswith("tomodenoise.scan.") and len(scan_resource_id("x")) == 17 + 16
+    assert ev["payload"] == {"path": "/data/s.h5", "overrides": {"splits": {"k": 4}}}
+    assert "T" in ev["occurred"] and ev["occurred"].endswith("+00:00")
+
+
+def test_get_run_and_store():
+    def handler(request):
+        if request.url.path.endswith("/artifacts/filter"):
+            body = json.loads(request.content)
+            assert body["artifacts"]["flow_run_id"] == {"any_": [RUN_ID]}
+            return httpx.Response(200, json=[{"key": "store-scan-1", "data": "[/out/scan_1](/out/scan_1)"}])
+        return httpx.Response(200, json={"id": RUN_ID, "name": "brave-fox", "parameters": {"scan": "/s.h5"},
+                                         "state": {"type": "COMPLETED", "name": "Completed"}})
+
+    run = _client(handler).get_run(RUN_ID)
+    assert run["state"] == "COMPLETED" and run["state_name"] == "Completed" and run["name"] == "brave-fox"
+    assert run["store"] == "/out/scan_1" and run["parameters"] == {"scan": "/s.h5"}
+    with pytest.raises(ValueError, match="UUID"):
+        _client(handler).get_run("not-a-run")
+
+
+def test_wait_times_out():
+    api = _client(lambda r: httpx.Response(200, json=[] if r.method == "POST" else
+                                           {"id": RUN_ID, "state": {"type": "SCHEDULED", "name": "Late"}}))
+    with pytest.raises(TimeoutError, match="Late"):
+        api.wait(RUN_ID, timeout=0.05, poll=0.01)
+
+
+def test_helpers():
+    assert store_artifact_key("Scan_0042.v2") == "store-scan-0042-v2"
+    assert _link_target("[text](/out/a b)") == "/out/a b"
+    assert _link_target("/out/a") == "/out/a"
+    assert _parse_sets(["train.epochs=5", "train.lr=1e-3", "input.scan_id=abc"]) == {
+        "train": {"epochs": 5, "lr": 1e-3}, "input": {"scan_id": "abc"}}
+    with pytest.raises(SystemExit):
+        _parse_sets(["epochs"])
+
+
+def test_cli_reports_errors(monkeypatch, capsys):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert main(["status", RUN_ID]) == 1
+    assert "PREFECT_API_URL" in capsys.readouterr().err
+
+
+def test_module_does_not_import_prefect():
+    code = "import sys, tomodenoise.api; assert 'prefect' not in sys.modules, 'prefect imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
