@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
 
 from tomodenoise import pipeline
 from tomodenoise.config import RunConfig
@@ -65,13 +64,14 @@ def report_task(store_root: str, cfg: RunConfig, reference: str | None = None) -
     store = ScanStore(store_root)
     ref = np.load(reference) if reference else None
     metrics = pipeline.report(store, cfg, reference=ref)
-    md = (store.report_dir / "report.md").read_text()
-    create_markdown_artifact(markdown=md + f"\n\nStore: `{store.root}`\n", key=_artifact_key(store.root.name),
-                             description="tomodenoise report")
+    from tasks.artifacts import publish_report
+
+    publish_report(store_root)  # report-<scan-id> (Markdown, previews embedded), store-<scan-id> (link)
     return metrics
 
 
 def _artifact_key(name: str) -> str:
     """Artifact keys allow lowercase letters, digits and dashes only."""
-    key = "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in name.lower()).strip("-")
-    return f"report-{key or 'scan'}"
+    from tasks.artifacts import artifact_key
+
+    return artifact_key("report", name)

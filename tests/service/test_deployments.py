@@ -13,8 +13,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -121,34 +119,33 @@ def test_deployments_from_prefect_yaml(service):
 
 
 def test_pipeline_runs_from_the_rest_api_and_from_the_event(service):
+    """Through tomodenoise.api.Client (the data-management systems' client), as docs/API.md shows."""
+    from tomodenoise.api import Client
+
     server, raw, out = service["server"], service["raw"], service["out"]
     scan_api, scan_event = _scan(raw, "by_api"), _scan(raw, "by_event")
-    with _http(server) as http:
-        dep = http.get("/deployments/name/tomodenoise-pipeline/pipeline").raise_for_status().json()
-        run_api = http.post(f"/deployments/{dep['id']}/create_flow_run",
-                            json={"parameters": {"scan": str(scan_api), "overrides": TINY}}).raise_for_status().json()
-
-        event = {
-            "id": str(uuid.uuid4()),
-            "occurred": datetime.now(timezone.utc).isoformat(),
-            "event": "tomodenoise.scan.completed",
-            "resource": {"prefect.resource.id": "tomodenoise.scan.by-event", "tomodenoise.scan.path": str(scan_event)},
-            "payload": {"path": str(scan_event), "overrides": TINY},
-        }
-        assert http.post("/events", json=[event]).status_code == 204
+    with Client(server.url, auth=AUTH) as api, _http(server) as http:
+        run_api = api.start_run(scan_api, overrides=TINY, roots=[raw])
+        api.post_scan_completed(scan_event, overrides=TINY, roots=[raw])
 
         # the event's run appears once the trigger has fired
+        dep_id = api.deployment_id()
         t_end, run_event = time.monotonic() + 90, None
         while run_event is None and time.monotonic() < t_end:
-            runs = http.post("/flow_runs/filter", json={"deployments": {"id": {"any_": [dep["id"]]}}}).json()
-            run_event = next((r for r in runs if r["parameters"].get("scan") == str(scan_event)), None)
+            runs = http.post("/flow_runs/filter", json={"deployments": {"id": {"any_": [dep_id]}}}).json()
+            run_event = next((r["id"] for r in runs if r["parameters"].get("scan") == str(scan_event)), None)
             time.sleep(1)
         assert run_event is not None, "the scan-completed event did not start a pipeline run"
-        assert run_event["parameters"]["overrides"] == TINY
 
-        for run in (run_api, run_event):
-            final = _wait_final(http, run["id"], 300, service["worker_log"])
-            assert final["state_type"] == "COMPLETED", (final["state"], service["worker_log"].read_text()[-4000:])
+        for run_id, name in ((run_api, "by_api"), (run_event, "by_event")):
+            try:
+                final = api.wait(run_id, timeout=300)
+            except TimeoutError:
+                pytest.fail(service["worker_log"].read_text()[-4000:])
+            assert final["state"] == "COMPLETED", (final, service["worker_log"].read_text()[-4000:])
+            assert final["parameters"]["overrides"] == TINY
+            # the run tells where its output is
+            assert final["store"] == str(out / name)
 
     for name in ("by_api", "by_event"):
         root = out / name
