@@ -8,7 +8,9 @@ configuration; the deployment's default) and ``reference`` (a clean volume, simu
 
 from __future__ import annotations
 
+import hashlib
 import time
+from contextlib import contextmanager
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -28,7 +30,7 @@ from tomodenoise import pipeline
 from tomodenoise.cluster import dask_runner_kwargs
 from tomodenoise.config import ComputeConfig, RunConfig
 from tomodenoise.io.store import ScanStore
-from tomodenoise.paths import confine
+from tomodenoise.paths import PathNotAllowed, confine, input_roots, output_roots
 
 
 def task_runner_for(compute: ComputeConfig):
@@ -64,6 +66,7 @@ def reconstruct_flow(config: RunConfig, store_root: str) -> str:
     logger.info("%d of %d reconstruction chunks to compute (%s)", len(chunks), total, config.compute.cluster)
     progress = _progress(total, "reconstruction chunks", done=total - len(chunks))
     futures = [reconstruct_chunk_task.submit(store_root, config, c) for c in chunks]
+    _log_dashboard(logger)
     step = max(1, len(futures) // 10)
     for i, fut in enumerate(as_completed(futures), 1):
         fut.result()
@@ -73,6 +76,19 @@ def reconstruct_flow(config: RunConfig, store_root: str) -> str:
             logger.info("reconstructed %d/%d chunks", total - len(chunks) + i, total)
     finish_reconstruct_task(store_root, config, time.perf_counter() - t0)
     return store_root
+
+
+def _log_dashboard(logger) -> None:
+    """Put the Dask dashboard's address in the run's log (the UI shows it)."""
+    try:
+        from prefect.context import FlowRunContext
+
+        runner = FlowRunContext.get().task_runner
+        client = getattr(runner, "client", None) or getattr(runner, "_client", None)
+        if client is not None and getattr(client, "dashboard_link", None):
+            logger.info("Dask dashboard: %s", client.dashboard_link)
+    except Exception:  # no Dask (threads) or no dashboard: nothing to show
+        pass
 
 
 def _progress(total: int, description: str, done: int = 0):
@@ -100,16 +116,75 @@ def denoise_flow(config: RunConfig, store_root: str, checkpoint: str | None = No
     return store_root
 
 
+def _refuse_root_overrides() -> None:
+    """A run may not bring its own ``TOMODENOISE_*`` environment (its job variables).
+
+    The roots come from the deployment and the worker; a caller of ``create_flow_run`` can add
+    per-run ``job_variables``, which the process worker would put in the run's environment.
+    """
+    from prefect.runtime import flow_run
+
+    jv = flow_run.job_variables or {}
+    env = jv.get("env") if isinstance(jv, dict) else None
+    bad = sorted(k for k in (env or {}) if str(k).upper().startswith("TOMODENOISE_"))
+    if bad:
+        raise PathNotAllowed(f"this run's job variables set {', '.join(bad)}: roots are set by the deployment only")
+
+
+# Settings a run may not change once the service confines paths: they name other machines or
+# run shell commands (SLURM job prologues), so they belong to the deployment's configuration.
+_DEPLOYMENT_ONLY = (("compute", "slurm"), ("compute", "address"))
+
+
 def resolve_config(config: RunConfig | None = None, scan: str | None = None,
                    overrides: dict[str, Any] | None = None) -> RunConfig:
-    """The run's configuration from the flow's parameters; the scan path confined to the roots."""
+    """The run's configuration from the flow's parameters, every path confined to its roots.
+
+    With ``TOMODENOISE_INPUT_ROOTS`` / ``TOMODENOISE_OUTPUT_ROOTS`` set (the service), the scan,
+    ``input.angles_file``, ``train.resume`` and ``output.root`` must lie inside them, and the
+    overrides may not set ``compute.slurm`` or ``compute.address``.
+    """
+    roots_in, roots_out = input_roots(), output_roots()
+    if (roots_in or roots_out) and overrides:
+        for section, key in _DEPLOYMENT_ONLY:
+            if key in (overrides.get(section) or {}):
+                raise PathNotAllowed(f"{section}.{key} is set by the deployment, not per run")
     cfg = (config or RunConfig()).with_overrides(overrides)
     if scan:
         cfg.input.path = scan
     if not cfg.input.path:
         raise ValueError("no scan given: set the `scan` parameter (or config.input.path)")
-    cfg.input.path = str(confine(cfg.input.path))
+    cfg.input.path = str(confine(cfg.input.path, roots_in))
+    if cfg.input.angles_file:
+        cfg.input.angles_file = str(confine(cfg.input.angles_file, roots_in))
+    if roots_out:
+        cfg.output.root = str(confine(cfg.output.root, roots_out, what="output"))
+    if cfg.train.resume and (roots_in or roots_out):
+        cfg.train.resume = str(confine(cfg.train.resume, roots_in + roots_out, what="input or output"))
     return cfg
+
+
+@contextmanager
+def scan_lock(store_root: str, lease_s: float = 300):
+    """One run at a time per output store (a Prefect global concurrency limit of 1, leased).
+
+    A second run of the same scan (a repeated event, a watcher pass racing an API call) waits,
+    then finds every stage current and finishes at once. The lease is renewed while the run
+    lives and expires ``lease_s`` after a crash, so a killed run never blocks the scan forever.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists
+
+    name = "tomodenoise-scan-" + hashlib.sha256(str(store_root).encode()).hexdigest()[:16]
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        except ObjectAlreadyExists:
+            pass
+    with concurrency(name, occupy=1, strict=True, lease_duration=lease_s):
+        yield
 
 
 @flow(name="tomodenoise-pipeline", log_prints=True)
@@ -125,11 +200,17 @@ def pipeline_flow(
     configuration values merged over ``config``; ``reference``: optional ``.npy`` clean
     volume (z, y, x) for PSNR/SSIM.
     """
+    _refuse_root_overrides()
     cfg = resolve_config(config, scan, overrides)
-    get_run_logger().info("scan %s -> %s", cfg.input.path, pipeline.store_for(cfg).root)
-    store_root = ingest_flow(cfg)
-    reconstruct_flow.with_options(task_runner=task_runner_for(cfg.compute))(cfg, store_root)
-    checkpoint = train_flow(cfg, store_root)
-    denoise_flow(cfg, store_root, checkpoint)
-    metrics = report_task(store_root, cfg, reference)
+    if reference:
+        roots = input_roots() + output_roots()
+        reference = str(confine(reference, roots, what="input or output")) if roots else reference
+    target = str(pipeline.store_for(cfg).root)
+    get_run_logger().info("scan %s -> %s", cfg.input.path, target)
+    with scan_lock(target):
+        store_root = ingest_flow(cfg)
+        reconstruct_flow.with_options(task_runner=task_runner_for(cfg.compute))(cfg, store_root)
+        checkpoint = train_flow(cfg, store_root)
+        denoise_flow(cfg, store_root, checkpoint)
+        metrics = report_task(store_root, cfg, reference)
     return {"store": store_root, "metrics": metrics}

@@ -14,8 +14,8 @@ from prefect import flow, get_run_logger
 from prefect.deployments import run_deployment
 
 from tomodenoise.config import RunConfig
-from tomodenoise.pipeline import store_for
-from tomodenoise.paths import confine, input_roots
+from tomodenoise.pipeline import input_identity, store_for
+from tomodenoise.paths import PathNotAllowed, confine, input_roots
 from tomodenoise.watch import DEFAULT_PATTERNS, claim, claims_dir_for, find_scans
 
 PIPELINE_DEPLOYMENT = "tomodenoise-pipeline/pipeline"
@@ -29,9 +29,11 @@ def _already_processed(cfg: RunConfig, scan) -> bool:
     if not store.exists():
         return False
     try:
-        return store.attrs.get("source_identity", {}).get("path") == str(scan)
+        held = store.attrs.get("source_identity", {})
     except Exception:  # a store being written: leave it to the next pass
         return True
+    # the same file, unchanged since it was ingested (a rewritten scan is processed again)
+    return held == input_identity(scan)
 
 
 @flow(name="tomodenoise-watcher")
@@ -61,6 +63,11 @@ def watcher_flow(
     scans = find_scans(roots, patterns, min_age_s)
     started: list[dict[str, str]] = []
     for scan in scans:
+        try:
+            scan = confine(scan, allowed)  # a symlink under a root may point outside it
+        except PathNotAllowed:
+            logger.warning("skipping %s: it resolves outside the input roots", scan)
+            continue
         if len(started) >= max_runs:
             logger.info("max_runs = %d reached; the rest waits for the next pass", max_runs)
             break

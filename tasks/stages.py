@@ -11,55 +11,63 @@ from typing import Any
 
 import numpy as np
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from tomodenoise import pipeline
 from tomodenoise.config import RunConfig
 from tomodenoise.io.store import ScanStore
 
 
+# Caching: Prefect's own result cache is off (NO_CACHE). What is skipped on a rerun is decided by
+# the store: every stage and every reconstruction chunk records a key made of the input's
+# identity (path, sizes, mtimes) and the settings it depends on (tomodenoise.pipeline.stage_keys),
+# so a changed input or setting is never skipped, and deleting the store forgets everything.
+
+
 def _passing_failure(task: Any, task_run: Any, state: Any) -> bool:
     """Retry only failures that may pass (I/O, a lost worker), never bad input or settings."""
     try:
         state.result()
-    except (ValueError, TypeError, KeyError):  # ScanError, ValidationError, shape/geometry errors
+    except (ValueError, TypeError, KeyError,  # ScanError, ValidationError, shape/geometry errors
+            PermissionError, FileExistsError, FileNotFoundError):  # PathNotAllowed, scan-id clash, missing input
         return False
     except Exception:
         return True
     return False
 
 
-@task(name="ingest", retries=1, retry_delay_seconds=5, retry_condition_fn=_passing_failure)
+@task(cache_policy=NO_CACHE, name="ingest", retries=1, retry_delay_seconds=5, retry_condition_fn=_passing_failure)
 def ingest_task(cfg: RunConfig) -> str:
     return str(pipeline.ingest(cfg).root)
 
 
-@task(name="plan-reconstruction")
+@task(cache_policy=NO_CACHE, name="plan-reconstruction")
 def plan_reconstruct_task(store_root: str, cfg: RunConfig) -> list[pipeline.Chunk]:
     return pipeline.prepare_reconstruct(ScanStore(store_root), cfg)
 
 
-@task(name="reconstruct-chunk", retries=2, retry_delay_seconds=2, retry_condition_fn=_passing_failure,
+@task(cache_policy=NO_CACHE, name="reconstruct-chunk", retries=2, retry_delay_seconds=2, retry_condition_fn=_passing_failure,
       task_run_name="recon-s{chunk.split}-t{chunk.time}-c{chunk.channel}-z{chunk.z_start}")
 def reconstruct_chunk_task(store_root: str, cfg: RunConfig, chunk: pipeline.Chunk) -> pipeline.Chunk:
     return pipeline.reconstruct_chunk(ScanStore(store_root), cfg, chunk)
 
 
-@task(name="finish-reconstruction")
+@task(cache_policy=NO_CACHE, name="finish-reconstruction")
 def finish_reconstruct_task(store_root: str, cfg: RunConfig, seconds: float) -> None:
     pipeline.finish_reconstruct(ScanStore(store_root), cfg, seconds)
 
 
-@task(name="train")
+@task(cache_policy=NO_CACHE, name="train")
 def train_task(store_root: str, cfg: RunConfig) -> str:
     return str(pipeline.train(ScanStore(store_root), cfg))
 
 
-@task(name="denoise")
+@task(cache_policy=NO_CACHE, name="denoise")
 def denoise_task(store_root: str, cfg: RunConfig, checkpoint: str | None = None) -> None:
     pipeline.denoise(ScanStore(store_root), cfg, Path(checkpoint) if checkpoint else None)
 
 
-@task(name="report")
+@task(cache_policy=NO_CACHE, name="report")
 def report_task(store_root: str, cfg: RunConfig, reference: str | None = None) -> dict[str, Any]:
     store = ScanStore(store_root)
     ref = np.load(reference) if reference else None

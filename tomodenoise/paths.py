@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 ENV_INPUT_ROOTS = "TOMODENOISE_INPUT_ROOTS"
+ENV_OUTPUT_ROOTS = "TOMODENOISE_OUTPUT_ROOTS"
 
 
 class PathNotAllowed(PermissionError):
@@ -26,7 +27,13 @@ def input_roots(value: str | None = None) -> list[Path]:
     return [Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip()]
 
 
-def confine(path: str | os.PathLike, roots: list[Path] | None = None) -> Path:
+def output_roots(value: str | None = None) -> list[Path]:
+    """Where runs may write (``TOMODENOISE_OUTPUT_ROOTS``; empty: no confinement)."""
+    raw = os.environ.get(ENV_OUTPUT_ROOTS, "") if value is None else value
+    return [Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip()]
+
+
+def confine(path: str | os.PathLike, roots: list[Path] | None = None, what: str = "input") -> Path:
     """``path`` resolved (symlinks and ``..`` followed), or :class:`PathNotAllowed`.
 
     ``roots`` defaults to :func:`input_roots`; an empty list allows everything.
@@ -35,5 +42,6 @@ def confine(path: str | os.PathLike, roots: list[Path] | None = None) -> Path:
     p = Path(path).expanduser().resolve()
     if roots and not any(p == r or p.is_relative_to(r) for r in roots):
         shown = os.pathsep.join(str(r) for r in roots)
-        raise PathNotAllowed(f"{path} is outside the configured input roots ({ENV_INPUT_ROOTS}={shown})")
+        env = ENV_INPUT_ROOTS if what == "input" else ENV_OUTPUT_ROOTS if what == "output" else "roots"
+        raise PathNotAllowed(f"{path} is outside the configured {what} roots ({env}={shown})")
     return p

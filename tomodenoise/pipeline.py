@@ -257,7 +257,7 @@ def prepare_reconstruct(store: ScanStore, cfg: RunConfig) -> list[Chunk]:
 
 def reconstruct_chunk(store: ScanStore, cfg: RunConfig, chunk: Chunk) -> Chunk:
     """Reconstruct one split of one z-slab, write it as one whole Zarr chunk, mark it done."""
-    from .recon import fbp, sirt
+    from .recon import fbp, gpu_available, sirt
     from .splits import split_indices
 
     geom = store.attrs["geometry"]
@@ -272,7 +272,8 @@ def reconstruct_chunk(store: ScanStore, cfg: RunConfig, chunk: Chunk) -> Chunk:
     store.write_region("recon", chunk.region, rec)
     pdir = _progress_dir(store, _key(store, cfg, "reconstruct"))
     tmp = pdir / f".{_marker(chunk)}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"z": [chunk.z_start, chunk.z_stop], "pid": os.getpid()}))
+    device = "cuda" if cfg.recon.use_gpu != "no" and gpu_available() else "cpu"
+    tmp.write_text(json.dumps({"z": [chunk.z_start, chunk.z_stop], "pid": os.getpid(), "device": device}))
     os.replace(tmp, pdir / _marker(chunk))
     return chunk
 
@@ -284,7 +285,12 @@ def finish_reconstruct(store: ScanStore, cfg: RunConfig, seconds: float | None =
     missing = [c for c in recon_chunks(store, cfg) if _marker(c) not in done]
     if missing:
         raise RuntimeError(f"reconstruction incomplete: {len(missing)} chunks not written, e.g. {missing[0]}")
+    devices = sorted({json.loads(p.read_text()).get("device", "?") for p in _progress_dir(store, key).glob("*.done")})
+    if len(devices) > 1:  # a run resumed on other hardware: CPU and GPU FBPs differ slightly
+        log.warning("reconstruction chunks were computed on %s; rerun with a fresh store for uniform results",
+                    " and ".join(devices))
     store.mark_stage("reconstruct", key=key, k=cfg.splits.k, algorithm=cfg.recon.algorithm, chunks=len(done),
+                     devices=devices,
                      **({"seconds": round(seconds, 3)} if seconds is not None else {}))
 
 

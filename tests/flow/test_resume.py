@@ -112,13 +112,16 @@ def test_killed_dask_worker_is_replaced_and_result_identical(scan, tmp_path):
     proc = _start_run(cfg, tmp_path)
     _wait_for_markers(proc, cfg, 2)
     me = psutil.Process(proc.pid)
-    # Dask worker processes are grandchildren (nanny -> worker); kill one worker.
-    workers = [p for p in me.children(recursive=True) if "from multiprocessing" in " ".join(p.cmdline())
-               and p.parent() and p.parent().pid != proc.pid]
-    if not workers:  # nanny/worker layout differs: kill any spawned child that is not the flow
-        workers = [p for p in me.children(recursive=True) if p.pid != proc.pid]
-    assert workers, "no Dask worker process found"
+    # The nannies live in the flow's process; each Dask worker is a process it spawned
+    # (multiprocessing "spawn_main"), unlike multiprocessing's resource tracker.
+    workers = [p for p in me.children(recursive=True)
+               if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
+    assert len(workers) == 2, [" ".join(p.cmdline()) for p in me.children(recursive=True)]
+    at_kill = len(_markers(cfg))
     workers[0].kill()
+    workers[0].wait(timeout=10)
+    assert not workers[0].is_running()
+    assert at_kill < N_CHUNKS, "the worker should die while chunks remain"
     try:
         rc = proc.wait(timeout=300)
     finally:

@@ -155,12 +155,15 @@ def test_pipeline_runs_from_the_rest_api_and_from_the_event(service):
 
 
 def test_a_scan_outside_the_input_roots_fails_on_the_worker(service):
+    """Also when the caller tries to widen the roots with the run's own job variables."""
     server = service["server"]
     outside = _scan(service["tmp"], "outside")
     with _http(server) as http:
         dep = http.get("/deployments/name/tomodenoise-pipeline/pipeline").raise_for_status().json()
-        run = http.post(f"/deployments/{dep['id']}/create_flow_run",
-                        json={"parameters": {"scan": str(outside), "overrides": TINY}}).raise_for_status().json()
-        final = _wait_final(http, run["id"], 180, service["worker_log"])
-    assert final["state_type"] == "FAILED"
+        plain = {"parameters": {"scan": str(outside), "overrides": TINY}}
+        widened = dict(plain, job_variables={"env": {"TOMODENOISE_INPUT_ROOTS": "/"}})
+        runs = [http.post(f"/deployments/{dep['id']}/create_flow_run", json=body).raise_for_status().json()
+                for body in (plain, widened)]
+        finals = [_wait_final(http, run["id"], 180, service["worker_log"]) for run in runs]
+    assert [f["state_type"] for f in finals] == ["FAILED", "FAILED"]
     assert not (service["out"] / "outside").exists()
