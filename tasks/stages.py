@@ -59,7 +59,21 @@ def finish_reconstruct_task(store_root: str, cfg: RunConfig, seconds: float) -> 
 
 @task(cache_policy=NO_CACHE, name="train")
 def train_task(store_root: str, cfg: RunConfig) -> str:
-    return str(pipeline.train(ScanStore(store_root), cfg))
+    from tasks.artifacts import ChunkProgress
+
+    progress: dict[str, ChunkProgress] = {}
+
+    def on_epoch(epoch: int, epochs: int, entry: dict) -> None:
+        # a progress artifact in the UI: epochs done out of the most that may run
+        if "bar" not in progress:
+            progress["bar"] = ChunkProgress(epochs, "training epochs")
+        bar = progress["bar"]
+        bar.advance(max(0, epoch - bar.done))
+
+    checkpoint = pipeline.train(ScanStore(store_root), cfg, on_epoch=on_epoch)
+    if "bar" in progress:  # stopped early (no improvement, time limit): the stage is done
+        progress["bar"].advance(progress["bar"].total - progress["bar"].done)
+    return str(checkpoint)
 
 
 @task(cache_policy=NO_CACHE, name="denoise")

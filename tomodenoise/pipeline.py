@@ -315,7 +315,7 @@ def load_splits(store: ScanStore) -> np.ndarray:
 
 
 # --- train ---------------------------------------------------------------------------------
-def train(store: ScanStore, cfg: RunConfig) -> Path:
+def train(store: ScanStore, cfg: RunConfig, on_epoch: Any = None) -> Path:
     """Train the denoiser on the split reconstructions; returns the best checkpoint.
 
     Skipped when a model trained with these settings on these reconstructions exists. An
@@ -338,7 +338,7 @@ def train(store: ScanStore, cfg: RunConfig) -> Path:
         store.update_attrs(train_started={"key": key})
     t0 = time.perf_counter()
     result = train_n2i(load_splits(store), tcfg, cfg.model, store.model_dir,
-                       run_config=cfg.model_dump(mode="json"))
+                       run_config=cfg.model_dump(mode="json"), on_epoch=on_epoch)
     store.mark_stage("train", key=key, seconds=round(time.perf_counter() - t0, 3), checkpoint=str(result.checkpoint),
                      epochs=len(result.history), best_epoch=result.best_epoch, stopped=result.stopped,
                      best_val_loss=_finite_or_none(result.best_val_loss))

@@ -26,6 +26,7 @@ for ``torchrun``.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -38,6 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+log = logging.getLogger(__name__)
 from tqdm.auto import tqdm
 
 from tomodenoise.config import ModelConfig, TrainConfig
@@ -505,6 +508,7 @@ def train_n2i(
     *,
     run_config: Any = None,
     normalisation: dict[str, float] | None = None,
+    on_epoch: Any = None,
 ) -> TrainResult:
     """Train a denoiser with Noise2Inverse on split reconstructions.
 
@@ -524,6 +528,9 @@ def train_n2i(
     normalisation : dict, optional
         ``{"mean", "std"}`` to use instead of computing it from the training slices (e.g.
         ``{"mean": 0.0, "std": 1.0}`` when the caller already normalised per channel).
+    on_epoch : callable, optional
+        ``on_epoch(epoch, epochs, entry)`` after every epoch (``entry``: that epoch's losses,
+        as in ``TrainResult.history``); the flows use it for a progress artifact.
 
     Returns
     -------
@@ -696,6 +703,11 @@ def train_n2i(
             save("last", last_path, epoch, final)
             bar.update(1)
             bar.set_postfix(train=f"{train_loss:.4g}", val=_fmt(entry.get("val_loss")), best=_fmt(best_val))
+            if on_epoch is not None:  # e.g. a progress artifact in the UI; never fatal to training
+                try:
+                    on_epoch(epoch, cfg.epochs, dict(entry))
+                except Exception as exc:  # pragma: no cover
+                    log.warning("on_epoch callback failed: %s", exc)
             if stopped != "epochs":
                 break
     finally:

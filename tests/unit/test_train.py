@@ -209,3 +209,11 @@ def test_n2i_training_reduces_the_error_to_the_clean_image(tmp_path):
     mse_mean = float(np.mean((s.mean(0) - clean) ** 2))  # the full-data "FBP"
     mse_den = float(np.mean((out - clean) ** 2))
     assert mse_den < 0.6 * mse_mean, (mse_den, mse_mean)
+
+
+def test_on_epoch_reports_every_epoch_with_its_losses(tmp_path):
+    seen = []
+    res = train_n2i(disc_splits()[1], cfg(epochs=3), TINY, tmp_path,
+                    on_epoch=lambda e, n, entry: seen.append((e, n, entry["train_loss"])))
+    assert [(e, n) for e, n, _ in seen] == [(1, 3), (2, 3), (3, 3)]
+    assert [loss for *_, loss in seen] == [h["train_loss"] for h in res.history]

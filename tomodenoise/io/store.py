@@ -27,10 +27,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import dask.array as da
+from typing import TYPE_CHECKING
+
 import numpy as np
-import xarray as xr
 import zarr
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+# xarray and dask.array are imported where they are used (create, init_array, open), not
+# here: a reconstruction task on a Dask worker only reads and writes chunks through zarr,
+# and their import (~1-2 s) would otherwise be paid by every worker before its first chunk.
 
 DIMS = {
     "sinogram": ("time", "channel", "z", "angle", "det"),
@@ -120,6 +127,8 @@ class ScanStore:
         angles = np.asarray(angles, dtype=np.float64)
         if angles.shape != (na,):
             raise ValueError(f"angles must have shape ({na},), got {angles.shape}")
+        import xarray as xr
+
         store = cls(root)
         store.root.mkdir(parents=True, exist_ok=True)
         ds = xr.Dataset(
@@ -165,6 +174,9 @@ class ScanStore:
             self.consolidate()
         zc = self.z_chunk
         chunks = tuple(min(zc, sizes["z"]) if d == "z" else (sizes[d] if d in ("y", "x") else 1) for d in dims)
+        import dask.array as da
+        import xarray as xr
+
         data = da.zeros(shape, chunks=chunks, dtype=np.float32)
         new_coords = {d: np.arange(sizes[d]) for d in dims if d not in ("time", "channel", "z")}
         new_coords.update(coords or {})
@@ -177,6 +189,8 @@ class ScanStore:
     # --- access ------------------------------------------------------------------------
     def open(self) -> xr.Dataset:
         """The store as a lazy xarray Dataset."""
+        import xarray as xr
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             return xr.open_zarr(self.zarr_path, consolidated=None)
