@@ -9,6 +9,7 @@ configuration; the deployment's default) and ``reference`` (a clean volume, simu
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from contextlib import contextmanager
 from typing import Any
@@ -164,27 +165,57 @@ def resolve_config(config: RunConfig | None = None, scan: str | None = None,
     return cfg
 
 
+def scan_lock_name(store_root: str) -> str:
+    """The Prefect global concurrency limit that guards one output store."""
+    return "tomodenoise-scan-" + hashlib.sha256(str(store_root).encode()).hexdigest()[:16]
+
+
 @contextmanager
-def scan_lock(store_root: str, lease_s: float = 300):
+def scan_lock(store_root: str, lease_s: float | None = None):
     """One run at a time per output store (a Prefect global concurrency limit of 1, leased).
 
     A second run of the same scan (a repeated event, a watcher pass racing an API call) waits,
     then finds every stage current and finishes at once. The lease is renewed while the run
-    lives and expires ``lease_s`` after a crash, so a killed run never blocks the scan forever.
+    lives and expires ``lease_s`` after a crash (default ``TOMODENOISE_SCAN_LOCK_LEASE_S`` or
+    60 s); a Prefect server running its services (``prefect server start``) then frees the slot
+    within about 15 s. Where nothing frees it, :func:`release_scan_lock` (or
+    ``prefect global-concurrency-limit delete <name>``) does.
     """
+    if lease_s is None:
+        lease_s = float(os.environ.get("TOMODENOISE_SCAN_LOCK_LEASE_S", "60"))
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.concurrency.sync import concurrency
     from prefect.exceptions import ObjectAlreadyExists
 
-    name = "tomodenoise-scan-" + hashlib.sha256(str(store_root).encode()).hexdigest()[:16]
+    name = scan_lock_name(store_root)
     with get_client(sync_client=True) as client:
         try:
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
         except ObjectAlreadyExists:
-            pass
+            if client.read_global_concurrency_limit_by_name(name).active_slots:
+                get_run_logger().warning(
+                    "another run holds %s (the lock of %s): waiting for it. If that run crashed, "
+                    "its lease expires after at most %.0f s; `prefect global-concurrency-limit delete %s` "
+                    "frees it now", name, store_root, lease_s, name)
     with concurrency(name, occupy=1, strict=True, lease_duration=lease_s):
         yield
+
+
+def release_scan_lock(store_root: str) -> bool:
+    """Free the lock of ``store_root`` left by a run that died; True if there was one.
+
+    Only for a run known to be dead: a live holder loses its lock (its lease renewal fails).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.delete_global_concurrency_limit_by_name(scan_lock_name(store_root))
+        except ObjectNotFound:
+            return False
+    return True
 
 
 @flow(name="tomodenoise-pipeline", log_prints=True)
