@@ -176,13 +176,17 @@ def scan_lock(store_root: str, lease_s: float | None = None):
 
     A second run of the same scan (a repeated event, a watcher pass racing an API call) waits,
     then finds every stage current and finishes at once. The lease is renewed while the run
-    lives and expires ``lease_s`` after a crash (default ``TOMODENOISE_SCAN_LOCK_LEASE_S`` or
-    60 s); a Prefect server running its services (``prefect server start``) then frees the slot
-    within about 15 s. Where nothing frees it, :func:`release_scan_lock` (or
-    ``prefect global-concurrency-limit delete <name>``) does.
+    lives (every 3/4 of ``lease_s``) and expires ``lease_s`` after a crash (default
+    ``TOMODENOISE_SCAN_LOCK_LEASE_S`` or 300 s; Prefect's minimum is 60 s); a Prefect server
+    running its services (``prefect server start``) then frees the slot within about 15 s.
+    Where nothing frees it, :func:`release_scan_lock` (or
+    ``prefect global-concurrency-limit delete <name>``) does. A failed renewal (the API busy
+    or away for a while) is logged and the run goes on: losing the lock risks two runs
+    writing the same store (each chunk is written whole and deterministically, so they write
+    the same bytes), while stopping would throw away hours of work.
     """
     if lease_s is None:
-        lease_s = float(os.environ.get("TOMODENOISE_SCAN_LOCK_LEASE_S", "60"))
+        lease_s = float(os.environ.get("TOMODENOISE_SCAN_LOCK_LEASE_S", "300"))
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.concurrency.sync import concurrency
@@ -198,7 +202,7 @@ def scan_lock(store_root: str, lease_s: float | None = None):
                     "another run holds %s (the lock of %s): waiting for it. If that run crashed, "
                     "its lease expires after at most %.0f s; `prefect global-concurrency-limit delete %s` "
                     "frees it now", name, store_root, lease_s, name)
-    with concurrency(name, occupy=1, strict=True, lease_duration=lease_s):
+    with concurrency(name, occupy=1, strict=True, lease_duration=lease_s, raise_on_lease_renewal_failure=False):
         yield
 
 

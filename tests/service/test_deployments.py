@@ -73,14 +73,23 @@ def _http(server, auth=True) -> httpx.Client:
     return httpx.Client(base_url=server.url, headers=headers, timeout=30)
 
 
-def _wait_final(http: httpx.Client, run_id: str, timeout: float, log: Path) -> dict:
+def _logs(service: dict) -> str:
+    """The ends of the worker's and the server's logs, for a failure message."""
+    return (f"worker log:\n{service['worker_log'].read_text(errors='replace')[-4000:]}\n"
+            f"server log:\n{service['server'].log_tail(4000)}")
+
+
+def _wait_final(http: httpx.Client, run_id: str, timeout: float, service: dict) -> dict:
     t_end = time.monotonic() + timeout
     while time.monotonic() < t_end:
-        run = http.get(f"/flow_runs/{run_id}").raise_for_status().json()
+        try:
+            run = http.get(f"/flow_runs/{run_id}").raise_for_status().json()
+        except httpx.HTTPError as exc:
+            pytest.fail(f"reading flow run {run_id}: {exc}\n{_logs(service)}")
         if run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             return run
         time.sleep(1)
-    pytest.fail(f"flow run {run_id} not finished after {timeout} s; worker log:\n{log.read_text()[-4000:]}")
+    pytest.fail(f"flow run {run_id} not finished after {timeout} s\n{_logs(service)}")
 
 
 def _scan(raw: Path, name: str) -> Path:
@@ -120,7 +129,7 @@ def test_deployments_from_prefect_yaml(service):
 
 def test_pipeline_runs_from_the_rest_api_and_from_the_event(service):
     """Through tomodenoise.api.Client (the data-management systems' client), as docs/API.md shows."""
-    from tomodenoise.api import Client
+    from tomodenoise.api import ApiError, Client
 
     server, raw, out = service["server"], service["raw"], service["out"]
     scan_api, scan_event = _scan(raw, "by_api"), _scan(raw, "by_event")
@@ -140,9 +149,9 @@ def test_pipeline_runs_from_the_rest_api_and_from_the_event(service):
         for run_id, name in ((run_api, "by_api"), (run_event, "by_event")):
             try:
                 final = api.wait(run_id, timeout=300)
-            except TimeoutError:
-                pytest.fail(service["worker_log"].read_text()[-4000:])
-            assert final["state"] == "COMPLETED", (final, service["worker_log"].read_text()[-4000:])
+            except (TimeoutError, ApiError) as exc:
+                pytest.fail(f"{name}: {exc}\n{_logs(service)}")
+            assert final["state"] == "COMPLETED", (final, _logs(service))
             assert final["parameters"]["overrides"] == TINY
             # the run tells where its output is
             assert final["store"] == str(out / name)
@@ -164,6 +173,6 @@ def test_a_scan_outside_the_input_roots_fails_on_the_worker(service):
         widened = dict(plain, job_variables={"env": {"TOMODENOISE_INPUT_ROOTS": "/"}})
         runs = [http.post(f"/deployments/{dep['id']}/create_flow_run", json=body).raise_for_status().json()
                 for body in (plain, widened)]
-        finals = [_wait_final(http, run["id"], 180, service["worker_log"]) for run in runs]
+        finals = [_wait_final(http, run["id"], 180, service) for run in runs]
     assert [f["state_type"] for f in finals] == ["FAILED", "FAILED"]
     assert not (service["out"] / "outside").exists()
