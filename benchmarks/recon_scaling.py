@@ -19,6 +19,8 @@ ingested once into a scan store under ``--out``. Then, ``--repeats`` times, in t
   i.e. the flow tasks' own function (read, FBP, write the chunk and its marker) one chunk
   after the other, without Prefect or Dask: it separates the store's cost from the
   orchestration's.
+- *raw_pool1 / raw_pool2* (information only): the same FBPs, read beforehand, in a warm
+  process pool of 1 and 2 processes: the machine's own 2 / 1 ceiling with no orchestration.
 - **flow, 1 worker** / **flow, 2 workers**: ``flows.pipeline.reconstruct_flow`` with
   ``task_runner_for(compute)`` (``cluster='local'``, ``threads_per_worker=1``), called as a
   subflow of a small parent flow exactly as ``pipeline_flow`` calls it. The stage is made
@@ -37,7 +39,9 @@ is timed separately and is not in any timed region), or with ``--api existing`` 
 configured ``PREFECT_API_URL``. A small untimed warm-up flow (tiny scan, 1 worker) runs
 first so that one-time imports of this process are not charged to the first variant.
 
-Every flow reconstruction is compared with the baseline's arrays (``np.allclose``,
+During every timed region a sampler charges CPU seconds to roles (this process, the Prefect
+server, the workers, the rest of the machine, hypervisor steal): where the flow's extra time
+goes. Every flow reconstruction is compared with the baseline's arrays (``np.allclose``,
 ``rtol=1e-5``): the benchmark checks that it measured the same work. Medians over the
 repeats, the ratios ``flow1 / baseline`` (target <= 1.1) and ``throughput(2 workers) /
 throughput(1 worker)`` (target >= 1.8) with PASS/FAIL are printed; all raw timings go to
@@ -75,6 +79,7 @@ if str(REPO) not in sys.path:
 FLOW1_TARGET = 1.1  # flow with 1 worker / baseline, at most
 SCALING_TARGET = 1.8  # throughput(2 workers) / throughput(1 worker), at least
 VARIANTS = ("baseline", "flow1", "flow2")
+INFO_VARIANTS = ("pipeline_seq", "raw_pool1", "raw_pool2")
 
 
 # --- machine -------------------------------------------------------------------------------
@@ -287,16 +292,132 @@ class LogTimes(logging.Handler):
                 "cluster_ready_at_s": ready - start_wall}
 
 
+class CpuByRole:
+    """CPU seconds spent during a timed region, by role, on the whole machine.
+
+    Roles: this process (the flow engine, the Dask scheduler and nannies, or the baseline's
+    own work), the Prefect server (the harness's subprocess), the workers (the Dask workers,
+    or the raw pool's processes, which this one spawned), and everything else on the machine (``psutil.cpu_times`` less the
+    above: other jobs). A sampling thread keeps each child's last CPU times, so children
+    that end inside the region (workers at cluster close) are counted up to their last
+    sample (0.2 s). On 2 cores every CPU second that is not a worker's is taken from the
+    workers when both compute.
+    """
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.psutil = psutil
+        self.me = psutil.Process()
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.role: dict[int, str] = {}
+
+    @staticmethod
+    def _busy(t) -> float:
+        return t.user + t.system
+
+    def _classify(self, p) -> str:
+        try:
+            cmd = " ".join(p.cmdline())
+        except (self.psutil.Error, OSError):
+            return "other children"
+        if "uvicorn" in cmd or ("prefect" in cmd and "server" in cmd):
+            return "prefect server"
+        if "spawn_main" in cmd and "resource_tracker" not in cmd:
+            return "workers"
+        return "other children"
+
+    def _sample(self) -> None:
+        for p in self.me.children(recursive=True):
+            try:
+                t = self._busy(p.cpu_times())
+            except (self.psutil.Error, OSError):
+                continue
+            if p.pid not in self.first:
+                self.first[p.pid] = t
+                self.role[p.pid] = self._classify(p)
+            self.last[p.pid] = t
+
+    def __enter__(self) -> "CpuByRole":
+        import threading
+
+        self._sample()
+        self.t0 = time.perf_counter()
+        self.me0 = self._busy(self.me.cpu_times())
+        t = self.psutil.cpu_times()
+        self.all0, self.steal0 = self._busy(t), getattr(t, "steal", 0.0)
+        self._stop = threading.Event()
+
+        def loop() -> None:
+            while not self._stop.wait(0.2):
+                self._sample()
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        self.wall = time.perf_counter() - self.t0
+        self.me1 = self._busy(self.me.cpu_times())
+        t = self.psutil.cpu_times()
+        self.all1, self.steal1 = self._busy(t), getattr(t, "steal", 0.0)
+
+    def stats(self) -> dict[str, float]:
+        out = {"this process": self.me1 - self.me0, "prefect server": 0.0, "workers": 0.0,
+               "other children": 0.0}
+        for pid, t in self.last.items():
+            out[self.role[pid]] += t - self.first[pid]
+        out["rest of the machine"] = max(0.0, (self.all1 - self.all0) - sum(out.values()))
+        out["steal"] = self.steal1 - self.steal0  # CPU time the hypervisor gave to other machines
+        out["wall"] = self.wall
+        return {k: round(v, 3) for k, v in out.items()}
+
+
+def run_raw_pool(store, cfg, chunks, n_procs: int, baseline: np.ndarray) -> dict[str, Any]:
+    """Info only: raw ASTRA FBP of every chunk in ``n_procs`` worker processes (no Prefect, no Dask).
+
+    The hardware's own ceiling for the 2-worker target: the same FBPs, already read into
+    memory, spread over a process pool started (and warmed: ASTRA imported) before the timed
+    region. Its 2 / 1 ratio is what two workers could reach with zero orchestration.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+    from multiprocessing import get_context
+
+    from tomodenoise.recon import fbp
+    from tomodenoise.splits import split_indices
+
+    geom = store.attrs["geometry"]
+    sinogram = store.array("sinogram")
+    angles = store.angles
+    splits = split_indices(len(angles), cfg.splits.k)
+    sinos = [np.ascontiguousarray(sinogram[c.time, c.channel, c.z_start:c.z_stop][:, splits[c.split]]) for c in chunks]
+    angs = [angles[splits[c.split]] for c in chunks]
+    call = partial(fbp, filter=cfg.recon.filter, center=geom["center"], n_pixels=geom["n_pixels"],
+                   use_gpu=cfg.recon.use_gpu)
+    with ProcessPoolExecutor(n_procs, mp_context=get_context("spawn")) as ex:
+        list(ex.map(call, sinos[:n_procs], angs[:n_procs]))  # start and warm every process
+        load = loadavg()
+        with CpuByRole() as cpu:
+            recs = list(ex.map(call, sinos, angs))
+    ok = all(np.allclose(r, baseline[c.region], rtol=1e-5) for r, c in zip(recs, chunks))
+    return {"seconds": cpu.wall, "loadavg": load, "cpu_seconds": cpu.stats(), "allclose_baseline": ok}
+
+
 def run_flow(parent, store, cfg, n_workers: int, baseline: np.ndarray | None) -> dict[str, Any]:
     c = with_workers(cfg, n_workers)
     reset_reconstruction(store)
     load = loadavg()
-    with LogTimes() as logs:
+    with LogTimes() as logs, CpuByRole() as cpu:
         r = parent(c, str(store.root))
     rec = np.asarray(store.array("recon")[:], dtype=np.float32)
     rec_ms = markers(store)
     res: dict[str, Any] = {"seconds": r["seconds"], "loadavg": load, **logs.stats(r["start_wall"], n_workers),
-                           **marker_stats(rec_ms, r["start_wall"], r["seconds"])}
+                           **marker_stats(rec_ms, r["start_wall"], r["seconds"]), "cpu_seconds": cpu.stats()}
     res["chunks_written"] = len(rec_ms)
     if baseline is not None:
         res["allclose_baseline"] = bool(np.allclose(rec, baseline, rtol=1e-5))
@@ -348,9 +469,17 @@ def summarise(runs: dict[str, list[dict[str, Any]]], n_chunks: int) -> dict[str,
     first = {v: _median(runs[v], "first_chunk_s") for v in flows}
     startup = {v: first[v] - med["baseline"] / n_chunks if first[v] is not None else None for v in flows}
     net = {v: med[v] - startup[v] if startup[v] is not None else None for v in flows}
+    raw = {v: _median(runs.get(v, []), "seconds") for v in ("raw_pool1", "raw_pool2")}
+    roles = sorted({k for rs in runs.values() for r in rs for k in r.get("cpu_seconds", {})})
+    cpu = {v: {k: statistics.median(r["cpu_seconds"][k] for r in rs) for k in roles}
+           for v, rs in runs.items() if rs and all("cpu_seconds" in r for r in rs)}
     return {
         "median_seconds": med,
         "median_pipeline_seq_seconds": _median(runs["pipeline_seq"], "seconds"),
+        "median_raw_pool_seconds": raw,
+        # Info: what 2 processes reach over 1 on the same FBPs without any orchestration.
+        "raw_pool_scaling_2_over_1": raw["raw_pool1"] / raw["raw_pool2"] if raw["raw_pool1"] and raw["raw_pool2"] else None,
+        "median_cpu_seconds": cpu,
         "median_cluster_ready_at_s": ready,
         "median_cluster_start_s": {v: _median(runs[v], "cluster_start_s") for v in flows},
         "median_first_chunk_s": first,
@@ -411,6 +540,20 @@ def print_report(res: dict[str, Any]) -> None:
               f"{s['median_pipeline_seq_seconds'] / s['median_seconds']['baseline']:.3f} x baseline")
     print(f"  without the start-up estimate (info only): flow1 / baseline = "
           f"{_f(s['flow1_over_baseline_after_startup'], '.3f')}, 2 / 1 = {_f(s['scaling_2_over_1_after_startup'], '.3f')}")
+    if s.get("raw_pool_scaling_2_over_1") is not None:
+        r = s["median_raw_pool_seconds"]
+        print(f"  info: raw ASTRA in a warm process pool (no orchestration): 1 process {r['raw_pool1']:.2f} s, "
+              f"2 processes {r['raw_pool2']:.2f} s -> 2 / 1 = {s['raw_pool_scaling_2_over_1']:.3f} (this machine's ceiling)")
+    cpu = s.get("median_cpu_seconds") or {}
+    if cpu:
+        roles = ("this process", "prefect server", "workers", "other children", "rest of the machine", "steal")
+        print()
+        print("CPU seconds during the timed region (medians; 'this process' = the flow engine, Dask scheduler")
+        print("and nannies for the flows, the FBPs themselves for the baseline):")
+        print("| variant | wall s | " + " | ".join(roles) + " |")
+        print("|---|---:|" + "---:|" * len(roles))
+        for v, c in cpu.items():
+            print(f"| {v} | {c['wall']:.2f} | " + " | ".join(f"{c.get(k, 0.0):.2f}" for k in roles) + " |")
     print(f"flow results == baseline (allclose, rtol 1e-5): {res['check']['all_match']}")
     print(f"raw timings: {res['json']}")
 
@@ -486,21 +629,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parent = _parent_flow()
         res["warmup_seconds"] = None if args.no_warmup else warm_up(parent, out)
 
-        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in (*VARIANTS, "pipeline_seq")}
+        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in (*VARIANTS, *INFO_VARIANTS)}
         baseline = None
         baseline_repeat_equal = True
         for rep in range(args.repeats):
             load = loadavg()
-            secs, rec = run_baseline(store, cfg, chunks)
+            with CpuByRole() as cpu:
+                secs, rec = run_baseline(store, cfg, chunks)
             if baseline is not None:
                 baseline_repeat_equal &= bool(np.array_equal(rec, baseline))
             baseline = rec
-            runs["baseline"].append({"seconds": secs, "loadavg": load})
+            runs["baseline"].append({"seconds": secs, "loadavg": load, "cpu_seconds": cpu.stats()})
             print(f"[repeat {rep + 1}] baseline: {secs:.2f} s", flush=True)
             r = run_sequential(store, cfg, baseline)
             runs["pipeline_seq"].append(r)
             print(f"[repeat {rep + 1}] pipeline_seq (info): {r['seconds']:.2f} s, matches baseline: "
                   f"{r['allclose_baseline']}", flush=True)
+            for v, n in (("raw_pool1", 1), ("raw_pool2", 2)):
+                r = run_raw_pool(store, cfg, chunks, n, baseline)
+                runs[v].append(r)
+                print(f"[repeat {rep + 1}] {v} (info): {r['seconds']:.2f} s, matches baseline: "
+                      f"{r['allclose_baseline']}", flush=True)
             for v, n in (("flow1", 1), ("flow2", 2)):
                 r = run_flow(parent, store, cfg, n, baseline)
                 runs[v].append(r)
@@ -512,7 +661,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     res["loadavg_after"] = loadavg()
     flows_ = [r for v in ("flow1", "flow2") for r in runs[v]]
     res["check"] = {
-        "all_match": all(r.get("allclose_baseline") for r in flows_ + runs["pipeline_seq"]),
+        "all_match": all(r.get("allclose_baseline") for r in flows_ + runs["pipeline_seq"] + runs["raw_pool1"]
+                         + runs["raw_pool2"]),
         "max_abs_diff": max((r.get("max_abs_diff", float("nan")) for r in flows_), default=None),
         "baseline_repeats_identical": baseline_repeat_equal,
         "chunks_written_each_run": sorted({r["chunks_written"] for r in flows_}),

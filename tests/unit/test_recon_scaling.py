@@ -44,6 +44,13 @@ def test_recon_scaling_smoke(tmp_path):
             assert r["chunks_written"] == n_chunks
             assert r["allclose_baseline"] is True
             assert r["zero_chunk_seconds"] > 0
+    for variant in ("raw_pool1", "raw_pool2"):  # the no-orchestration ceiling, same arrays
+        assert data["runs"][variant][0]["allclose_baseline"] is True
+    assert data["summary"]["raw_pool_scaling_2_over_1"] > 0
+    # CPU seconds by role: the flows' FBPs ran in worker processes, the baseline's in this one
+    cpu = data["summary"]["median_cpu_seconds"]
+    assert cpu["flow1"]["workers"] > 0 and cpu["flow2"]["workers"] > 0
+    assert cpu["baseline"]["this process"] > 0 and cpu["baseline"]["workers"] == 0
     assert data["check"]["all_match"] is True
     for key in ("flow1_over_baseline", "scaling_2_over_1"):
         assert data["summary"][key] > 0  # computed; the targets are not asserted (no timing tests)
