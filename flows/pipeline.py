@@ -9,12 +9,14 @@ configuration; the deployment's default) and ``reference`` (a clean volume, simu
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from contextlib import contextmanager
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.exceptions import MissingContextError
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -165,6 +167,14 @@ def resolve_config(config: RunConfig | None = None, scan: str | None = None,
     return cfg
 
 
+def _logger():
+    """The run's logger inside a flow or task, this module's logger elsewhere."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
 def scan_lock_name(store_root: str) -> str:
     """The Prefect global concurrency limit that guards one output store."""
     return "tomodenoise-scan-" + hashlib.sha256(str(store_root).encode()).hexdigest()[:16]
@@ -198,7 +208,7 @@ def scan_lock(store_root: str, lease_s: float | None = None):
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
         except ObjectAlreadyExists:
             if client.read_global_concurrency_limit_by_name(name).active_slots:
-                get_run_logger().warning(
+                _logger().warning(
                     "another run holds %s (the lock of %s): waiting for it. If that run crashed, "
                     "its lease expires after at most %.0f s; `prefect global-concurrency-limit delete %s` "
                     "frees it now", name, store_root, lease_s, name)

@@ -41,7 +41,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -58,7 +58,9 @@ __all__ = [
     "ApiError",
     "Client",
     "PathNotAllowed",
+    "RetryTransport",
     "main",
+    "send_with_retries",
     "scan_resource_id",
     "store_artifact_key",
 ]
@@ -127,6 +129,67 @@ def _link_target(data: Any) -> Any:
     return data
 
 
+RETRY_STATUS = frozenset({429, 502, 503, 504})
+
+
+def send_with_retries(send: Callable[[], httpx.Response], method: str, retries: int = 5,
+                      backoff: float = 1.0, max_delay: float = 30.0) -> httpx.Response:
+    """``send()`` again where the Prefect API says the request may be retried, with backoff.
+
+    Retried: HTTP 503 (Prefect's answer to a database error a client may retry, such as
+    SQLite's "database is locked": the failed transaction was rolled back), 429, 502 and 504,
+    after ``Retry-After`` when the server gives one; requests that never reached the server
+    (connection refused or timed out); and GET/HEAD after a read timeout. A POST that timed
+    out is *not* sent again (it may have been carried out). At most ``retries`` more
+    attempts, ``backoff * 2**n`` seconds apart (capped at ``max_delay``); the last answer
+    (or error) is the caller's.
+    """
+
+    def delay(attempt: int, retry_after: str | None = None) -> float:
+        try:
+            if retry_after:
+                return min(max_delay, max(0.0, float(retry_after)))
+        except ValueError:
+            pass
+        return min(max_delay, backoff * 2**attempt)
+
+    for attempt in range(retries + 1):
+        last = attempt == retries
+        try:
+            response = send()
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            if last:
+                raise
+            time.sleep(delay(attempt))
+            continue
+        except httpx.TimeoutException:
+            if last or method.upper() not in ("GET", "HEAD"):
+                raise
+            time.sleep(delay(attempt))
+            continue
+        if last or response.status_code not in RETRY_STATUS:
+            return response
+        retry_after = response.headers.get("Retry-After")
+        response.close()
+        time.sleep(delay(attempt, retry_after))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class RetryTransport(httpx.BaseTransport):
+    """An httpx transport that sends through ``inner`` with :func:`send_with_retries`."""
+
+    def __init__(self, inner: httpx.BaseTransport | None = None, retries: int = 5, backoff: float = 1.0):
+        self.inner = inner if inner is not None else httpx.HTTPTransport()
+        self.retries, self.backoff = retries, backoff
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return send_with_retries(lambda: self.inner.handle_request(request), request.method,
+                                 self.retries, self.backoff)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class Client:
     """A small synchronous client of the Prefect REST API for tomodenoise runs.
 
@@ -134,7 +197,9 @@ class Client:
     (``"user:pass"``, the server's ``PREFECT_SERVER_API_AUTH_STRING``) to
     ``$PREFECT_API_AUTH_STRING``; it is sent as HTTP basic auth, as Prefect's client does.
     Without an auth string, ``$PREFECT_API_KEY`` (Prefect Cloud) is sent as a bearer token.
-    ``transport`` is handed to ``httpx.Client`` (tests use ``httpx.MockTransport``).
+    ``transport`` is handed to ``httpx.Client`` (tests use ``httpx.MockTransport``). Requests
+    are retried as :func:`send_with_retries` says, ``retries`` times at most with ``backoff``
+    (a busy server's 503s and short outages are waited out; ``retries=0`` turns that off).
     """
 
     def __init__(
@@ -145,6 +210,8 @@ class Client:
         *,
         api_key: str | None = None,
         transport: httpx.BaseTransport | None = None,
+        retries: int = 5,
+        backoff: float = 1.0,
     ):
         url = api_url or os.environ.get(ENV_API_URL, "")
         if not url.strip():
@@ -166,6 +233,7 @@ class Client:
         self._http = httpx.Client(
             base_url=self.api_url + "/", headers=headers, timeout=timeout, transport=transport
         )
+        self.retries, self.backoff = retries, backoff
 
     # --- plumbing -----------------------------------------------------------------------------
     def close(self) -> None:
@@ -180,7 +248,8 @@ class Client:
     def _request(self, method: str, path: str, json_body: Any = None) -> Any:
         what = f"{method} {self.api_url}/{path.lstrip('/')}"
         try:
-            r = self._http.request(method, path.lstrip("/"), json=json_body)
+            r = send_with_retries(lambda: self._http.request(method, path.lstrip("/"), json=json_body),
+                                  method, self.retries, self.backoff)
         except httpx.HTTPError as exc:  # no answer: refused, DNS, timeout, TLS ...
             raise ApiError(f"{what}: no answer from the Prefect API ({type(exc).__name__}: {exc})") from exc
         if r.status_code in (401, 403):

@@ -97,8 +97,8 @@ def test_killed_flow_resumes_remaining_chunks_with_identical_result(scan, tmp_pa
     store = ScanStore(pipeline.store_for(cfg).root)
     assert 3 <= len(before) < N_CHUNKS, "the kill should land in the middle of the reconstruction"
     assert not store.stage_done("reconstruct")
-    # The dead run still holds the scan's lock (its lease would expire in a minute on a server
-    # running its services; the test harness runs none): free it as an operator would.
+    # The dead run still holds the scan's lock (its lease would expire after TOMODENOISE_SCAN_LOCK_LEASE_S
+    # on a server running its services; the test harness runs none): free it as an operator would.
     root = str(pipeline.store_for(cfg).root)
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(scan_lock_name(root)).active_slots == 1

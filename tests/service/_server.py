@@ -106,7 +106,8 @@ def start_server(tmp_dir: Path, auth: str | None = None, timeout: float = 120) -
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     # The UI asks /ui-settings for the API's address; without this it says port 4200.
-    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    # PREFECT_API_LOG_RETRYABLE_ERRORS: the server logs the database errors it answers 503 to.
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_API_LOG_RETRYABLE_ERRORS="true",
                PREFECT_SERVER_UI_API_URL=f"{base}/api")
     if _has_setting("PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT"):
         env["PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT"] = "false"

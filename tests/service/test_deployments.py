@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tomodenoise.api import RetryTransport
 from tomodenoise.simulate.scan import simulate_foam_scan
 
 from _server import start_server  # tests/service/ is on sys.path (pytest rootdir-less import)
@@ -70,7 +71,8 @@ def _http(server, auth=True) -> httpx.Client:
     headers = {}
     if auth:
         headers["Authorization"] = "Basic " + base64.b64encode(AUTH.encode()).decode()
-    return httpx.Client(base_url=server.url, headers=headers, timeout=30)
+    # A busy SQLite server answers 503 (retryable) or slowly: retry as tomodenoise.api.Client does.
+    return httpx.Client(base_url=server.url, headers=headers, timeout=30, transport=RetryTransport())
 
 
 def _logs(service: dict) -> str:

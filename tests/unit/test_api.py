@@ -26,7 +26,7 @@ RUN_ID = str(uuid.uuid4())
 
 
 def _client(handler, **kw):
-    return Client(URL, transport=httpx.MockTransport(handler), **kw)
+    return Client(URL, transport=httpx.MockTransport(handler), **{"backoff": 0, **kw})
 
 
 def test_basic_auth_header_as_prefect_sends_it(monkeypatch):
@@ -86,12 +86,75 @@ def test_404_carries_the_servers_detail():
 
 
 def test_connection_error_is_wrapped():
+    calls = []
+
     def handler(request):
+        calls.append(request)
         raise httpx.ConnectError("connection refused", request=request)
 
     with pytest.raises(ApiError, match="no answer") as info:
-        _client(handler).get_run(RUN_ID)
+        _client(handler, retries=2).get_run(RUN_ID)
     assert info.value.status_code is None
+    assert len(calls) == 3  # the first try and two retries
+
+
+def test_busy_server_503_is_retried_until_it_answers():
+    answers = iter([httpx.Response(503, json={"exception_message": "Service Unavailable"}),
+                    httpx.Response(503, headers={"Retry-After": "0"}),
+                    httpx.Response(200, json={"id": DEP_ID})])
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        return next(answers)
+
+    assert _client(handler).deployment_id() == DEP_ID
+    assert len(calls) == 3
+
+
+def test_503_that_does_not_go_away_is_an_error_after_the_retries():
+    calls = []
+    api = _client(lambda r: calls.append(r) or httpx.Response(503, json={"exception_message": "Service Unavailable"}),
+                  retries=2)
+    with pytest.raises(ApiError, match="503") as info:
+        api.deployment_id()
+    assert info.value.status_code == 503 and len(calls) == 3
+    calls.clear()
+    with pytest.raises(ApiError, match="503"):
+        _client(lambda r: calls.append(r) or httpx.Response(503), retries=0).deployment_id()
+    assert len(calls) == 1
+
+
+def test_read_timeout_retries_a_get_but_not_a_post():
+    calls = []
+
+    def handler(request):
+        calls.append(request.method)
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    api = _client(handler, retries=2)
+    with pytest.raises(ApiError, match="ReadTimeout"):
+        api.deployment_id()
+    assert calls == ["GET"] * 3
+
+    def post_times_out(request):
+        calls.append(request.method)
+        if request.method == "GET":
+            return httpx.Response(200, json={"id": DEP_ID})
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    calls.clear()
+    with pytest.raises(ApiError, match="ReadTimeout"):  # the run may have been created: not sent twice
+        _client(post_times_out, retries=2).start_run("/data/scan.h5", roots=[])
+    assert calls == ["GET", "POST"]
+
+
+def test_retry_transport_wraps_any_transport():
+    from tomodenoise.api import RetryTransport
+
+    answers = iter([httpx.Response(502), httpx.Response(200, json={"ok": True})])
+    with httpx.Client(transport=RetryTransport(httpx.MockTransport(lambda r: next(answers)), backoff=0)) as http:
+        assert http.post(URL + "/x", json={}).json() == {"ok": True}
 
 
 def test_start_run_request_body():
