@@ -297,8 +297,8 @@ class CpuByRole:
 
     Roles: this process (the flow engine, the Dask scheduler and nannies, or the baseline's
     own work), the Prefect server (the harness's subprocess), the workers (the Dask workers,
-    or the raw pool's processes, which this one spawned), and everything else on the machine (``psutil.cpu_times`` less the
-    above: other jobs). A sampling thread keeps each child's last CPU times, so children
+    or the raw pool's processes, which this one spawned), and everything else on the machine
+    (``psutil.cpu_times`` less the above: other jobs). A sampling thread keeps each child's last CPU times, so children
     that end inside the region (workers at cluster close) are counted up to their last
     sample (0.2 s). On 2 cores every CPU second that is not a worker's is taken from the
     workers when both compute.
@@ -661,8 +661,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     res["loadavg_after"] = loadavg()
     flows_ = [r for v in ("flow1", "flow2") for r in runs[v]]
     res["check"] = {
-        "all_match": all(r.get("allclose_baseline") for r in flows_ + runs["pipeline_seq"] + runs["raw_pool1"]
-                         + runs["raw_pool2"]),
+        "all_match": all(r.get("allclose_baseline") for v in ("flow1", "flow2", *INFO_VARIANTS) for r in runs[v]),
         "max_abs_diff": max((r.get("max_abs_diff", float("nan")) for r in flows_), default=None),
         "baseline_repeats_identical": baseline_repeat_equal,
         "chunks_written_each_run": sorted({r["chunks_written"] for r in flows_}),

@@ -9,17 +9,16 @@ configuration; the deployment's default) and ``reference`` (a clean volume, simu
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import time
 from contextlib import contextmanager
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.exceptions import MissingContextError
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from tasks.artifacts import ChunkProgress, run_logger
 from tasks.stages import (
     denoise_task,
     finish_reconstruct_task,
@@ -67,14 +66,15 @@ def reconstruct_flow(config: RunConfig, store_root: str) -> str:
     total = len(pipeline.recon_chunks(store, config))
     chunks = plan_reconstruct_task(store_root, config)
     logger.info("%d of %d reconstruction chunks to compute (%s)", len(chunks), total, config.compute.cluster)
-    progress = _progress(total, "reconstruction chunks", done=total - len(chunks))
+    progress = ChunkProgress(total, "reconstruction chunks")  # a progress artifact in the UI
+    if total > len(chunks):
+        progress.advance(total - len(chunks))
     futures = [reconstruct_chunk_task.submit(store_root, config, c) for c in chunks]
     _log_dashboard(logger)
     step = max(1, len(futures) // 10)
     for i, fut in enumerate(as_completed(futures), 1):
         fut.result()
-        if progress is not None:
-            progress.advance()
+        progress.advance()
         if i == len(futures) or i % step == 0:
             logger.info("reconstructed %d/%d chunks", total - len(chunks) + i, total)
     finish_reconstruct_task(store_root, config, time.perf_counter() - t0)
@@ -92,18 +92,6 @@ def _log_dashboard(logger) -> None:
             logger.info("Dask dashboard: %s", client.dashboard_link)
     except Exception:  # no Dask (threads) or no dashboard: nothing to show
         pass
-
-
-def _progress(total: int, description: str, done: int = 0):
-    """A progress artifact in the UI (None where the artifacts module cannot make one)."""
-    try:
-        from tasks.artifacts import ChunkProgress
-    except ImportError:  # pragma: no cover
-        return None
-    progress = ChunkProgress(total, description)
-    if done:
-        progress.advance(done)
-    return progress
 
 
 @flow(name="train")
@@ -167,14 +155,6 @@ def resolve_config(config: RunConfig | None = None, scan: str | None = None,
     return cfg
 
 
-def _logger():
-    """The run's logger inside a flow or task, this module's logger elsewhere."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
-
-
 def scan_lock_name(store_root: str) -> str:
     """The Prefect global concurrency limit that guards one output store."""
     return "tomodenoise-scan-" + hashlib.sha256(str(store_root).encode()).hexdigest()[:16]
@@ -208,7 +188,7 @@ def scan_lock(store_root: str, lease_s: float | None = None):
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
         except ObjectAlreadyExists:
             if client.read_global_concurrency_limit_by_name(name).active_slots:
-                _logger().warning(
+                run_logger(__name__).warning(
                     "another run holds %s (the lock of %s): waiting for it. If that run crashed, "
                     "its lease expires after at most %.0f s; `prefect global-concurrency-limit delete %s` "
                     "frees it now", name, store_root, lease_s, name)

@@ -40,13 +40,14 @@ PREVIEW_WIDTH = 400  # pixels; previews are downscaled to this width before embe
 MAX_EMBED_BYTES = 900_000  # total base64 of embedded previews (keeps the artifact < ~1 MB)
 
 
-def _logger() -> logging.Logger | logging.LoggerAdapter:
+def run_logger(fallback: str = "tomodenoise.artifacts") -> logging.Logger | logging.LoggerAdapter:
+    """The run's logger inside a flow or task run, the ``fallback`` logger elsewhere."""
     try:
         from prefect import get_run_logger
 
         return get_run_logger()
     except Exception:  # outside a flow or task run
-        return logging.getLogger("tomodenoise.artifacts")
+        return logging.getLogger(fallback)
 
 
 def artifact_key(prefix: str, name: str) -> str:
@@ -118,7 +119,7 @@ def report_markdown(store_root: str | Path, max_embed_bytes: int = MAX_EMBED_BYT
 def publish_report(store_root: str) -> None:
     """Publish the report (Markdown) and output location (link) artifacts of a scan store."""
     root = Path(store_root).resolve()
-    log = _logger()
+    log = run_logger()
     try:
         create_markdown_artifact(markdown=report_markdown(root), key=artifact_key("report", root.name),
                                  description=f"tomodenoise report: {root.name}")
@@ -149,7 +150,7 @@ class ChunkProgress:
             self.artifact_id = create_progress_artifact(progress=self._percent(), description=description)
             self._sent = int(self._percent())
         except Exception as exc:
-            _logger().warning("could not create the progress artifact %r: %s", description, exc)
+            run_logger().warning("could not create the progress artifact %r: %s", description, exc)
 
     def _percent(self) -> float:
         return 100.0 if self.total == 0 else min(100.0, 100.0 * self.done / self.total)
@@ -169,5 +170,5 @@ class ChunkProgress:
                 update_progress_artifact(self.artifact_id, progress=pct)
                 self._sent = int(pct)
             except Exception as exc:
-                _logger().warning("could not update the progress artifact %r: %s", self.description, exc)
+                run_logger().warning("could not update the progress artifact %r: %s", self.description, exc)
             return pct
