@@ -8,15 +8,13 @@ configuration; the deployment's default) and ``reference`` (a clean volume, simu
 
 from __future__ import annotations
 
-import hashlib
-import os
 import time
-from contextlib import contextmanager
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
+from tqdm.auto import tqdm
 
 from tasks.artifacts import ChunkProgress, run_logger
 from tasks.stages import (
@@ -32,6 +30,9 @@ from tomodenoise import pipeline
 from tomodenoise.cluster import dask_runner_kwargs
 from tomodenoise.config import ComputeConfig, RunConfig
 from tomodenoise.io.store import ScanStore
+from tomodenoise.lock import store_lock
+from tomodenoise.logs import show_progress
+from tomodenoise.summary import log_stage
 from tomodenoise.paths import PathNotAllowed, confine, input_roots, output_roots
 
 
@@ -44,13 +45,29 @@ def task_runner_for(compute: ComputeConfig):
     return DaskTaskRunner(**dask_runner_kwargs(compute))
 
 
-@flow(name="ingest")
+def _cancel_if_terminated(flow, flow_run, state) -> None:
+    """A run stopped by SIGTERM (SLURM's time limit or ``scancel``, ``timeout``, a shutdown) was
+    cancelled, not crashed: say so in the UI. Its checkpoint and written chunks are kept."""
+    if "termination signal" not in (state.message or ""):
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(flow_run.id, Cancelled(message="stopped by SIGTERM; run it again to resume"),
+                                      force=True)
+    except Exception as exc:  # the server may be going away too
+        run_logger(__name__).warning("could not mark the run cancelled: %s", exc)
+
+
+@flow(name="ingest", on_crashed=[_cancel_if_terminated])
 def ingest_flow(config: RunConfig) -> str:
     """Read, flat/dark-correct and -log the scan; find the centre; write the sinogram store."""
     return ingest_task(config)
 
 
-@flow(name="reconstruct")
+@flow(name="reconstruct", on_crashed=[_cancel_if_terminated])
 def reconstruct_flow(config: RunConfig, store_root: str) -> str:
     """One reconstruction per (split, time, channel, z-slab), run in parallel on the task runner.
 
@@ -72,11 +89,14 @@ def reconstruct_flow(config: RunConfig, store_root: str) -> str:
     futures = [reconstruct_chunk_task.submit(store_root, config, c) for c in chunks]
     _log_dashboard(logger)
     step = max(1, len(futures) // 10)
-    for i, fut in enumerate(as_completed(futures), 1):
-        fut.result()
-        progress.advance()
-        if i == len(futures) or i % step == 0:
-            logger.info("reconstructed %d/%d chunks", total - len(chunks) + i, total)
+    with tqdm(total=total, initial=total - len(chunks), desc="reconstruct", unit="chunk", dynamic_ncols=True,
+              disable=not (config.train.progress and show_progress())) as bar:
+        for i, fut in enumerate(as_completed(futures), 1):
+            fut.result()
+            progress.advance()
+            bar.update(1)
+            if i == len(futures) or i % step == 0:
+                logger.info("reconstructed %d/%d chunks", total - len(chunks) + i, total)
     finish_reconstruct_task(store_root, config, time.perf_counter() - t0)
     return store_root
 
@@ -94,13 +114,13 @@ def _log_dashboard(logger) -> None:
         pass
 
 
-@flow(name="train")
+@flow(name="train", on_crashed=[_cancel_if_terminated])
 def train_flow(config: RunConfig, store_root: str) -> str:
     """Noise2Inverse training on the split reconstructions; returns the best checkpoint."""
     return train_task(store_root, config)
 
 
-@flow(name="denoise")
+@flow(name="denoise", on_crashed=[_cancel_if_terminated])
 def denoise_flow(config: RunConfig, store_root: str, checkpoint: str | None = None) -> str:
     """Leave-one-out inference over all slices."""
     denoise_task(store_root, config, checkpoint)
@@ -155,64 +175,7 @@ def resolve_config(config: RunConfig | None = None, scan: str | None = None,
     return cfg
 
 
-def scan_lock_name(store_root: str) -> str:
-    """The Prefect global concurrency limit that guards one output store."""
-    return "tomodenoise-scan-" + hashlib.sha256(str(store_root).encode()).hexdigest()[:16]
-
-
-@contextmanager
-def scan_lock(store_root: str, lease_s: float | None = None):
-    """One run at a time per output store (a Prefect global concurrency limit of 1, leased).
-
-    A second run of the same scan (a repeated event, a watcher pass racing an API call) waits,
-    then finds every stage current and finishes at once. The lease is renewed while the run
-    lives (every 3/4 of ``lease_s``) and expires ``lease_s`` after a crash (default
-    ``TOMODENOISE_SCAN_LOCK_LEASE_S`` or 300 s; Prefect's minimum is 60 s); a Prefect server
-    running its services (``prefect server start``) then frees the slot within about 15 s.
-    Where nothing frees it, :func:`release_scan_lock` (or
-    ``prefect global-concurrency-limit delete <name>``) does. A failed renewal (the API busy
-    or away for a while) is logged and the run goes on: losing the lock risks two runs
-    writing the same store (each chunk is written whole and deterministically, so they write
-    the same bytes), while stopping would throw away hours of work.
-    """
-    if lease_s is None:
-        lease_s = float(os.environ.get("TOMODENOISE_SCAN_LOCK_LEASE_S", "300"))
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.concurrency.sync import concurrency
-    from prefect.exceptions import ObjectAlreadyExists
-
-    name = scan_lock_name(store_root)
-    with get_client(sync_client=True) as client:
-        try:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-        except ObjectAlreadyExists:
-            if client.read_global_concurrency_limit_by_name(name).active_slots:
-                run_logger(__name__).warning(
-                    "another run holds %s (the lock of %s): waiting for it. If that run crashed, "
-                    "its lease expires after at most %.0f s; `prefect global-concurrency-limit delete %s` "
-                    "frees it now", name, store_root, lease_s, name)
-    with concurrency(name, occupy=1, strict=True, lease_duration=lease_s, raise_on_lease_renewal_failure=False):
-        yield
-
-
-def release_scan_lock(store_root: str) -> bool:
-    """Free the lock of ``store_root`` left by a run that died; True if there was one.
-
-    Only for a run known to be dead: a live holder loses its lock (its lease renewal fails).
-    """
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            client.delete_global_concurrency_limit_by_name(scan_lock_name(store_root))
-        except ObjectNotFound:
-            return False
-    return True
-
-
-@flow(name="tomodenoise-pipeline", log_prints=True)
+@flow(name="tomodenoise-pipeline", log_prints=True, on_crashed=[_cancel_if_terminated])
 def pipeline_flow(
     scan: str | None = None,
     overrides: dict[str, Any] | None = None,
@@ -231,11 +194,24 @@ def pipeline_flow(
         roots = input_roots() + output_roots()
         reference = str(confine(reference, roots, what="input or output")) if roots else reference
     target = str(pipeline.store_for(cfg).root)
-    get_run_logger().info("scan %s -> %s", cfg.input.path, target)
-    with scan_lock(target):
+    logger = get_run_logger()
+    logger.info("scan %s -> %s", cfg.input.path, target)
+    from prefect.runtime import flow_run
+
+    with store_lock(target, note=f"flow run {flow_run.id}", on_wait=logger.warning):
+        t0 = time.time()
         store_root = ingest_flow(cfg)
+        store = ScanStore(store_root)
+        log_stage(store, "ingest", t0)
+        t0 = time.time()
         reconstruct_flow.with_options(task_runner=task_runner_for(cfg.compute))(cfg, store_root)
+        log_stage(store, "reconstruct", t0)
+        t0 = time.time()
         checkpoint = train_flow(cfg, store_root)
+        log_stage(store, "train", t0)
+        t0 = time.time()
         denoise_flow(cfg, store_root, checkpoint)
+        log_stage(store, "denoise", t0)
         metrics = report_task(store_root, cfg, reference)
+        log_stage(store, "report")
     return {"store": store_root, "metrics": metrics}

@@ -14,13 +14,24 @@ import argparse
 import importlib
 import json
 import logging
+import os
+import signal
 import sys
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import yaml
 
+from . import logs
 from .config import RunConfig, demo_config
+from .logs import summary
+from .summary import metrics_table
+
+log = logging.getLogger("tomodenoise.cli")
+Runner = Callable[[RunConfig, "str | None"], dict[str, Any]]
 
 
 def _apply_sets(cfg: RunConfig, sets: Sequence[str]) -> RunConfig:
@@ -50,9 +61,10 @@ def build_config(args: argparse.Namespace) -> RunConfig:
 
 
 def run_flow(cfg: RunConfig, reference: str | None = None) -> dict[str, Any]:
-    """Run the pipeline as a Prefect flow in this process (ephemeral local API).
+    """Run the pipeline as a Prefect flow in this process.
 
     The flows live outside the core package (``flows/``), so they are imported by name here.
+    Reports to the API in Prefect's settings (see :func:`prefect_session` for the CLI's).
     """
     flows = importlib.import_module("flows.pipeline")
     return flows.pipeline_flow(config=cfg, reference=reference)
@@ -68,30 +80,77 @@ def run_core(cfg: RunConfig, reference: str | None = None) -> dict[str, Any]:
     return {"store": str(store.root), "metrics": json.loads((store.report_dir / "metrics.json").read_text())}
 
 
+@contextmanager
+def prefect_session(no_prefect: bool = False) -> Iterator[None]:
+    """One Prefect API for this process (``flows.local``), named on the console's first line."""
+    if no_prefect:
+        summary(log, "Prefect: not used (--no-prefect)")
+        yield
+        return
+    local = importlib.import_module("flows.local")
+    logs.configure(None, _verbosity_now())  # Prefect is imported now: route its handlers too
+    with local.prefect_api() as (url, kind):
+        summary(log, local.describe(url, kind))
+        yield
+
+
+def _verbosity_now() -> int:
+    return int(os.environ.get(logs.ENV_VERBOSITY, logs.NORMAL))
+
+
+def logged(runner: Runner) -> Runner:
+    """``runner`` with the run log switched to the scan's ``<store>/report/run.log`` first."""
+    from .pipeline import store_for
+
+    def run(cfg: RunConfig, reference: str | None = None) -> dict[str, Any]:
+        store = store_for(cfg)
+        run_log = logs.run_log_path(store.root)
+        logs.configure(run_log, _verbosity_now())
+        log.info("tomodenoise %s: %s", " ".join(sys.argv[1:]), cfg.input.path)
+        summary(log, f"{store.root.name}: {cfg.input.path} -> {store.root}/ (log: {run_log})")
+        return runner(cfg, reference)
+
+    return run
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from .io import detect_format
+
     cfg = build_config(args)
     if args.reference and not Path(args.reference).is_file():
         raise FileNotFoundError(f"--reference {args.reference}: no such file")
-    runner = run_core if args.no_prefect else run_flow
-    result = runner(cfg, args.reference)
-    print(json.dumps(result["metrics"], indent=2))
-    print(f"\nwrote {result['store']}/ (scan.zarr, model/, report/)")
+    detect_format(cfg.input.path)  # a missing or unknown scan is refused before anything starts
+    with prefect_session(args.no_prefect):
+        result = logged(run_core if args.no_prefect else run_flow)(cfg, args.reference)
+    store = Path(result["store"])
+    print(metrics_table(result["metrics"]))
+    previews = sorted((store / "report").glob("preview_z*.png"))
+    if previews:
+        print("previews (FBP | denoised | difference):")
+        for p in previews:
+            print(f"  {p}")
+    print(f"wrote {store}/ (scan.zarr, model/, report/); full log: {logs.run_log_path(store)}")
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate the configuration and read the scan header without writing anything."""
+    """Validate the configuration and read the scan without writing anything."""
     from .io import read_scan
     from .preprocess import preprocess
 
     cfg = build_config(args)
     raw = read_scan(cfg.input.path, format=cfg.input.format, angles_file=cfg.input.angles_file,
-                    angles_unit=cfg.input.angles_unit, slices=cfg.input.slices)
+                    angles_unit=cfg.input.angles_unit, slices=cfg.input.slices,
+                    flats=cfg.input.flats, darks=cfg.input.darks)
     pre = preprocess(raw, center=cfg.preprocess.center, log_min=cfg.preprocess.log_min,
-                     center_search=cfg.preprocess.center_search)
+                     center_search=cfg.preprocess.center_search,
+                     max_clamped_fraction=cfg.preprocess.max_clamped_fraction)
     print(f"OK {cfg.input.path}: sinogram (z, angle, det) = {tuple(pre.sinogram.shape)}, "
           f"angles {pre.angles.min():.4f}..{pre.angles.max():.4f} rad, centre {pre.center:.2f}, "
-          f"clamped {pre.n_clamped} values before -log")
+          f"{pre.n_clamped} values clamped before -log")
+    for key, what in (("flats_source", "flats"), ("darks_source", "darks")):
+        if raw.attrs.get(key):
+            print(f"  {what}: {raw.attrs[key]}")
     return 0
 
 
@@ -111,7 +170,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(Path(args.out), runner=run_core if args.no_prefect else run_flow, quick=args.quick)
+    with prefect_session(args.no_prefect):
+        run_demo(Path(args.out), runner=logged(run_core if args.no_prefect else run_flow), quick=args.quick)
     return 0
 
 
@@ -130,11 +190,17 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tomodenoise", description="Self-supervised (Noise2Inverse) denoising for tomography")
-    p.add_argument("-v", "--verbose", action="store_true")
+    common = argparse.ArgumentParser(add_help=False)
+    loud = common.add_mutually_exclusive_group()
+    loud.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                      help="every INFO record and tracebacks on the console")
+    loud.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                      help="only the result (and errors)")
+    p = argparse.ArgumentParser(prog="tomodenoise", parents=[common],
+                                description="Self-supervised (Noise2Inverse) denoising for tomography")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="denoise a scan: ingest, reconstruct splits, train, denoise, report")
+    r = sub.add_parser("run", parents=[common], help="denoise a scan: ingest, reconstruct splits, train, denoise, report")
     r.add_argument("scan", help="Data Exchange/NeXus HDF5, TIFF folder, .npy/.npz or .zarr")
     r.add_argument("--out", required=True, help="output root; writes OUT/<scan_id>/")
     r.add_argument("-c", "--config", help="run configuration YAML (see `tomodenoise config`)")
@@ -143,13 +209,13 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-prefect", action="store_true", help="run the core directly, without a Prefect flow")
     r.set_defaults(func=cmd_run)
 
-    c = sub.add_parser("check", help="validate a scan and configuration; writes nothing")
+    c = sub.add_parser("check", parents=[common], help="validate a scan and configuration; writes nothing")
     c.add_argument("scan")
     c.add_argument("-c", "--config")
     c.add_argument("--set", action="append", metavar="KEY=VALUE")
     c.set_defaults(func=cmd_check)
 
-    s = sub.add_parser("simulate", help="write a simulated scan in Data Exchange format")
+    s = sub.add_parser("simulate", parents=[common], help="write a simulated scan in Data Exchange format")
     s.add_argument("kind", choices=["foam"])
     s.add_argument("--out", required=True, help="output .h5 file")
     s.add_argument("--size", type=int, default=256, help="slice size and detector width (pixels)")
@@ -162,13 +228,13 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace OUT if it exists")
     s.set_defaults(func=cmd_simulate)
 
-    d = sub.add_parser("demo", help="the whole pipeline on a simulated foam and on a real scan")
+    d = sub.add_parser("demo", parents=[common], help="the whole pipeline on a simulated foam and on a real scan")
     d.add_argument("--out", default="demo-output")
     d.add_argument("--quick", action="store_true", help="smaller and shorter (for tests)")
     d.add_argument("--no-prefect", action="store_true")
     d.set_defaults(func=cmd_demo)
 
-    b = sub.add_parser("bench", help="quality benchmarks")
+    b = sub.add_parser("bench", parents=[common], help="quality benchmarks")
     b.add_argument("kind", choices=["foam"])
     b.add_argument("--slices", type=int, default=8)
     b.add_argument("--out", required=True)
@@ -177,24 +243,69 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--methods", nargs="*", default=None)
     b.set_defaults(func=cmd_bench)
 
-    g = sub.add_parser("config", help="print a configuration as YAML")
+    g = sub.add_parser("config", parents=[common], help="print a configuration as YAML")
     g.add_argument("--demo", action="store_true", help="the demo's configuration instead of the defaults")
     g.set_defaults(func=cmd_config)
     return p
 
 
+class Terminated(SystemExit):
+    """SIGTERM outside a flow run (inside one, Prefect raises its ``TerminationSignal``)."""
+
+    def __init__(self) -> None:
+        super().__init__(143)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _is_termination(exc: BaseException) -> bool:
+    return isinstance(exc, Terminated) or type(exc).__name__ == "TerminationSignal"
+
+
+def _arm_deadline(seconds: float = 9.0) -> None:
+    """After SIGTERM: ignore further ones, and exit for sure within ``seconds`` (SLURM kills
+    after its grace period; the embedded server dies with this process)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def _exit() -> None:
+        time.sleep(seconds)
+        os._exit(143)
+
+    threading.Thread(target=_exit, name="sigterm-deadline", daemon=True).start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # User errors (bad scan, bad configuration, missing or clashing files) are reported in one
-    # line with exit status 2; -v shows the traceback. Anything else is a bug and propagates.
+    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    verbosity = logs.QUIET if quiet else logs.VERBOSE if verbose else logs.NORMAL
+    logs.configure(None, verbosity)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    # User errors (bad scan, bad configuration, missing or clashing files): one sentence on the
+    # console and exit status 2. Anything else: one sentence too, exit status 1. Tracebacks go
+    # to the run log (and to the console with -v).
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError, yaml.YAMLError) as e:  # ScanError and pydantic's ValidationError are ValueErrors
-        if args.verbose:
-            logging.exception("tomodenoise %s failed", args.command)
-        print(f"error: {e}", file=sys.stderr)
+        log.error("%s", e, exc_info=True)
         return 2
+    except KeyboardInterrupt:
+        _arm_deadline()
+        log.error("interrupted: what was written is kept; run the same command again to resume", exc_info=True)
+        return 130
+    except BaseException as e:
+        if _is_termination(e):
+            _arm_deadline()
+            log.error("stopped by SIGTERM: what was written is kept (the training's checkpoint too); "
+                      "run the same command again to resume", exc_info=True)
+            return 143
+        if isinstance(e, SystemExit):
+            raise
+        log.error("%s: %s (a bug or a failure outside tomodenoise; the traceback is in the run log, "
+                  "or run with -v)", type(e).__name__, e, exc_info=True)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,7 @@ from typing import Any
 from .config import ComputeConfig
 
 log = logging.getLogger(__name__)
+LOG_PRELOAD = "tomodenoise.logs"  # Dask preload module: quiet console, the parent's run log
 
 
 def gpu_count() -> int:
@@ -72,7 +73,7 @@ def dask_runner_kwargs(compute: ComputeConfig) -> dict[str, Any]:
         if n_gpu > 0 and have_dask_cuda:
             return {
                 "cluster_class": "dask_cuda.LocalCUDACluster",
-                "cluster_kwargs": {"threads_per_worker": compute.threads_per_worker},
+                "cluster_kwargs": {"threads_per_worker": compute.threads_per_worker, "preload": [LOG_PRELOAD]},
             }
         why = "no GPU is visible" if n_gpu == 0 else "dask-cuda is not installed (pip install 'dask-cuda[cu12]')"
         log.warning("compute.cluster = 'local_cuda' but %s: using a CPU LocalCluster", why)
@@ -82,6 +83,7 @@ def dask_runner_kwargs(compute: ComputeConfig) -> dict[str, Any]:
             "n_workers": compute.n_workers,
             "threads_per_worker": compute.threads_per_worker,
             "processes": True,
+            "preload": [LOG_PRELOAD],  # each worker logs like its parent (tomodenoise.logs.dask_setup)
             # Each worker runs ASTRA/NumPy single-threaded unless told otherwise, so that
             # n workers use n cores instead of fighting over them.
             "env": {"OMP_NUM_THREADS": str(compute.threads_per_worker),

@@ -22,9 +22,16 @@ class InputConfig(_Strict):
     """Where the scan comes from."""
 
     path: str | None = Field(None, description="Scan file or folder (HDF5, NeXus, TIFF folder, .npy/.npz, .zarr)")
-    format: Literal["auto", "dxchange", "nexus", "tiff", "npy", "zarr"] = "auto"
+    format: Literal["auto", "dxchange", "nexus", "tiff", "npy", "npz", "zarr"] = "auto"
     angles_file: str | None = Field(None, description="Text/NumPy file of angles (TIFF stacks, raw .npy projections)")
-    angles_unit: Literal["deg", "rad"] = Field("deg", description="Unit of angles in angles_file or arrays without unit")
+    angles_unit: Literal["deg", "rad"] = Field(
+        "deg", description="Unit of angles in angles_file, and of stored angles without a units attribute; angles "
+                           "read as degrees that span at most 2 pi are refused as radians (set rad then)")
+    flats: str | None = Field(
+        None, description="Flat fields kept apart from the scan: a TIFF, .npy or HDF5 file (Data Exchange, NXtomo), "
+                          "a folder or a glob of them; replaces the flats found in the scan")
+    darks: str | None = Field(
+        None, description="Dark fields kept apart from the scan (like flats); replaces the darks found in the scan")
     slices: tuple[int, int] | None = Field(None, description="Detector rows [start, stop) to process; all when empty")
     scan_id: str | None = Field(None, description="Name of the output folder; the file stem when empty")
 
@@ -35,6 +42,9 @@ class PreprocessConfig(_Strict):
     center: float | None = Field(None, description="Centre of rotation (0-based detector column); found when empty")
     center_search: float = Field(0.25, gt=0, le=0.5, description="Search +- this fraction of the width around the middle")
     log_min: float = Field(1e-6, gt=0, description="Transmission values below this are clamped before -log")
+    max_clamped_fraction: float = Field(
+        0.01, ge=0, le=1, description="Refuse the scan when more than this fraction of the transmission values is "
+                                      "zero or negative (clamped before -log; e.g. darks larger than flats)")
 
 
 class SplitConfig(_Strict):

@@ -120,7 +120,9 @@ def _invalidate_from(store: ScanStore, stage: str) -> None:
     if "train" in later and store.model_dir.exists():
         shutil.rmtree(store.model_dir)
     if "report" in later and store.report_dir.exists():
-        shutil.rmtree(store.report_dir)
+        for p in store.report_dir.iterdir():  # the run log is being written: keep it
+            if p.name != "run.log":
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
     if "ingest" in later and (store.root / "progress").exists():
         shutil.rmtree(store.root / "progress")
 
@@ -164,12 +166,15 @@ def ingest(cfg: RunConfig) -> ScanStore:
         angles_file=cfg.input.angles_file,
         angles_unit=cfg.input.angles_unit,
         slices=cfg.input.slices,
+        flats=cfg.input.flats,
+        darks=cfg.input.darks,
     )
     n_angles = int(np.asarray(raw.angles).size)
     if cfg.splits.k > n_angles:
         raise ValueError(f"splits.k = {cfg.splits.k} is more than the {n_angles} projection angles of {cfg.input.path}")
     pre = preprocess(raw, center=cfg.preprocess.center, log_min=cfg.preprocess.log_min,
-                     center_search=cfg.preprocess.center_search)
+                     center_search=cfg.preprocess.center_search,
+                     max_clamped_fraction=cfg.preprocess.max_clamped_fraction)
     sino = np.asarray(pre.sinogram, dtype=np.float32)
     n_det = sino.shape[-1]
     z0 = cfg.input.slices[0] if cfg.input.slices else 0
@@ -189,7 +194,8 @@ def ingest(cfg: RunConfig) -> ScanStore:
             "source_identity": identity,
             "config": cfg.model_dump(mode="json"),
             "geometry": geometry,
-            "preprocess": dict(pre.info, n_clamped=int(pre.n_clamped)),
+            "reader": dict(raw.attrs),  # format, rows, flats_source/darks_source, counts
+            "preprocess": dict(pre.info, n_clamped=int(pre.n_clamped)),  # incl. projection_order, warnings
         },
     )
     store.mark_stage("ingest", key=key, seconds=round(time.perf_counter() - t0, 3), center=float(pre.center),

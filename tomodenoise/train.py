@@ -642,6 +642,7 @@ def train_n2i(
         total=cfg.epochs, initial=min(start_epoch, cfg.epochs), desc="N2I training", unit="epoch",
         disable=not cfg.progress or rank != 0, dynamic_ncols=True,
     )
+    epoch = None
     try:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             if cfg.early_stopping and best_epoch and epoch - 1 - best_epoch >= cfg.early_stopping:
@@ -710,6 +711,15 @@ def train_n2i(
                     log.warning("on_epoch callback failed: %s", exc)
             if stopped != "epochs":
                 break
+    except BaseException as exc:
+        # SIGTERM (Prefect's TerminationSignal), Ctrl-C, SystemExit: keep what was learnt so far;
+        # the epoch under way is counted as not done, so a resumed run repeats it.
+        if not isinstance(exc, Exception) and rank == 0 and epoch is not None:
+            history[:] = [h for h in history if h["epoch"] < epoch]
+            save("last", last_path, epoch - 1, None)
+            log.warning("training interrupted in epoch %d: saved %s; run the same command again to resume",
+                        epoch, last_path)
+        raise
     finally:
         bar.close()
     if world > 1:

@@ -18,6 +18,15 @@ Formats (``format=``):
 ``zarr``
 ``auto``        chosen from the path (suffix, folder contents, HDF5 layout)
 ==============  ==========================================================================
+
+Flat and dark fields kept apart from the projections (``flats=``, ``darks=``; the
+configuration's ``input.flats``/``input.darks``) are read by every format from a file,
+folder or glob of TIFF, ``.npy`` or HDF5 files: :mod:`tomodenoise.io.fields`.
+
+Every reader also checks the geometry (:mod:`tomodenoise.io.checks`): a detector narrower
+than :data:`~tomodenoise.io.checks.MIN_DET_WIDTH` pixels, angles that are all the same and
+degrees that look like radians are refused. Unsorted angles are accepted here; the
+preprocessing sorts the projections by angle.
 """
 
 from __future__ import annotations
@@ -28,9 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from .base import RawScan
+from .checks import MIN_DET_WIDTH
 from .errors import ScanError
+from .fields import FieldSpec
 
-__all__ = ["FORMATS", "RawScan", "ScanError", "detect_format", "read_scan"]
+__all__ = ["FORMATS", "MIN_DET_WIDTH", "RawScan", "ScanError", "detect_format", "read_scan"]
 
 FORMATS = ("dxchange", "nexus", "tiff", "npy", "npz", "zarr")
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".nxs", ".nx5", ".nexus", ".cxi")
@@ -95,6 +106,8 @@ def read_scan(
     angles_file: str | PathLike[str] | None = None,
     angles_unit: str = "deg",
     slices: Sequence[int] | None = None,
+    flats: FieldSpec = None,
+    darks: FieldSpec = None,
     **options: Any,
 ) -> RawScan:
     """Read a scan in any supported format.
@@ -111,9 +124,14 @@ def read_scan(
         Unit of ``angles_file``, and of stored angles without a units attribute.
     slices : (int, int), optional
         Read only detector rows ``start:stop``.
+    flats, darks : path, folder, glob, list of paths or numpy.ndarray, optional
+        Flat and dark fields kept apart from the scan (``input.flats``/``input.darks``): a
+        TIFF, ``.npy`` or HDF5 file, a folder or glob of them, or an ``(n, z, det)`` array
+        (see :mod:`tomodenoise.io.fields`). When given they replace the fields found in
+        the scan, which are then not read.
     **options
-        Passed to the format's reader (e.g. ``data_path=`` for NeXus, ``flats=`` for TIFF,
-        ``kind=`` for arrays).
+        Passed to the format's reader (e.g. ``data_path=`` for NeXus, ``kind=`` for
+        arrays).
 
     Returns
     -------
@@ -134,7 +152,8 @@ def read_scan(
         if not p.exists():
             raise ScanError(p, None, "an existing HDF5 file", "no such file")
         fmt = _hdf5_flavour(p)
-    kw: dict[str, Any] = dict(angles_file=angles_file, angles_unit=angles_unit, slices=slices, **options)
+    kw: dict[str, Any] = dict(angles_file=angles_file, angles_unit=angles_unit, slices=slices, flats=flats,
+                              darks=darks, **options)
     if fmt == "dxchange":
         from .dxchange import read_dxchange
 

@@ -13,8 +13,12 @@ Conventions
 
 - a ``.npz`` file or Zarr group with a ``projections`` (or ``tomo``) array
   ``(angle, z, det)`` and optional ``flats`` and ``darks`` arrays ``(n, z, det)``;
-- a ``.npy`` file or Zarr array read with ``kind="projections"`` (flats/darks then
-  given as arrays or ``.npy`` paths).
+- a ``.npy`` file or Zarr array read with ``kind="projections"``, or with
+  ``flats=``/``darks=`` given.
+
+``flats=``/``darks=`` (arrays, or a file, folder or glob of ``.npy``, TIFF or HDF5 files:
+see :mod:`tomodenoise.io.fields`) replace a group's ``flats``/``darks`` arrays; they are
+refused for sinograms (already line integrals).
 
 **Angles**: ``angles_file`` (``.npy`` or text), else an ``angles`` (or ``theta``, or
 ``angle``) array in the ``.npz``/Zarr group, else a ``<stem>_angles.npy`` or
@@ -38,6 +42,7 @@ import numpy as np
 
 from .base import RawScan, check_scan_arrays, check_slices, load_angles, parse_unit, saturation_of, to_radians
 from .errors import ScanError
+from .fields import read_field
 
 __all__ = ["read_array"]
 
@@ -128,19 +133,9 @@ def _as_projections(arr: Any, path: Path, name: str, slices: Sequence[int] | Non
     return np.asarray(arr[:, rows, :]), rows
 
 
-def _field(spec: Any, rows: slice, path: Path, name: str) -> np.ndarray | None:
-    if spec is None:
-        return None
-    if isinstance(spec, (str, PathLike)):
-        fp = Path(spec)
-        if not fp.is_file():
-            raise ScanError(fp, None, f"an existing .npy file of {name}", "no such file")
-        try:
-            spec = np.load(fp, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ScanError(fp, None, f"a readable .npy file of {name}", exc) from None
-        path = fp
-    a = spec
+def _field(stored: Any, rows: slice, path: Path, name: str) -> np.ndarray:
+    """A group's own ``flats``/``darks`` array, ``(n, z, det)`` (or one ``(z, det)`` image)."""
+    a = stored
     if np.ndim(a) == 2:
         a = np.asarray(a)[None]
     if np.ndim(a) != 3:
@@ -173,11 +168,13 @@ def read_array(
     slices : (int, int), optional
         Keep only detector rows (``z``) ``start:stop``.
     kind : {"auto", "sinogram", "projections"}
-        How to read a bare array (``.npy``, Zarr array): ``auto`` and ``sinogram`` read it as
+        How to read a bare array (``.npy``, Zarr array): ``sinogram`` reads it as
         ``(z, angle, det)``/``(angle, det)`` -log sinograms, ``projections`` as a raw
-        ``(angle, z, det)`` stack. For ``.npz``/Zarr groups the keys decide.
-    flats, darks : numpy.ndarray or path, optional
-        Flat and dark fields for raw projections given as a bare array.
+        ``(angle, z, det)`` stack, ``auto`` as projections when ``flats`` or ``darks`` are
+        given and as sinograms otherwise. For ``.npz``/Zarr groups the keys decide.
+    flats, darks : numpy.ndarray, path, folder, glob or list of paths, optional
+        Flat and dark fields for raw projections (see :mod:`tomodenoise.io.fields`): for a
+        bare array, or replacing a group's ``flats``/``darks``.
 
     Returns
     -------
@@ -202,6 +199,14 @@ def read_array(
     unit_from_file = None
     names: dict[str, str] = {}
     flat_arr = dark_arr = None
+
+    def fields(own: Any, spec: Any, what: str, rows: slice, full_shape: tuple[int, int]) -> np.ndarray | None:
+        if spec is not None:
+            arr, names[what] = read_field(spec, what, full_shape, rows)
+            return arr
+        names[what] = what
+        return None if own is None else _field(own, rows, p, what)
+
     try:
         is_group = (is_zarr and not hasattr(obj, "shape")) or (not is_zarr and hasattr(obj, "files"))
         if is_group:
@@ -210,17 +215,19 @@ def read_array(
             pkey = _pick(keys, _PROJ_KEYS)
             skey = _pick(keys, _SINO_KEYS)
             if pkey is not None and kind != "sinogram":
-                data, rows = _as_projections(src.get(pkey), p, pkey, slices)
+                full = src.get(pkey)
+                data, rows = _as_projections(full, p, pkey, slices)
                 preprocessed = False
-                flat_arr = _field(src.get("flats"), rows, p, "flats") if "flats" in keys else None
-                dark_arr = _field(src.get("darks"), rows, p, "darks") if "darks" in keys else None
-                names = {"projections": pkey, "flats": "flats", "darks": "darks"}
+                names["projections"] = pkey
+                shape = tuple(full.shape[1:])
+                flat_arr = fields(src.get("flats") if "flats" in keys else None, flats, "flats", rows, shape)
+                dark_arr = fields(src.get("darks") if "darks" in keys else None, darks, "darks", rows, shape)
                 saturation = saturation_of(data.dtype)
             elif skey is not None:
                 sino, rows = _as_sinogram(src.get(skey), p, skey, slices)
                 data = np.transpose(sino, (1, 0, 2))
                 preprocessed = True
-                names = {"projections": skey}
+                names["projections"] = skey
                 saturation = None
             else:
                 raise ScanError(p, None, f"an array named one of {list(_PROJ_KEYS + _SINO_KEYS)}",
@@ -233,18 +240,19 @@ def read_array(
         else:
             arr = obj
             name = p.name
-            if kind == "projections":
+            names["projections"] = name
+            if kind == "projections" or (kind == "auto" and (flats is not None or darks is not None)):
                 data, rows = _as_projections(arr, p, name, slices)
                 preprocessed = False
-                flat_arr = _field(flats, rows, p, "flats")
-                dark_arr = _field(darks, rows, p, "darks")
+                shape = tuple(arr.shape[1:])
+                flat_arr = fields(None, flats, "flats", rows, shape)
+                dark_arr = fields(None, darks, "darks", rows, shape)
                 saturation = saturation_of(data.dtype)
             else:
                 sino, rows = _as_sinogram(arr, p, name, slices)
                 data = np.transpose(sino, (1, 0, 2))
                 preprocessed = True
                 saturation = None
-            names = {"projections": name}
             if is_zarr:
                 a = arr.attrs.get("angles")
                 if a is not None:
@@ -262,6 +270,11 @@ def read_array(
     if data.size == 0:
         raise ScanError(p, names.get("projections"), "a non-empty sinogram or projection stack",
                         f"shape {data.shape}")
+    if preprocessed and (flats is not None or darks is not None):
+        raise ScanError(p, names.get("projections"), "raw projections to go with the flat/dark fields given "
+                        "(input.flats/input.darks)", "a sinogram of line integrals, which needs none",
+                        hint="leave input.flats and input.darks empty for a sinogram, or store the raw "
+                             "projections (a 'projections' array)")
     if angles_file is not None:
         angles = load_angles(angles_file, angles_unit)
         angles_name = str(angles_file)
@@ -282,6 +295,8 @@ def read_array(
         "rows": [int(rows.start), int(rows.stop)],
         "n_flats": 0 if flat_arr is None else int(flat_arr.shape[0]),
         "n_darks": 0 if dark_arr is None else int(dark_arr.shape[0]),
+        "flats_source": names.get("flats") if flat_arr is not None else None,
+        "darks_source": names.get("darks") if dark_arr is not None else None,
     }
     return RawScan(np.array(data, dtype=np.float32, order="C"), flat_arr, dark_arr, angles, source=str(p),
                    preprocessed=preprocessed, attrs=attrs)

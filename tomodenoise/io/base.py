@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from .checks import MIN_DET_WIDTH, check_angle_span, check_degrees_not_radians, check_detector_width
 from .errors import ScanError
 
 __all__ = [
     "BAD_FLAT_FRACTION",
+    "MIN_DET_WIDTH",
     "RawScan",
     "check_scan_arrays",
     "check_slices",
@@ -149,7 +151,9 @@ def to_radians(
     Raises
     ------
     ScanError
-        For non-numeric, non-1-D, empty or non-finite angles, or radians out of range.
+        For non-numeric, non-1-D, empty or non-finite angles, radians out of range, or
+        degrees whose span (at most about 2 pi) says they are radians
+        (:func:`~tomodenoise.io.checks.check_degrees_not_radians`).
     """
     unit = parse_unit(unit, path, dataset) or "deg"
     try:
@@ -168,11 +172,10 @@ def to_radians(
     if unit == "rad":
         if from_attribute and np.abs(a).max() > 2 * np.pi + 1e-3:
             raise ScanError(path, dataset, "angles within [-2 pi, 2 pi] as its units attribute says radians",
-                            f"values up to {np.abs(a).max():.4g}")
+                            f"values up to {np.abs(a).max():.4g}",
+                            hint="give the angles in input.angles_file with input.angles_unit: deg")
         return a
-    if a.size > 10 and np.abs(a).max() <= 2 * np.pi + 1e-3 and np.ptp(a) > 0.5:
-        log.warning("%s: %s: angles read as degrees span only %.3g..%.3g: are they radians? "
-                    "(set angles_unit='rad')", path, dataset or "angles", a.min(), a.max())
+    check_degrees_not_radians(a, path, dataset, from_attribute=from_attribute)
     return np.deg2rad(a)
 
 
@@ -254,8 +257,9 @@ def check_scan_arrays(
 ) -> None:
     """Check a scan's arrays; raise :class:`ScanError` on the first problem.
 
-    Checks: projections are a non-empty 3-D ``(angle, z, det)`` stack without NaN/inf; one
-    finite angle per projection; flats/darks are ``(n, z, det)`` stacks matching the
+    Checks: projections are a non-empty 3-D ``(angle, z, det)`` stack without NaN/inf, at
+    least :data:`~tomodenoise.io.checks.MIN_DET_WIDTH` pixels wide; one finite angle per
+    projection, not all the same; flats/darks are ``(n, z, det)`` stacks matching the
     projections, finite, and the flats carry signal: not all zero, brighter than the darks
     and below ``saturation`` over all but :data:`BAD_FLAT_FRACTION` of the pixels.
 
@@ -287,6 +291,8 @@ def check_scan_arrays(
         raise ScanError(path, names["angles"], f"{p.shape[0]} angles (one per projection in {names['projections']})",
                         f"{a.shape[0] if a.ndim == 1 else 'shape ' + str(a.shape)} angles")
     _check_finite(a.astype(np.float64), path, names["angles"], "angles")
+    check_angle_span(a, path, names["angles"])
+    check_detector_width(int(p.shape[2]), path, names["projections"], p.shape)
     _check_finite(p, path, names["projections"], "projection values")
     if preprocessed:
         return

@@ -24,6 +24,7 @@ import numpy as np
 
 from .base import RawScan, check_scan_arrays, check_slices, load_angles, parse_unit, saturation_of, to_radians
 from .errors import ScanError
+from .fields import FieldSpec, read_field
 
 __all__ = ["is_dxchange", "read_dxchange", "write_dxchange"]
 
@@ -84,6 +85,8 @@ def read_dxchange(
     angles_file: str | PathLike[str] | None = None,
     angles_unit: str = "deg",
     slices: Sequence[int] | None = None,
+    flats: FieldSpec = None,
+    darks: FieldSpec = None,
 ) -> RawScan:
     """Read a Data Exchange HDF5 scan.
 
@@ -98,6 +101,9 @@ def read_dxchange(
         attribute wins), and of ``angles_file``.
     slices : (int, int), optional
         Read only detector rows ``start:stop``.
+    flats, darks : path, folder, glob, list of paths or numpy.ndarray, optional
+        Flat and dark fields kept apart from the file (see :mod:`tomodenoise.io.fields`);
+        they replace ``/exchange/data_white`` and ``/exchange/data_dark``.
 
     Returns
     -------
@@ -122,13 +128,18 @@ def read_dxchange(
         rows = check_slices(slices, ds.shape[1], p, DATA)
         proj = _read_rows(ds, rows, p, DATA)
         saturation = saturation_of(ds.dtype)
-        flats = darks = None
-        w = _dataset(f, WHITE, p, required=False, expected="a 3-D (n, z, det) flat-field dataset")
-        if w is not None:
-            flats = _read_rows(w, rows, p, WHITE)
-        d = _dataset(f, DARK, p, required=False, expected="a 3-D (n, z, det) dark-field dataset")
-        if d is not None:
-            darks = _read_rows(d, rows, p, DARK)
+        names = {"projections": DATA, "flats": WHITE, "darks": DARK}
+        full_shape = tuple(ds.shape[1:])
+        if flats is not None:
+            flats, names["flats"] = read_field(flats, "flats", full_shape, rows)
+        else:
+            w = _dataset(f, WHITE, p, required=False, expected="a 3-D (n, z, det) flat-field dataset")
+            flats = _read_rows(w, rows, p, WHITE) if w is not None else None
+        if darks is not None:
+            darks, names["darks"] = read_field(darks, "darks", full_shape, rows)
+        else:
+            d = _dataset(f, DARK, p, required=False, expected="a 3-D (n, z, det) dark-field dataset")
+            darks = _read_rows(d, rows, p, DARK) if d is not None else None
         angles_name = THETA
         if angles_file is not None:
             angles = load_angles(angles_file, angles_unit)
@@ -142,13 +153,15 @@ def read_dxchange(
                 raise ScanError(p, THETA, "readable numeric angles", exc) from None
             attr_unit = parse_unit(th.attrs.get("units"), p, THETA)
             angles = to_radians(values, attr_unit or angles_unit, p, THETA, from_attribute=attr_unit is not None)
-    names = {"projections": DATA, "angles": angles_name, "flats": WHITE, "darks": DARK}
+    names["angles"] = angles_name
     check_scan_arrays(p, proj, angles, flats, darks, names=names, saturation=saturation)
     attrs = {
         "format": "dxchange",
         "rows": [int(rows.start), int(rows.stop)],
         "n_flats": 0 if flats is None else int(flats.shape[0]),
         "n_darks": 0 if darks is None else int(darks.shape[0]),
+        "flats_source": names["flats"] if flats is not None else None,
+        "darks_source": names["darks"] if darks is not None else None,
         "dtype": str(proj.dtype),
     }
     return RawScan(proj, flats, darks, angles, source=str(p), preprocessed=False, attrs=attrs)

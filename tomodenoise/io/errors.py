@@ -25,6 +25,11 @@ class ScanError(ValueError):
         What the reader expected to find, in words.
     found : Any, optional
         What it found instead (a shape, a value, an error message).
+    hint : str, optional
+        The remedy, in words (``"set input.angles_unit: rad"``), appended after the rest.
+
+    The message is one sentence: ``<path>: dataset '<dataset>': expected <expected>;
+    found <found>; <hint>``.
 
     Examples
     --------
@@ -34,16 +39,20 @@ class ScanError(ValueError):
     tomodenoise.io.errors.ScanError: scan.h5: dataset '/exchange/theta': expected 181 angles (one per projection); found 180
     """
 
-    def __init__(self, path: str | PathLike[str], dataset: str | None, expected: str, found: Any = None) -> None:
+    def __init__(self, path: str | PathLike[str], dataset: str | None, expected: str, found: Any = None,
+                 hint: str | None = None) -> None:
         self.path = str(path)
         self.dataset = dataset
         self.expected = expected
         self.found = found
+        self.hint = hint
         where = f"dataset {dataset!r}" if dataset else "file"
         msg = f"{self.path}: {where}: expected {expected}"
         if found is not None:
             msg += f"; found {found}"
+        if hint:
+            msg += f"; {hint}"
         super().__init__(msg)
 
-    def __reduce__(self):  # keep the four fields when pickled (Dask, Prefect, multiprocessing)
-        return (type(self), (self.path, self.dataset, self.expected, self.found))
+    def __reduce__(self):  # keep the fields when pickled (Dask, Prefect, multiprocessing)
+        return (type(self), (self.path, self.dataset, self.expected, self.found, self.hint))

@@ -35,6 +35,7 @@ import numpy as np
 from .base import RawScan, check_scan_arrays, check_slices, load_angles, parse_unit, saturation_of, to_radians
 from .dxchange import open_h5
 from .errors import ScanError
+from .fields import FieldSpec, read_field
 
 __all__ = ["is_nexus", "read_nxtomo"]
 
@@ -238,6 +239,8 @@ def read_nxtomo(
     data_path: str | None = None,
     image_key_path: str | None = None,
     angles_path: str | None = None,
+    flats: FieldSpec = None,
+    darks: FieldSpec = None,
 ) -> RawScan:
     """Read a NeXus NXtomo scan.
 
@@ -254,6 +257,9 @@ def read_nxtomo(
         Read only detector rows ``start:stop``.
     data_path, image_key_path, angles_path : str, optional
         Dataset paths inside the file, overriding the search.
+    flats, darks : path, folder, glob, list of paths or numpy.ndarray, optional
+        Flat and dark fields kept apart from the file (see :mod:`tomodenoise.io.fields`);
+        they replace the frames with image key 1 (flats) or 2 (darks).
 
     Returns
     -------
@@ -291,10 +297,10 @@ def read_nxtomo(
         if chosen is None:
             if tried:
                 raise ScanError(p, tried[0], f"an image_key dataset ({tried[0].rsplit('/', 1)[0]}/image_key or "
-                                "<entry>/instrument/detector/image_key) with one key per frame",
-                                "none found")
+                                "<entry>/instrument/detector/image_key) with one key per frame", "none",
+                                hint="give its path as image_key_path")
             raise ScanError(p, "/entry/data/data", "an NXtomo entry: a 3-D (frame, z, det) 'data' dataset in an "
-                            "NXdata or NXdetector group", "none found")
+                            "NXdata or NXdetector group", "none", hint="give its path as data_path")
         entry, dpath, ds, key_path = chosen
         n = ds.shape[0]
         key_ds = _get(f, key_path)
@@ -321,7 +327,8 @@ def read_nxtomo(
             angles_name = angles_path or _find_angles(f, entry, dpath, (n, int(i_proj.size)))
             if angles_name is None:
                 raise ScanError(p, f"{entry}/sample/rotation_angle",
-                                f"a rotation angle dataset with {n} (one per frame) or {i_proj.size} values", "none found")
+                                f"a rotation angle dataset with {n} (one per frame) or {i_proj.size} values", "none",
+                                hint="give its path as angles_path, or the angles in input.angles_file")
             a_ds = _get(f, angles_name)
             if not isinstance(a_ds, h5py.Dataset):
                 raise ScanError(p, angles_name, "a rotation angle dataset", "no such dataset")
@@ -339,14 +346,21 @@ def read_nxtomo(
             raise ScanError(p, angles_name, f"{n} angles (one per frame) or {i_proj.size} (one per projection)",
                             f"{all_angles.shape[0]} angles")
 
+        names = {"projections": f"{dpath} (image_key 0)", "angles": angles_name,
+                 "flats": f"{dpath} (image_key 1)", "darks": f"{dpath} (image_key 2)"}
         proj = _read_frames(ds, i_proj, rows, p, dpath)
-        flats = _read_frames(ds, i_flat, rows, p, dpath) if i_flat.size else None
-        darks = _read_frames(ds, i_dark, rows, p, dpath) if i_dark.size else None
+        full_shape = tuple(ds.shape[1:])
+        if flats is not None:
+            flats, names["flats"] = read_field(flats, "flats", full_shape, rows)
+        else:
+            flats = _read_frames(ds, i_flat, rows, p, dpath) if i_flat.size else None
+        if darks is not None:
+            darks, names["darks"] = read_field(darks, "darks", full_shape, rows)
+        else:
+            darks = _read_frames(ds, i_dark, rows, p, dpath) if i_dark.size else None
         saturation = saturation_of(ds.dtype)
 
     first, last = int(i_proj[0]), int(i_proj[-1])
-    names = {"projections": f"{dpath} (image_key 0)", "angles": angles_name,
-             "flats": f"{dpath} (image_key 1)", "darks": f"{dpath} (image_key 2)"}
     check_scan_arrays(p, proj, angles, flats, darks, names=names, saturation=saturation)
     attrs = {
         "format": "nexus",
@@ -360,6 +374,10 @@ def read_nxtomo(
         "n_darks_before": int((i_dark < first).sum()),
         "n_darks_after": int((i_dark > last).sum()),
         "n_invalid": int((keys == 3).sum()),
+        "n_flats": 0 if flats is None else int(flats.shape[0]),
+        "n_darks": 0 if darks is None else int(darks.shape[0]),
+        "flats_source": names["flats"] if flats is not None else None,
+        "darks_source": names["darks"] if darks is not None else None,
         "dtype": str(ds.dtype),
     }
     return RawScan(proj, flats, darks, angles, source=str(p), preprocessed=False, attrs=attrs)

@@ -3,7 +3,9 @@
 - Files are sorted by name in natural order (``p2`` before ``p10``).
 - In a folder or glob, files whose names start with ``flat`` (or ``white``) are flat fields
   and those starting with ``dark`` are dark fields; they can also be given explicitly
-  (``flats=``/``darks=``: a file, a folder, a glob, a list of files, or an array).
+  (``flats=``/``darks=``: a file, a folder, a glob, a list of files, or an array; TIFF,
+  ``.npy`` or HDF5, see :mod:`tomodenoise.io.fields`), e.g. when they are kept in folders
+  beside the projection folder.
 - Angles are required: ``angles_file`` (``.npy`` or text, one angle per projection), or a
   file named ``angles.txt``/``angles.npy``/``theta.txt``/``theta.npy`` beside the images.
   Degrees unless ``angles_unit="rad"``.
@@ -23,6 +25,7 @@ import tifffile
 
 from .base import RawScan, check_scan_arrays, check_slices, load_angles, saturation_of
 from .errors import ScanError
+from .fields import FieldSpec, read_field
 
 __all__ = ["list_tiffs", "read_tiff_stack"]
 
@@ -30,8 +33,6 @@ _TIFF_SUFFIXES = (".tif", ".tiff")
 _FLAT_PREFIXES = ("flat", "white")
 _DARK_PREFIXES = ("dark",)
 _ANGLE_FILES = ("angles.txt", "angles.npy", "theta.txt", "theta.npy")
-
-FieldSpec = str | PathLike | Sequence[str | PathLike] | np.ndarray | None
 
 
 def _natural_key(p: Path) -> list:
@@ -95,23 +96,6 @@ def _read_stack(files: list[Path], rows_spec: Sequence[int] | None, source: Path
     return np.stack(frames), rows, dtype
 
 
-def _resolve_fields(spec: FieldSpec, source: Path, what: str) -> list[Path] | np.ndarray:
-    if isinstance(spec, np.ndarray):
-        return spec
-    if isinstance(spec, (str, PathLike)):
-        if not _is_glob(str(spec)) and not Path(spec).exists():
-            raise ScanError(spec, None, f"an existing {what} TIFF file or folder", "no such file")
-        files = list_tiffs(spec)
-    else:
-        files = [Path(s) for s in spec]
-        for fp in files:
-            if not fp.is_file():
-                raise ScanError(fp, None, f"an existing {what} TIFF file", "no such file")
-    if not files:
-        raise ScanError(spec if isinstance(spec, (str, PathLike)) else source, None, f"{what} TIFF files", "none")
-    return files
-
-
 def read_tiff_stack(
     path: str | PathLike[str],
     *,
@@ -136,9 +120,10 @@ def read_tiff_stack(
         Unit of the angles file.
     slices : (int, int), optional
         Keep only detector rows ``start:stop``.
-    flats, darks : path, glob, list of paths or numpy.ndarray, optional
-        Flat and dark fields given explicitly (override the ``flat*``/``dark*`` files);
-        arrays are ``(n, z, det)`` for the full detector height.
+    flats, darks : path, folder, glob, list of paths or numpy.ndarray, optional
+        Flat and dark fields given explicitly (TIFF, ``.npy`` or HDF5; see
+        :mod:`tomodenoise.io.fields`); they replace the ``flat*``/``dark*`` files, which are
+        then not read. Arrays are ``(n, z, det)`` for the full detector height.
 
     Returns
     -------
@@ -168,27 +153,18 @@ def read_tiff_stack(
         full_shape = tuple(t.pages[0].shape)
 
     def fields(spec: FieldSpec, role: str, what: str) -> tuple[np.ndarray | None, str]:
-        if spec is None:
-            if single:
-                return None, what
-            found = [f for f in files if _role(f) == role]
-            if not found:
-                return None, what
-            arr, _, _ = _read_stack(found, slices, p, what, shape=full_shape)
-            return arr, f"{found[0].name} ... ({len(found)} files)"
-        got = _resolve_fields(spec, p, what)
-        if isinstance(got, np.ndarray):
-            arr = np.asarray(got)
-            if arr.ndim == 2:
-                arr = arr[None]
-            if arr.ndim != 3 or arr.shape[1:] != tuple(full_shape):
-                raise ScanError(p, what, f"a (n, z, det) array with (z, det) = {tuple(full_shape)}", f"shape {arr.shape}")
-            return arr[:, rows, :], f"{what} array"
-        arr, _, _ = _read_stack(got, slices, p, what, shape=full_shape)
-        return arr, f"{got[0]} ... ({len(got)} files)"
+        if spec is not None:
+            return read_field(spec, what, full_shape, rows)
+        if single:
+            return None, what
+        found = [f for f in files if _role(f) == role]
+        if not found:
+            return None, what
+        arr, _, _ = _read_stack(found, slices, p, f"{role} field", shape=full_shape)
+        return arr, f"{found[0].name} ... ({len(found)} files)"
 
-    flat_arr, flat_name = fields(flats, "flat", "flat")
-    dark_arr, dark_name = fields(darks, "dark", "dark")
+    flat_arr, flat_name = fields(flats, "flat", "flats")
+    dark_arr, dark_name = fields(darks, "dark", "darks")
 
     if angles_file is None:
         for name in _ANGLE_FILES:
@@ -209,6 +185,8 @@ def read_tiff_stack(
         "rows": [int(rows.start), int(rows.stop)],
         "n_flats": 0 if flat_arr is None else int(flat_arr.shape[0]),
         "n_darks": 0 if dark_arr is None else int(dark_arr.shape[0]),
+        "flats_source": flat_name if flat_arr is not None else None,
+        "darks_source": dark_name if dark_arr is not None else None,
         "dtype": str(dtype),
     }
     return RawScan(proj, flat_arr, dark_arr, angles, source=s, preprocessed=False, attrs=attrs)

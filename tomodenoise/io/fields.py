@@ -1,0 +1,255 @@
+"""Flat and dark fields kept apart from the projections (``input.flats``, ``input.darks``).
+
+Many beamlines write the flat (white) and dark fields beside the projections, not in the
+same file or folder (Diamond's TIFF scans: ``projections/``, ``flats/``, ``darks/``). Every
+reader takes them as ``flats=`` and ``darks=``; :func:`read_field` reads them from:
+
+- a NumPy array ``(n, z, det)`` or ``(z, det)``;
+- a ``.npy`` file of such an array;
+- a TIFF file (one image or a multi-page stack);
+- an HDF5 file: Data Exchange (``/exchange/data_white`` for flats, ``/exchange/data_dark``
+  for darks, else ``/exchange/data``), NeXus NXtomo (the frames with image key 1 for
+  flats, 2 for darks, else those with key 0; all frames without an image key), or any
+  HDF5 file holding exactly one 3-D dataset;
+- a folder of such files: those whose names start with ``flat``/``white`` (flats) or
+  ``dark`` (darks) when there are any, else all files that do not start with the other
+  kind's prefix;
+- a glob pattern or a list of such files.
+
+Files are read in natural name order and their frames stacked. The fields must cover the
+projections' whole detector ``(z, det)``; only the rows kept by ``slices`` are read.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import re
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Literal
+
+import h5py
+import numpy as np
+
+from .errors import ScanError
+
+__all__ = ["FieldSpec", "read_field"]
+
+FieldSpec = str | PathLike | Sequence[str | PathLike] | np.ndarray | None
+
+_TIFF = (".tif", ".tiff")
+_HDF5 = (".h5", ".hdf5", ".hdf", ".he5", ".nxs", ".nx5", ".nexus", ".cxi")
+_PREFIXES = {"flats": ("flat", "white"), "darks": ("dark",)}
+_WORD = {"flats": "flat field", "darks": "dark field"}
+
+
+def _natural_key(p: Path) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+
+
+def _is_glob(s: str) -> bool:
+    return any(ch in s for ch in "*?[")
+
+
+def _known(f: Path) -> bool:
+    return f.is_file() and (f.suffix.lower() in _TIFF + _HDF5 + (".npy",))
+
+
+def field_files(spec: str | PathLike[str], what: Literal["flats", "darks"]) -> list[Path]:
+    """The files a path, folder or glob pattern given as ``input.flats``/``input.darks`` names.
+
+    Raises
+    ------
+    ScanError
+        When the path does not exist or names no usable file.
+    """
+    s = str(spec)
+    word = _WORD[what]
+    if _is_glob(s) and not Path(s).exists():
+        files = sorted((Path(f) for f in _glob.glob(s) if Path(f).is_file()), key=_natural_key)
+        if not files:
+            raise ScanError(s, None, f"{word} files matching the glob pattern given as input.{what}", "none",
+                            hint="check the pattern")
+        return files
+    p = Path(s)
+    if not p.exists():
+        raise ScanError(p, None, f"an existing {word} file, folder or glob pattern (input.{what})",
+                        "no such file or folder", hint=f"check the path given as input.{what}")
+    if not p.is_dir():
+        return [p]
+    files = [f for f in p.iterdir() if _known(f)]
+    own = [f for f in files if f.name.lower().startswith(_PREFIXES[what])]
+    other = _PREFIXES["darks" if what == "flats" else "flats"]
+    files = own or [f for f in files if not f.name.lower().startswith(other)]
+    if not files:
+        raise ScanError(p, None, f"{word} files (TIFF, .npy or HDF5) in the folder given as input.{what}", "none",
+                        hint=f"give the folder, file or glob pattern that holds the {word}s")
+    return sorted(files, key=_natural_key)
+
+
+def _check_shape(shape: tuple[int, ...], full_shape: tuple[int, int], path: str | PathLike[str],
+                 name: str | None, what: str) -> None:
+    shape = tuple(int(v) for v in shape)
+    if len(shape) != 3 or shape[0] == 0 or shape[1:] != tuple(full_shape):
+        raise ScanError(path, name, f"a non-empty (n, z, det) stack of {_WORD[what]}s with (z, det) = "
+                        f"{tuple(full_shape)} like the projections", f"shape {shape}",
+                        hint=f"give {what} of the same detector (and binning) as the projections")
+
+
+def _fit(a, full_shape: tuple[int, int], rows: slice, path: str | PathLike[str], name: str | None,
+         what: str) -> np.ndarray:
+    """Check an ``(n, z, det)`` (or ``(z, det)``) array against the detector and keep ``rows``."""
+    if np.ndim(a) == 2:
+        a = np.asarray(a)[None]
+    _check_shape(np.shape(a), full_shape, path, name, what)
+    try:
+        return np.array(a[:, rows, :])
+    except (OSError, TypeError, ValueError) as exc:
+        raise ScanError(path, name, f"readable {_WORD[what]} data", exc) from None
+
+
+def _read_npy(f: Path, what: str, full_shape: tuple[int, int], rows: slice) -> np.ndarray:
+    try:
+        a = np.load(f, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ScanError(f, None, f"a readable .npy file of {_WORD[what]}s", exc) from None
+    return _fit(a, full_shape, rows, f, None, what)
+
+
+def _h5_frames(f: h5py.File, p: Path, what: str) -> tuple[str, h5py.Dataset, np.ndarray | None]:
+    """(dataset name, dataset, frame indices or None for all) of the fields in an HDF5 file."""
+    from .dxchange import DARK, DATA, WHITE
+    from .nexus import _data_candidates, _entries, _find_image_key, _get, _is_frames
+
+    if isinstance(f.get("/exchange"), h5py.Group):
+        own = WHITE if what == "flats" else DARK
+        for name in (own, DATA):
+            ds = _get(f, name)
+            if isinstance(ds, h5py.Dataset):
+                return name, ds, None
+        raise ScanError(p, own, f"a {_WORD[what]} dataset ({own} or {DATA}) in the Data Exchange file", "none")
+    for entry in _entries(f):
+        for cand in _data_candidates(f, entry):
+            ds = _get(f, cand)
+            if not _is_frames(ds):
+                continue
+            key_path = _find_image_key(f, entry, cand, ds)
+            if key_path is None:
+                return cand, ds, None
+            keys = np.asarray(f[key_path][()]).reshape(-1).astype(np.int64)
+            idx = np.flatnonzero(keys == (1 if what == "flats" else 2))
+            if idx.size == 0:
+                idx = np.flatnonzero(keys == 0)
+            if idx.size == 0:
+                raise ScanError(p, key_path, f"frames with image key {1 if what == 'flats' else 2} "
+                                f"({_WORD[what]}s) or 0", "none")
+            return cand, ds, idx
+    found: list[str] = []
+    f.visititems(lambda n, o: found.append("/" + n) if isinstance(o, h5py.Dataset) and o.ndim == 3 else None)
+    if len(found) == 1:
+        return found[0], f[found[0]], None
+    raise ScanError(p, None, f"one 3-D (n, z, det) {_WORD[what]} dataset (or a Data Exchange or NXtomo file)",
+                    f"{len(found)} 3-D datasets{': ' + ', '.join(found[:5]) if found else ''}",
+                    hint=f"give a file that holds only the {_WORD[what]}s")
+
+
+def _read_h5(p: Path, what: str, full_shape: tuple[int, int], rows: slice) -> tuple[np.ndarray, str]:
+    from .dxchange import open_h5
+    from .nexus import _read_frames
+
+    with open_h5(p) as f:
+        name, ds, idx = _h5_frames(f, p, what)
+        if idx is None:
+            return _fit(ds, full_shape, rows, p, name, what), name
+        _check_shape(ds.shape, full_shape, p, name, what)
+        return _read_frames(ds, idx, rows, p, name), name
+
+
+def read_field(
+    spec: FieldSpec,
+    what: Literal["flats", "darks"],
+    full_shape: tuple[int, int],
+    rows: slice,
+) -> tuple[np.ndarray, str]:
+    """Read flat or dark fields given apart from the scan.
+
+    Parameters
+    ----------
+    spec : array, path, folder, glob pattern or list of paths
+        Where the fields are (see the module docstring).
+    what : {"flats", "darks"}
+        Which fields (chooses the datasets, image keys and file-name prefixes).
+    full_shape : (int, int)
+        The projections' whole detector ``(z, det)``, before ``rows``.
+    rows : slice
+        Detector rows to keep (those of the projections).
+
+    Returns
+    -------
+    fields : numpy.ndarray
+        ``(n, rows, det)`` in the stored dtype.
+    name : str
+        Where they came from, for messages and the scan's attributes.
+
+    Raises
+    ------
+    ScanError
+        Missing or unreadable files, no fields found, a detector shape unlike the
+        projections'.
+    """
+    if what not in _WORD:
+        raise ValueError(f"what must be 'flats' or 'darks', not {what!r}")
+    if isinstance(spec, np.ndarray):
+        return _fit(spec, full_shape, rows, f"input.{what}", None, what), f"{what} array"
+    if isinstance(spec, (str, PathLike)):
+        files = field_files(spec, what)
+    else:
+        files = [Path(s) for s in spec]
+        if not files:
+            raise ScanError(f"input.{what}", None, f"at least one {_WORD[what]} file", "an empty list")
+        for f in files:
+            if not f.is_file():
+                raise ScanError(f, None, f"an existing {_WORD[what]} file", "no such file")
+    parts: list[np.ndarray] = []
+    names: list[str] = []
+    tiffs: list[Path] = []
+
+    def flush_tiffs() -> None:
+        if tiffs:
+            from .tiff import _read_stack
+
+            arr, _, _ = _read_stack(list(tiffs), (rows.start, rows.stop), tiffs[0], _WORD[what],
+                                    shape=tuple(full_shape))
+            parts.append(arr)
+            names.extend(str(t) for t in tiffs)
+            tiffs.clear()
+
+    for f in files:
+        suffix = f.suffix.lower()
+        if suffix in _TIFF:
+            tiffs.append(f)
+            continue
+        flush_tiffs()
+        if suffix == ".npy":
+            parts.append(_read_npy(f, what, full_shape, rows))
+            names.append(str(f))
+        elif suffix in _HDF5 or _is_hdf5(f):
+            arr, ds_name = _read_h5(f, what, full_shape, rows)
+            parts.append(arr)
+            names.append(f"{f}:{ds_name}")
+        else:
+            raise ScanError(f, None, f"a {_WORD[what]} file in a supported format (TIFF, .npy or HDF5)",
+                            f"suffix {suffix or '(none)'!r}")
+    flush_tiffs()
+    out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+    name = names[0] if len(names) == 1 else f"{names[0]} ... ({len(names)} files)"
+    return out, name
+
+
+def _is_hdf5(p: Path) -> bool:
+    try:
+        with open(p, "rb") as fh:
+            return fh.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False

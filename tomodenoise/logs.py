@@ -1,0 +1,212 @@
+"""Where log records go: a quiet console for people, everything in the run's log file.
+
+One call, :func:`configure`, sets it up for a process (the CLI, and each local Dask worker
+through :func:`dask_setup`, Dask's preload hook):
+
+- the console (stderr) shows warnings and errors as one line each, without tracebacks, and
+  the stage summaries (records logged with ``extra={"console": True}``, see :func:`summary`);
+  ``verbosity=VERBOSE`` (``-v``) adds every INFO record and the tracebacks, ``QUIET`` (``-q``)
+  shows errors only;
+- the run log (``<out>/<scan_id>/report/run.log``) receives every record at INFO and above
+  (DEBUG for ``tomodenoise``), from every library, with timestamps and tracebacks;
+- libraries that install their own console handlers (Dask's ``distributed``, Prefect's
+  root handler, uvicorn) are routed through these two handlers instead, so each record
+  appears once.
+
+The settings travel to child processes in environment variables (``TOMODENOISE_RUN_LOG``,
+``TOMODENOISE_VERBOSITY``), which is how local Dask workers write to the same run log.
+No Prefect import here: Prefect's loggers are configured by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+QUIET, NORMAL, VERBOSE = 0, 1, 2
+ENV_RUN_LOG = "TOMODENOISE_RUN_LOG"
+ENV_VERBOSITY = "TOMODENOISE_VERBOSITY"
+
+# Libraries whose INFO chatter belongs in the run log, not on a scientist's console.
+LIBRARIES = ("distributed", "dask", "prefect", "uvicorn", "fastapi", "sqlalchemy", "aiosqlite", "alembic",
+             "httpx", "httpcore", "asyncio", "tornado", "bokeh", "urllib3", "docket", "websockets",
+             "matplotlib", "PIL", "numcodecs", "zarr", "torch")
+# Loggers that report a failed task or flow run. The CLI prints the error itself, in one
+# sentence, so on a normal console these reports (and their tracebacks) only go to the file.
+_ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine")
+
+_CONSOLE_FMT = "%(message)s"
+_FILE_FMT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
+
+
+class ConsoleFilter(logging.Filter):
+    """What reaches the console at a verbosity (see the module docstring)."""
+
+    def __init__(self, verbosity: int = NORMAL):
+        super().__init__()
+        self.verbosity = verbosity
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.verbosity >= VERBOSE:
+            return record.levelno >= logging.INFO
+        if getattr(record, "console", False):
+            return self.verbosity >= NORMAL
+        if self.verbosity <= QUIET:
+            return record.levelno >= logging.ERROR
+        if record.name.startswith(_ENGINE_LOGGERS) and record.levelno < logging.CRITICAL:
+            return False
+        return record.levelno >= logging.WARNING
+
+
+class ConsoleFormatter(logging.Formatter):
+    """Summaries as they are; warnings as ``warning: <first line>``; tracebacks only when verbose."""
+
+    def __init__(self, verbosity: int = NORMAL):
+        super().__init__(_CONSOLE_FMT)
+        self.verbosity = verbosity
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if self.verbosity >= VERBOSE:
+            text = f"{record.levelname.lower()} {record.name}: {msg}"
+            if record.exc_info:
+                text += "\n" + self.formatException(record.exc_info)
+            return text
+        if getattr(record, "console", False) and record.levelno < logging.WARNING:
+            return msg
+        if not record.name.startswith("tomodenoise"):  # a library's message: its first line
+            msg = msg.strip().splitlines()[0] if msg.strip() else msg
+        return f"{record.levelname.lower()}: {msg}"
+
+
+class ConsoleHandler(logging.StreamHandler):
+    """The console handler; writes to whatever ``sys.stderr`` is when a record arrives."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.tomodenoise = "console"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        try:  # what was printed to stdout comes first, so a warning never lands mid-line
+            sys.stdout.flush()
+        except Exception:
+            pass
+        try:  # keep a progress bar intact: tqdm.write moves the bar below the line
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:
+            super().emit(record)
+
+
+class RunLogHandler(logging.FileHandler):
+    """Appends to the run log; marked so :func:`configure` finds and replaces it."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(path, mode="a", encoding="utf-8", delay=False)
+        self.tomodenoise = "file"
+        self.setFormatter(logging.Formatter(_FILE_FMT))
+
+
+def _ours(handler: logging.Handler) -> str | None:
+    return getattr(handler, "tomodenoise", None)
+
+
+def _route_libraries(verbosity: int) -> None:
+    """Send the libraries' records through the root handlers only (each record once)."""
+    try:  # distributed adds a stderr handler of its own when first imported: import it now
+        import distributed  # noqa: F401
+    except Exception:  # pragma: no cover - a core dependency
+        pass
+    for name in LIBRARIES + ("distributed.worker", "distributed.nanny", "distributed.scheduler",
+                             "prefect.server", "uvicorn.error", "uvicorn.access"):
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            # keep Prefect's handlers that send records to its API (the UI's run logs)
+            if type(h).__name__ in ("APILogHandler", "WorkerAPILogHandler"):
+                continue
+            lg.removeHandler(h)
+        lg.propagate = True
+        if name in ("sqlalchemy", "aiosqlite", "asyncio", "httpx", "httpcore", "urllib3", "matplotlib", "PIL",
+                    "uvicorn.access", "docket", "websockets", "numcodecs", "zarr", "torch", "bokeh", "tornado"):
+            lg.setLevel(logging.INFO if verbosity >= VERBOSE else logging.WARNING)
+    # Prefect's internal logger has a stderr handler and does not propagate: route it too.
+    internal = logging.getLogger("prefect._internal")
+    for h in list(internal.handlers):
+        internal.removeHandler(h)
+    internal.propagate = True
+    internal.setLevel(logging.WARNING)
+
+
+def configure(run_log: str | os.PathLike[str] | None = None, verbosity: int = NORMAL,
+              export: bool = True) -> None:
+    """Set up the console and the run log for this process (idempotent; call again to switch files).
+
+    Parameters
+    ----------
+    run_log
+        The file that receives every record (created with its folder); None: console only.
+    verbosity
+        :data:`QUIET`, :data:`NORMAL` or :data:`VERBOSE`.
+    export
+        Also put the settings in the environment, for child processes (Dask workers).
+    """
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        kind = _ours(h)
+        if kind == "file" and run_log is not None and Path(h.baseFilename) == Path(run_log).resolve():
+            continue
+        # ours are replaced; a foreign console handler (Prefect's, basicConfig's) would print twice
+        if kind is not None or type(h) is logging.StreamHandler or type(h).__name__ == "PrefectConsoleHandler":
+            root.removeHandler(h)
+            if kind == "file":
+                h.close()
+    console = ConsoleHandler()
+    console.addFilter(ConsoleFilter(verbosity))
+    console.setFormatter(ConsoleFormatter(verbosity))
+    root.addHandler(console)
+    if run_log is not None and not any(_ours(h) == "file" for h in root.handlers):
+        root.addHandler(RunLogHandler(Path(run_log).resolve()))
+    root.setLevel(logging.INFO)
+    logging.getLogger("tomodenoise").setLevel(logging.DEBUG)
+    logging.captureWarnings(True)
+    _route_libraries(verbosity)
+    if export:
+        os.environ[ENV_VERBOSITY] = str(verbosity)
+        if run_log is not None:
+            os.environ[ENV_RUN_LOG] = str(Path(run_log).resolve())
+        else:
+            os.environ.pop(ENV_RUN_LOG, None)
+
+
+def configure_from_env() -> None:
+    """:func:`configure` with the settings a parent process exported (no-op when none were)."""
+    if ENV_VERBOSITY not in os.environ and ENV_RUN_LOG not in os.environ:
+        return
+    configure(os.environ.get(ENV_RUN_LOG) or None, int(os.environ.get(ENV_VERBOSITY, NORMAL)), export=False)
+
+
+def dask_setup(worker: Any = None) -> None:
+    """Dask's preload hook (``distributed.worker.preload: [tomodenoise.logs]``): a local worker
+    logs like its parent, into the same run log."""
+    configure_from_env()  # Prefect, imported later, leaves a root logger with handlers alone
+
+
+def show_progress() -> bool:
+    """Whether progress bars are wanted (not with ``-q``)."""
+    return os.environ.get(ENV_VERBOSITY, str(NORMAL)) != str(QUIET)
+
+
+def summary(logger: logging.Logger, msg: str, *args: Any) -> None:
+    """Log a stage's one-line summary: shown on a normal console, and in the run log."""
+    logger.info(msg, *args, extra={"console": True})
+
+
+def run_log_path(store_root: str | os.PathLike[str]) -> Path:
+    """Where a scan's run log lives: ``<store>/report/run.log``."""
+    return Path(store_root) / "report" / "run.log"
