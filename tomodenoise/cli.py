@@ -171,7 +171,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     with prefect_session(args.no_prefect):
-        run_demo(Path(args.out), runner=logged(run_core if args.no_prefect else run_flow), quick=args.quick)
+        run_demo(Path(args.out), runner=logged(run_core if args.no_prefect else run_flow), quick=args.quick,
+                 scans=tuple(args.scans))
     return 0
 
 
@@ -232,6 +233,8 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo-output")
     d.add_argument("--quick", action="store_true", help="smaller and shorter (for tests)")
     d.add_argument("--no-prefect", action="store_true")
+    d.add_argument("--scans", nargs="+", choices=["foam", "tooth"], default=["foam", "tooth"],
+                   help="which of the demo's scans to run (default: both)")
     d.set_defaults(func=cmd_demo)
 
     b = sub.add_parser("bench", parents=[common], help="quality benchmarks")

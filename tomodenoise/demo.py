@@ -50,10 +50,15 @@ def demo_runs(out: Path, quick: bool = False) -> list[tuple[str, RunConfig, str 
     return [("foam (simulated)", foam, str(sim["reference"])), ("tooth (real, APS)", tooth, None)]
 
 
-def run_demo(out: Path, runner: Runner, quick: bool = False) -> list[dict[str, Any]]:
+DEMO_SCANS = ("foam", "tooth")
+
+
+def run_demo(out: Path, runner: Runner, quick: bool = False, scans: tuple[str, ...] = DEMO_SCANS) -> list[dict[str, Any]]:
     rows = []
     t_all = time.perf_counter()
     for label, cfg, ref in demo_runs(out, quick=quick):
+        if label.split()[0] not in scans:
+            continue
         t0 = time.perf_counter()
         result = runner(cfg, ref)
         m = result["metrics"]

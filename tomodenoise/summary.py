@@ -8,6 +8,7 @@ current says so.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,6 +30,14 @@ def _sec(info: dict[str, Any]) -> str:
     return "" if s is None else f"{float(s):.1f} s"
 
 
+def _rel(store: ScanStore, path: Any) -> str:
+    """``path`` relative to the store (the console names the store once, at the start)."""
+    try:
+        return str(Path(str(path)).resolve().relative_to(store.root.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def stage_line(store: ScanStore, stage: str, since: float | None = None) -> str:
     """The summary of ``stage`` as recorded in ``store``; ``since``: when this run started it."""
     info = store.stage_info(stage)
@@ -37,27 +46,26 @@ def stage_line(store: ScanStore, stage: str, since: float | None = None) -> str:
         return f"{name} not done"
     if not _fresh(info, since):
         return f"{name} already done with these settings (kept from {info.get('finished')})"
-    rel = store.root
     if stage == "ingest":
         ds = store.open()
         clamped = int(info.get("n_clamped") or 0)
         extra = f", {clamped} values clamped before -log" if clamped else ""
         return (f"{name} {ds.sizes['z']} slices x {ds.sizes['angle']} angles x {ds.sizes['det']} px, "
-                f"centre {float(info.get('center', 0)):.2f} px{extra}; {_sec(info)} -> {rel}/scan.zarr")
+                f"centre {float(info.get('center', 0)):.2f} px{extra}; {_sec(info)} -> scan.zarr")
     if stage == "reconstruct":
         devices = "/".join(info.get("devices") or []) or "cpu"
         return (f"{name} {info.get('chunks')} {str(info.get('algorithm', '')).upper()} chunks "
-                f"({info.get('k')} splits) on {devices}; {_sec(info)} -> {rel}/scan.zarr (recon)")
+                f"({info.get('k')} splits) on {devices}; {_sec(info)} -> scan.zarr (recon)")
     if stage == "train":
         loss = info.get("best_val_loss")
         loss_s = f", best validation loss {loss:.4g} at epoch {info.get('best_epoch')}" if loss is not None else ""
-        return (f"{name} {info.get('epochs')} epochs (stopped by {info.get('stopped')}){loss_s}; "
-                f"{_sec(info)} -> {info.get('checkpoint')}")
+        return (f"{name} {info.get('epochs')} epoch{'s' if info.get('epochs') != 1 else ''} (stopped by {info.get('stopped')}){loss_s}; "
+                f"{_sec(info)} -> {_rel(store, info.get('checkpoint'))}")
     if stage == "denoise":
-        return f"{name} leave-one-out inference over all slices; {_sec(info)} -> {rel}/scan.zarr (denoised)"
+        return f"{name} leave-one-out inference over all slices; {_sec(info)} -> scan.zarr (denoised)"
     if stage == "report":
         n = len(info.get("previews") or [])
-        return f"{name} metrics and {n} preview{'s' if n != 1 else ''} -> {rel}/report/"
+        return f"{name} metrics and {n} preview{'s' if n != 1 else ''} -> report/"
     return f"{name} {_sec(info)}"
 
 
