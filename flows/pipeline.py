@@ -8,6 +8,7 @@ configuration; the deployment's default) and ``reference`` (a clean volume, simu
 
 from __future__ import annotations
 
+import glob
 import time
 from typing import Any
 
@@ -33,6 +34,7 @@ from tomodenoise.io.store import ScanStore
 from tomodenoise.lock import store_lock
 from tomodenoise.logs import show_progress
 from tomodenoise.summary import log_stage
+from tomodenoise.watch import STOPPED_BY_SIGTERM
 from tomodenoise.paths import PathNotAllowed, confine, input_roots, output_roots
 
 
@@ -55,7 +57,7 @@ def _cancel_if_terminated(flow, flow_run, state) -> None:
 
     try:
         with get_client(sync_client=True) as client:
-            client.set_flow_run_state(flow_run.id, Cancelled(message="stopped by SIGTERM; run it again to resume"),
+            client.set_flow_run_state(flow_run.id, Cancelled(message=f"{STOPPED_BY_SIGTERM}; run it again to resume"),
                                       force=True)
     except Exception as exc:  # the server may be going away too
         run_logger(__name__).warning("could not mark the run cancelled: %s", exc)
@@ -166,8 +168,13 @@ def resolve_config(config: RunConfig | None = None, scan: str | None = None,
     if not cfg.input.path:
         raise ValueError("no scan given: set the `scan` parameter (or config.input.path)")
     cfg.input.path = str(confine(cfg.input.path, roots_in))
-    if cfg.input.angles_file:
-        cfg.input.angles_file = str(confine(cfg.input.angles_file, roots_in))
+    for key in ("angles_file", "flats", "darks"):  # files read beside the scan
+        value = getattr(cfg.input, key)
+        if value:
+            setattr(cfg.input, key, str(confine(value, roots_in)))
+            if any(ch in str(value) for ch in "*?["):  # a glob: each file it names (a symlink may lead out)
+                for match in glob.glob(str(value)):
+                    confine(match, roots_in)
     if roots_out:
         cfg.output.root = str(confine(cfg.output.root, roots_out, what="output"))
     if cfg.train.resume and (roots_in or roots_out):

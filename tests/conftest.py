@@ -28,3 +28,24 @@ def _few_threads():
 
     torch.set_num_threads(1)  # tiny tensors: OpenMP spin-waiting on a busy 2-core box costs 10-40x
     yield
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """``tomodenoise.cli.main`` sets up the process's logging (console, run log): undo it after
+    each test, so one test's handlers (and open run logs) never reach the next."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+            h.close()
+    for h in handlers:
+        if h not in root.handlers:
+            root.addHandler(h)
+    root.setLevel(level)
+    for key in ("TOMODENOISE_RUN_LOG", "TOMODENOISE_VERBOSITY"):
+        os.environ.pop(key, None)

@@ -54,10 +54,10 @@ class ConsoleFilter(logging.Filter):
             return record.levelno >= logging.INFO
         if getattr(record, "console", False):
             return self.verbosity >= NORMAL
-        if self.verbosity <= QUIET:
-            return record.levelno >= logging.ERROR
         if record.name.startswith(_ENGINE_LOGGERS) and record.levelno < logging.CRITICAL:
             return False
+        if self.verbosity <= QUIET:
+            return record.levelno >= logging.ERROR
         return record.levelno >= logging.WARNING
 
 

@@ -40,6 +40,9 @@ from typing import Any, Callable, Iterable, Iterator
 DEFAULT_PATTERNS = ("*.h5", "*.hdf5", "*.hdf", "*.nxs")
 ACTIVE = ("starting", "running", "retrying")
 FINAL = ("completed", "cancelled", "failed", "superseded")
+# The start of the message of a run cancelled by SIGTERM (a worker or node shut down, a SLURM
+# time limit): unlike a person's cancel from the UI, it is retried like a crash.
+STOPPED_BY_SIGTERM = "stopped by SIGTERM"
 RETRIED = ("FAILED", "CRASHED", "MISSING")  # run outcomes that are retried
 STARTING_STALE_S = 600.0  # a submission unfinished this long is sent again (same key)
 MAX_REASON = 500  # characters of a state message kept as the reason
@@ -167,7 +170,8 @@ class Claim:
             The run that ended; nothing happens unless it is the claim's running attempt.
         state : str
             ``COMPLETED``, ``CANCELLED``, or one that is retried: ``FAILED``, ``CRASHED``,
-            ``MISSING`` (the run no longer exists).
+            ``MISSING`` (the run no longer exists), and ``CANCELLED`` with a message starting
+            :data:`STOPPED_BY_SIGTERM` (stopped by its machine, not by a person).
         message : str or None
             The final state's message: the reason recorded.
         max_retries : int
@@ -195,7 +199,7 @@ class Claim:
             d.pop("next_attempt_at", None)
             if state == "COMPLETED":
                 d["status"] = "completed"
-            elif state not in RETRIED:
+            elif state not in RETRIED and not (state == "CANCELLED" and reason.startswith(STOPPED_BY_SIGTERM)):
                 d.update(status="cancelled", reason=reason)
             elif d["attempt"] <= max_retries:
                 d.update(status="retrying", reason=reason,

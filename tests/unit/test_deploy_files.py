@@ -251,6 +251,27 @@ def test_prefect_cli_flags_exist(args, flags):
         assert flag in res.stdout, (args, flag)
 
 
+# --- deploy/prefect.yaml ----------------------------------------------------------------
+
+def test_prefect_yaml_parameters_match_the_flows(monkeypatch):
+    """Every deployment parameter is one of its flow's; the watcher's retry values are the flow's defaults."""
+    import importlib
+    import inspect
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    spec = yaml.safe_load((ROOT / "deploy" / "prefect.yaml").read_text())
+    deployments = {d["name"]: d for d in spec["deployments"]}
+    for name, dep in deployments.items():
+        path, _, fn = dep["entrypoint"].partition(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        params = inspect.signature(getattr(module, fn).fn).parameters
+        assert set(dep.get("parameters") or {}) <= set(params), (name, sorted(set(dep["parameters"]) - set(params)))
+    watcher = deployments["watcher"]["parameters"]
+    params = inspect.signature(importlib.import_module("flows.watcher").watcher_flow.fn).parameters
+    for key in ("max_retries", "retry_backoff_s"):
+        assert watcher[key] == params[key].default, key
+
+
 # --- SLURM -------------------------------------------------------------------------------
 
 def test_slurm_spec_builds_a_gpu_job_script(tmp_path):

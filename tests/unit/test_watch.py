@@ -138,6 +138,15 @@ def test_completed_and_cancelled_runs_are_final_and_no_retries_means_one_attempt
         a.id: "completed", b.id: "cancelled", z.id: "failed"}
 
 
+def test_a_run_stopped_by_sigterm_is_retried_like_a_crash(tmp_path):
+    from tomodenoise.watch import STOPPED_BY_SIGTERM
+
+    c = claim(_touch(tmp_path / "s.h5"), tmp_path / "claims")
+    c.started(1, "run-1")
+    d = c.finish_attempt("run-1", "CANCELLED", f"{STOPPED_BY_SIGTERM}; run it again to resume", 3, 0)
+    assert d["status"] == "retrying" and c.begin_attempt(now=10**10) == 2
+
+
 def test_two_updaters_record_one_outcome_and_start_each_attempt_once(tmp_path):
     c = claim(_touch(tmp_path / "s.h5"), tmp_path / "claims")
     c.started(1, "run-1")

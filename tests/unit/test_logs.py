@@ -1,0 +1,80 @@
+"""The console a scientist reads and the run log that keeps everything (tomodenoise.logs, the CLI)."""
+
+from __future__ import annotations
+
+import logging
+
+import h5py
+import numpy as np
+import pytest
+
+from tomodenoise import logs
+from tomodenoise.cli import main
+
+
+def _records(verbosity: int) -> list[str]:
+    shown = []
+    f = logs.ConsoleFilter(verbosity)
+    fmt = logs.ConsoleFormatter(verbosity)
+    for name, level, extra in (("distributed.scheduler", logging.INFO, {}), ("prefect.flow_runs", logging.INFO, {}),
+                               ("prefect.flow_runs", logging.ERROR, {}), ("tomodenoise.stages", logging.INFO,
+                                                                         {"console": True}),
+                               ("tomodenoise.preprocess", logging.WARNING, {}), ("tomodenoise.cli", logging.ERROR, {})):
+        rec = logging.LogRecord(name, level, __file__, 1, f"{name} says\nsecond line", None, None)
+        rec.__dict__.update(extra)
+        if f.filter(rec):
+            shown.append(fmt.format(rec))
+    return shown
+
+
+def test_console_shows_summaries_and_warnings_by_default_everything_with_v_only_errors_with_q():
+    normal = _records(logs.NORMAL)
+    assert normal == ["tomodenoise.stages says\nsecond line", "warning: tomodenoise.preprocess says\nsecond line",
+                      "error: tomodenoise.cli says\nsecond line"]
+    assert len(_records(logs.VERBOSE)) == 6
+    assert _records(logs.QUIET) == ["error: tomodenoise.cli says\nsecond line"]
+
+
+def test_library_records_go_to_the_run_log_once_and_not_to_the_console(tmp_path, capsys):
+    run_log = tmp_path / "scan" / "report" / "run.log"
+    logs.configure(run_log, logs.NORMAL)
+    logs.configure(run_log, logs.NORMAL)  # again (the demo does, per scan): still one handler each
+    dist = logging.getLogger("distributed.scheduler")
+    dist.info("Scheduler at tcp://127.0.0.1:1234")
+    logging.getLogger("sqlalchemy.engine").info("SELECT 1")  # below WARNING: dropped everywhere
+    logs.summary(logging.getLogger("tomodenoise.stages"), "ingest      done")
+    logging.getLogger("tomodenoise.x").warning("angles were not sorted")
+    for h in logging.getLogger().handlers:
+        h.flush()
+    err = capsys.readouterr().err
+    assert "Scheduler at" not in err and "SELECT 1" not in err
+    assert "ingest      done" in err and "warning: angles were not sorted" in err
+    text = run_log.read_text()
+    assert text.count("Scheduler at tcp://127.0.0.1:1234") == 1 and "SELECT 1" not in text
+    assert "ingest      done" in text and "angles were not sorted" in text
+    assert logs.os.environ[logs.ENV_RUN_LOG] == str(run_log.resolve())
+
+
+def _bad_scan(path):
+    """A Data Exchange scan whose angles are all the same: refused at ingest, after the checks."""
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        f["/exchange/data"] = rng.uniform(200, 900, (24, 2, 24)).astype(np.float32)
+        f["/exchange/data_white"] = np.full((2, 2, 24), 1000.0, np.float32)
+        f["/exchange/data_dark"] = np.full((1, 2, 24), 10.0, np.float32)
+        f["/exchange/theta"] = np.full(24, 30.0)
+        f["/exchange/theta"].attrs["units"] = "degrees"
+    return path
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_real_error_is_one_sentence_on_the_console_with_its_traceback_in_the_run_log(tmp_path, capsys, verbose):
+    scan = _bad_scan(tmp_path / "same.h5")
+    rc = main(["run", str(scan), "--out", str(tmp_path / "out"), "--no-prefect", *(["-v"] if verbose else [])])
+    err = capsys.readouterr().err
+    assert rc == 2
+    errors = [line for line in err.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "same.h5" in errors[0] and "angles" in errors[0], err
+    assert ("Traceback" in err) == verbose
+    run_log = (tmp_path / "out" / "same" / "report" / "run.log").read_text()
+    assert "Traceback" in run_log and "ScanError" in run_log
