@@ -33,7 +33,7 @@ ENV_VERBOSITY = "TOMODENOISE_VERBOSITY"
 # Libraries whose INFO chatter belongs in the run log, not on a scientist's console.
 LIBRARIES = ("distributed", "dask", "prefect", "uvicorn", "fastapi", "sqlalchemy", "aiosqlite", "alembic",
              "httpx", "httpcore", "asyncio", "tornado", "bokeh", "urllib3", "docket", "websockets",
-             "matplotlib", "PIL", "numcodecs", "zarr", "torch")
+             "matplotlib", "PIL", "numcodecs", "zarr")
 # Loggers that report a failed task or flow run. The CLI prints the error itself, in one
 # sentence, so on a normal console these reports (and their tracebacks) only go to the file.
 _ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine")
@@ -133,7 +133,7 @@ def _route_libraries(verbosity: int) -> None:
             lg.removeHandler(h)
         lg.propagate = True
         if name in ("sqlalchemy", "aiosqlite", "asyncio", "httpx", "httpcore", "urllib3", "matplotlib", "PIL",
-                    "uvicorn.access", "docket", "websockets", "numcodecs", "zarr", "torch", "bokeh", "tornado"):
+                    "uvicorn.access", "docket", "websockets", "numcodecs", "zarr", "bokeh", "tornado"):
             lg.setLevel(logging.INFO if verbosity >= VERBOSE else logging.WARNING)
     # Prefect's internal logger has a stderr handler and does not propagate: route it too.
     internal = logging.getLogger("prefect._internal")
