@@ -32,7 +32,7 @@ from tomodenoise.cluster import dask_runner_kwargs
 from tomodenoise.config import ComputeConfig, RunConfig
 from tomodenoise.io.store import ScanStore
 from tomodenoise.lock import store_lock
-from tomodenoise.logs import show_progress
+from tomodenoise.logs import run_log_path, run_log_to, show_progress
 from tomodenoise.summary import log_stage
 from tomodenoise.watch import STOPPED_BY_SIGTERM
 from tomodenoise.paths import PathNotAllowed, confine, input_roots, output_roots
@@ -48,17 +48,21 @@ def task_runner_for(compute: ComputeConfig):
 
 
 def _cancel_if_terminated(flow, flow_run, state) -> None:
-    """A run stopped by SIGTERM (SLURM's time limit or ``scancel``, ``timeout``, a shutdown) was
-    cancelled, not crashed: say so in the UI. Its checkpoint and written chunks are kept."""
-    if "termination signal" not in (state.message or ""):
+    """A run stopped by SIGTERM (SLURM's time limit or ``scancel``, ``timeout``, a shutdown) or
+    Ctrl-C was cancelled, not crashed: say so in the UI. Its checkpoint and chunks are kept."""
+    why = state.message or ""
+    if "termination signal" in why:
+        message = f"{STOPPED_BY_SIGTERM}; run it again to resume"
+    elif "interrupt signal" in why:  # Ctrl-C: a person stopped it
+        message = "stopped by an interrupt (Ctrl-C); run it again to resume"
+    else:
         return
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelled
 
     try:
         with get_client(sync_client=True) as client:
-            client.set_flow_run_state(flow_run.id, Cancelled(message=f"{STOPPED_BY_SIGTERM}; run it again to resume"),
-                                      force=True)
+            client.set_flow_run_state(flow_run.id, Cancelled(message=message), force=True)
     except Exception as exc:  # the server may be going away too
         run_logger(__name__).warning("could not mark the run cancelled: %s", exc)
 
@@ -205,7 +209,7 @@ def pipeline_flow(
     logger.info("scan %s -> %s", cfg.input.path, target)
     from prefect.runtime import flow_run
 
-    with store_lock(target, note=f"flow run {flow_run.id}", on_wait=logger.warning):
+    with run_log_to(run_log_path(target)), store_lock(target, note=f"flow run {flow_run.id}", on_wait=logger.warning):
         t0 = time.time()
         store_root = ingest_flow(cfg)
         store = ScanStore(store_root)

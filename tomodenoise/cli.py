@@ -91,7 +91,12 @@ def prefect_session(no_prefect: bool = False) -> Iterator[None]:
     logs.configure(None, _verbosity_now())  # Prefect is imported now: route its handlers too
     with local.prefect_api() as (url, kind):
         summary(log, local.describe(url, kind))
-        yield
+        try:
+            yield
+        except BaseException as e:  # stopping: the server's shutdown must not hold up the exit
+            if isinstance(e, KeyboardInterrupt) or _is_termination(e):
+                _arm_deadline()
+            raise
 
 
 def _verbosity_now() -> int:
@@ -270,7 +275,11 @@ def _is_termination(exc: BaseException) -> bool:
 def _arm_deadline(seconds: float = 9.0) -> None:
     """After SIGTERM: ignore further ones, and exit for sure within ``seconds`` (SLURM kills
     after its grace period; the embedded server dies with this process)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if getattr(_arm_deadline, "armed", False):
+        return
+    _arm_deadline.armed = True  # type: ignore[attr-defined]
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     def _exit() -> None:
         time.sleep(seconds)

@@ -23,8 +23,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
 ENV_RUN_LOG = "TOMODENOISE_RUN_LOG"
@@ -205,6 +206,35 @@ def show_progress() -> bool:
 def summary(logger: logging.Logger, msg: str, *args: Any) -> None:
     """Log a stage's one-line summary: shown on a normal console, and in the run log."""
     logger.info(msg, *args, extra={"console": True})
+
+
+@contextmanager
+def run_log_to(run_log: str | os.PathLike[str]) -> Iterator[None]:
+    """Also write every record to ``run_log`` while the block runs, unless this process already
+    does (the CLI sets it up first). For runs started by a deployment's worker, whose console is
+    the worker's: their store gets its ``report/run.log`` too, workers of a local cluster included."""
+    path = Path(run_log).resolve()
+    root = logging.getLogger()
+    if any(_ours(h) == "file" and Path(h.baseFilename) == path for h in root.handlers):
+        yield
+        return
+    handler = RunLogHandler(path)
+    root.addHandler(handler)
+    level = root.level
+    if level > logging.INFO or level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    saved = os.environ.get(ENV_RUN_LOG)
+    os.environ[ENV_RUN_LOG] = str(path)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(level)
+        if saved is None:
+            os.environ.pop(ENV_RUN_LOG, None)
+        else:
+            os.environ[ENV_RUN_LOG] = saved
 
 
 def run_log_path(store_root: str | os.PathLike[str]) -> Path:

@@ -78,3 +78,16 @@ def test_a_real_error_is_one_sentence_on_the_console_with_its_traceback_in_the_r
     assert ("Traceback" in err) == verbose
     run_log = (tmp_path / "out" / "same" / "report" / "run.log").read_text()
     assert "Traceback" in run_log and "ScanError" in run_log
+
+
+def test_a_run_started_by_a_worker_writes_its_run_log_too(tmp_path):
+    run_log = tmp_path / "store" / "report" / "run.log"
+    root = logging.getLogger()
+    before = list(root.handlers)
+    with logs.run_log_to(run_log):
+        logging.getLogger("prefect.flow_runs").info("Beginning flow run")
+        assert logs.os.environ[logs.ENV_RUN_LOG] == str(run_log.resolve())
+        with logs.run_log_to(run_log):  # already written there: no second handler
+            assert len(root.handlers) == len(before) + 1
+    assert root.handlers == before and logs.ENV_RUN_LOG not in logs.os.environ
+    assert run_log.read_text().count("Beginning flow run") == 1
