@@ -19,8 +19,10 @@ stops the server itself. Its output goes to the current run log.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -49,13 +51,22 @@ SERVER_ENV = {
 CLIENT_ENV = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def _child_setup(parent: int, prctl) -> None:  # pragma: no cover - runs between fork and exec
+    """In the server's process before exec: die with the parent, leave the terminal's group.
+
+    Only async-signal-safe work here (``prctl`` was looked up in the parent)."""
+    if prctl is not None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+    os.setsid()  # a terminal's Ctrl-C goes to the run, which then stops the server in order
+
+
+def _prctl():
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-    os.setsid()  # a terminal's signals go to the run, which stops the server in order
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
 
 
 def _free_port() -> int:
@@ -64,11 +75,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _pump(stream, logger: logging.Logger) -> None:
+def _pump(stream, logger: logging.Logger, tail: collections.deque) -> None:
     """Copy the server's output, line by line, into the log (the run log; the console with -v)."""
     for line in iter(stream.readline, ""):
         line = line.rstrip()
         if line:
+            tail.append(line)
             logger.info("%s", line)
     stream.close()
 
@@ -89,25 +101,30 @@ class EmbeddedServer:
 
         env = {**os.environ, **SERVER_ENV}
         env.pop("PREFECT_API_URL", None)
+        linux = sys.platform.startswith("linux")
+        setup = functools.partial(_child_setup, os.getpid(), _prctl() if linux else None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent),
              "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "warning", "--lifespan", "on"],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            start_new_session=not sys.platform.startswith("linux"),
+            errors="replace", preexec_fn=setup if linux else None, start_new_session=not linux,
         )
-        threading.Thread(target=_pump, args=(self.proc.stdout, logging.getLogger("prefect.server.embedded")),
+        tail: collections.deque = collections.deque(maxlen=20)
+        threading.Thread(target=_pump, args=(self.proc.stdout, logging.getLogger("prefect.server.embedded"), tail),
                          name="prefect-server-log", daemon=True).start()
         t_end = time.monotonic() + timeout
         with httpx.Client(timeout=2.0) as client:
             while time.monotonic() < t_end:
                 if self.proc.poll() is not None:
+                    time.sleep(0.2)  # the last lines
                     raise RuntimeError(f"the embedded Prefect server exited with status {self.proc.returncode} "
-                                       "while starting; its output is in the run log")
+                                       "while starting; its last lines: " + " | ".join(tail))
                 try:
                     if client.get(f"{self.api_url}/health").status_code == 200:
-                        return
+                        time.sleep(0.3)
+                        if self.proc.poll() is None:  # ours answered, not another process on the port
+                            return
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.2)
@@ -147,6 +164,7 @@ def prefect_api() -> Iterator[tuple[str, str]]:
     server: EmbeddedServer | None = None
     url = configured_api_url()
     kind = "configured"
+    fast = False
     try:
         if url is None:
             server = EmbeddedServer()
@@ -154,16 +172,20 @@ def prefect_api() -> Iterator[tuple[str, str]]:
             url, kind = server.api_url, "embedded"
         os.environ["PREFECT_API_URL"] = url
         with temporary_settings(updates={PREFECT_API_URL: url}):
-            yield url, kind
+            try:
+                yield url, kind
+            except BaseException as e:  # stopping on a signal: a short cleanup (a deadline runs)
+                fast = not isinstance(e, Exception)
+                raise
     finally:
-        _drain_clients()
+        _drain_clients(1.0 if fast else 5.0)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
         if server is not None:
-            server.stop()
+            server.stop(2.0 if fast else 8.0)
             log.info("stopped the embedded Prefect server at %s", server.api_url)
 
 

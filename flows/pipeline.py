@@ -9,6 +9,7 @@ configuration; the deployment's default) and ``reference`` (a clean volume, simu
 from __future__ import annotations
 
 import glob
+import os
 import time
 from typing import Any
 
@@ -171,14 +172,18 @@ def resolve_config(config: RunConfig | None = None, scan: str | None = None,
         cfg.input.path = scan
     if not cfg.input.path:
         raise ValueError("no scan given: set the `scan` parameter (or config.input.path)")
-    cfg.input.path = str(confine(cfg.input.path, roots_in))
-    for key in ("angles_file", "flats", "darks"):  # files read beside the scan
+    for key in ("path", "angles_file", "flats", "darks"):  # the scan and the files read beside it
         value = getattr(cfg.input, key)
         if value:
-            setattr(cfg.input, key, str(confine(value, roots_in)))
-            if any(ch in str(value) for ch in "*?["):  # a glob: each file it names (a symlink may lead out)
-                for match in glob.glob(str(value)):
-                    confine(match, roots_in)
+            pattern = str(confine(value, roots_in))
+            setattr(cfg.input, key, pattern)
+            if roots_in:  # each file a glob or folder names: a symlink in it may lead out of the roots
+                names = glob.glob(pattern) if any(ch in pattern for ch in "*?[") else [pattern]
+                for name in names:
+                    confine(name, roots_in)
+                    if os.path.isdir(name):
+                        for entry in os.scandir(name):
+                            confine(entry.path, roots_in)
     if roots_out:
         cfg.output.root = str(confine(cfg.output.root, roots_out, what="output"))
     if cfg.train.resume and (roots_in or roots_out):

@@ -36,9 +36,20 @@ def _restore_logging():
     each test, so one test's handlers (and open run logs) never reach the next."""
     import logging
 
+    from tomodenoise import logs, stopping
+
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    names = logs.LIBRARIES + logs.CHATTY + ("prefect._internal", "tomodenoise")
+    saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate, logging.getLogger(n).level)
+             for n in names}
     yield
+    stopping.uninstall()
+    logging.captureWarnings(False)
+    for n, (hs, prop, lvl) in saved.items():
+        lg = logging.getLogger(n)
+        lg.handlers[:] = hs
+        lg.propagate, lg.level = prop, lvl
     for h in list(root.handlers):
         if h not in handlers:
             root.removeHandler(h)

@@ -17,15 +17,13 @@ import logging
 import os
 import signal
 import sys
-import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import yaml
 
-from . import logs
+from . import logs, stopping
 from .config import RunConfig, demo_config
 from .logs import summary
 from .summary import metrics_table
@@ -88,14 +86,16 @@ def prefect_session(no_prefect: bool = False) -> Iterator[None]:
         yield
         return
     local = importlib.import_module("flows.local")
-    logs.configure(None, _verbosity_now())  # Prefect is imported now: route its handlers too
+    importlib.import_module("flows.pipeline")  # imports Prefect, which sets up its logging...
+    logs.configure(None, _verbosity_now())  # ...which is routed through ours from here on
     with local.prefect_api() as (url, kind):
         summary(log, local.describe(url, kind))
         try:
             yield
-        except BaseException as e:  # stopping: the server's shutdown must not hold up the exit
-            if isinstance(e, KeyboardInterrupt) or _is_termination(e):
-                _arm_deadline()
+        except BaseException as e:  # say why now: the server's shutdown comes after
+            if stopping.is_stop(e):
+                stopping.arm(signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM)
+                stopping.report(e)
             raise
 
 
@@ -257,62 +257,30 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-class Terminated(SystemExit):
-    """SIGTERM outside a flow run (inside one, Prefect raises its ``TerminationSignal``)."""
-
-    def __init__(self) -> None:
-        super().__init__(143)
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated()
-
-
-def _is_termination(exc: BaseException) -> bool:
-    return isinstance(exc, Terminated) or type(exc).__name__ == "TerminationSignal"
-
-
-def _arm_deadline(seconds: float = 9.0) -> None:
-    """After SIGTERM: ignore further ones, and exit for sure within ``seconds`` (SLURM kills
-    after its grace period; the embedded server dies with this process)."""
-    if getattr(_arm_deadline, "armed", False):
-        return
-    _arm_deadline.armed = True  # type: ignore[attr-defined]
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-    def _exit() -> None:
-        time.sleep(seconds)
-        os._exit(143)
-
-    threading.Thread(target=_exit, name="sigterm-deadline", daemon=True).start()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
     verbosity = logs.QUIET if quiet else logs.VERBOSE if verbose else logs.NORMAL
+    # Prefect's loggers keep no console handlers of their own (here and in Dask workers)
+    os.environ.setdefault("PREFECT_LOGGING_SETTINGS_PATH", str(Path(__file__).parent / "data" / "prefect-logging.yml"))
     logs.configure(None, verbosity)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    stopping.install()
     # User errors (bad scan, bad configuration, missing or clashing files): one sentence on the
     # console and exit status 2. Anything else: one sentence too, exit status 1. Tracebacks go
     # to the run log (and to the console with -v).
     try:
         return int(args.func(args) or 0)
+    except (ConnectionError, TimeoutError) as e:  # OSErrors, but not the input's fault
+        log.error("%s: %s (the Prefect server or a Dask worker could not be reached; the traceback is in the "
+                  "run log, or run with -v)", type(e).__name__, e, exc_info=True)
+        return 1
     except (ValueError, OSError, yaml.YAMLError) as e:  # ScanError and pydantic's ValidationError are ValueErrors
         log.error("%s", e, exc_info=True)
         return 2
-    except KeyboardInterrupt:
-        _arm_deadline()
-        log.error("interrupted: what was written is kept; run the same command again to resume", exc_info=True)
-        return 130
     except BaseException as e:
-        if _is_termination(e):
-            _arm_deadline()
-            log.error("stopped by SIGTERM: what was written is kept (the training's checkpoint too); "
-                      "run the same command again to resume", exc_info=True)
-            return 143
+        if stopping.is_stop(e):
+            stopping.arm(signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM)
+            return stopping.report(e)
         if isinstance(e, SystemExit):
             raise
         log.error("%s: %s (a bug or a failure outside tomodenoise; the traceback is in the run log, "

@@ -12,9 +12,13 @@ for and since when the holder was last seen alive.
 
 Shared file systems: NFSv4 and GPFS support ``flock`` across nodes (Linux maps it onto POSIX
 locks); a lock held by a node that died is freed when the NFS server's client lease expires
-(``/proc/fs/nfsd/nfsv4leasetime``, 90 s by default; 30 s is a common setting). Lustre needs
-the ``flock`` mount option; where the file system refuses locks, the run goes on with a
-warning (two runs of one scan then write the same whole chunks; their bytes are identical).
+(``/proc/fs/nfsd/nfsv4leasetime``, 90 s by default; set 30 s for a faster takeover). NFSv3
+(NLM) frees a dead node's locks only when that node reboots or the lock daemon is restarted:
+prefer NFSv4. Lustre needs the ``flock`` mount option (``localflock`` gives locks that hold
+on one node only); where the file system refuses locks, the run goes on with a warning (two
+runs of one scan then write the same whole chunks; their bytes are identical). The holder's
+heartbeat (rewritten every ``heartbeat_s``) tells a waiting run, and an operator, when the
+holder was last seen alive.
 """
 
 from __future__ import annotations
@@ -109,10 +113,10 @@ def store_lock(store_root: str | os.PathLike[str], wait: bool = True, note: str 
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                msg = (f"{root} is being written by {_describe(holder(root))}: waiting for it to finish "
-                       "(a run that dies releases the lock at once)")
+                who = f"{root} is being written by {_describe(holder(root))}"
                 if not wait:
-                    raise StoreLocked(msg) from None
+                    raise StoreLocked(f"{who}; try again when it has finished") from None
+                msg = f"{who}: waiting for it to finish (a run that dies releases the lock at once)"
                 if not told:
                     (on_wait or log.warning)(msg)
                     told = True

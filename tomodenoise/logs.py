@@ -39,6 +39,8 @@ LIBRARIES = ("distributed", "dask", "prefect", "uvicorn", "fastapi", "sqlalchemy
 # sentence, so on a normal console these reports (and their tracebacks) only go to the file.
 _ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine")
 
+# Warnings that are expected while a run stops (the cluster cancels the chunks under way).
+_BENIGN = (("distributed.worker.state_machine", "ended with CancelledError"),)
 _CONSOLE_FMT = "%(message)s"
 _FILE_FMT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
 
@@ -55,7 +57,10 @@ class ConsoleFilter(logging.Filter):
             return record.levelno >= logging.INFO
         if getattr(record, "console", False):
             return self.verbosity >= NORMAL
-        if record.name.startswith(_ENGINE_LOGGERS) and record.levelno < logging.CRITICAL:
+        if record.name.startswith(_ENGINE_LOGGERS) and logging.ERROR <= record.levelno < logging.CRITICAL:
+            return False
+        if record.levelno < logging.ERROR and any(record.name.startswith(n) and t in record.getMessage()
+                                                  for n, t in _BENIGN):
             return False
         if self.verbosity <= QUIET:
             return record.levelno >= logging.ERROR
@@ -118,6 +123,17 @@ def _ours(handler: logging.Handler) -> str | None:
     return getattr(handler, "tomodenoise", None)
 
 
+# Libraries whose INFO records are one per request or query: kept out of the run log too.
+CHATTY = ("sqlalchemy", "aiosqlite", "asyncio", "httpx", "httpcore", "urllib3", "matplotlib", "PIL",
+          "uvicorn.access", "docket", "websockets", "numcodecs", "zarr", "bokeh", "tornado")
+
+
+def set_library_levels(verbosity: int = NORMAL) -> None:
+    """WARNING for the :data:`CHATTY` libraries (INFO with ``-v``)."""
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.INFO if verbosity >= VERBOSE else logging.WARNING)
+
+
 def _route_libraries(verbosity: int) -> None:
     """Send the libraries' records through the root handlers only (each record once)."""
     try:  # distributed adds a stderr handler of its own when first imported: import it now
@@ -133,9 +149,7 @@ def _route_libraries(verbosity: int) -> None:
                 continue
             lg.removeHandler(h)
         lg.propagate = True
-        if name in ("sqlalchemy", "aiosqlite", "asyncio", "httpx", "httpcore", "urllib3", "matplotlib", "PIL",
-                    "uvicorn.access", "docket", "websockets", "numcodecs", "zarr", "bokeh", "tornado"):
-            lg.setLevel(logging.INFO if verbosity >= VERBOSE else logging.WARNING)
+    set_library_levels(verbosity)
     # Prefect's internal logger has a stderr handler and does not propagate: route it too.
     internal = logging.getLogger("prefect._internal")
     for h in list(internal.handlers):
@@ -195,7 +209,14 @@ def configure_from_env() -> None:
 def dask_setup(worker: Any = None) -> None:
     """Dask's preload hook (``distributed.worker.preload: [tomodenoise.logs]``): a local worker
     logs like its parent, into the same run log."""
-    configure_from_env()  # Prefect, imported later, leaves a root logger with handlers alone
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():  # Ctrl-C is for the CLI, which
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # closes its cluster: no tracebacks from here
+    # Prefect, imported later here, leaves a root logger with handlers alone; the CLI also points
+    # PREFECT_LOGGING_SETTINGS_PATH at a configuration whose loggers have no console handlers.
+    configure_from_env()
 
 
 def show_progress() -> bool:
@@ -220,6 +241,7 @@ def run_log_to(run_log: str | os.PathLike[str]) -> Iterator[None]:
         return
     handler = RunLogHandler(path)
     root.addHandler(handler)
+    set_library_levels(int(os.environ.get(ENV_VERBOSITY, NORMAL)))
     level = root.level
     if level > logging.INFO or level == logging.NOTSET:
         root.setLevel(logging.INFO)

@@ -28,6 +28,7 @@ import numpy as np
 
 from .config import RunConfig
 from .io.store import STAGES, ScanStore, z_slabs
+from .logs import show_progress
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +309,7 @@ def reconstruct(store: ScanStore, cfg: RunConfig, progress: bool = True) -> None
 
     t0 = time.perf_counter()
     chunks = prepare_reconstruct(store, cfg)
-    for chunk in tqdm(chunks, desc="reconstruct", unit="chunk", disable=not progress):
+    for chunk in tqdm(chunks, desc="reconstruct", unit="chunk", disable=not (progress and show_progress())):
         reconstruct_chunk(store, cfg, chunk)
     finish_reconstruct(store, cfg, time.perf_counter() - t0)
 
@@ -333,7 +334,7 @@ def train(store: ScanStore, cfg: RunConfig, on_epoch: Any = None) -> Path:
     best = store.model_dir / "best.pt"
     if stage_current(store, "train", key) and best.exists():
         return best
-    tcfg = cfg.train
+    tcfg = cfg.train if show_progress() else cfg.train.model_copy(update={"progress": False})
     last = store.model_dir / "last.pt"
     started = store.attrs.get("train_started", {})
     if started.get("key") == key and last.exists() and tcfg.resume is None:
@@ -361,7 +362,7 @@ def denoise(store: ScanStore, cfg: RunConfig, checkpoint: Path | None = None, pr
     from .denoise import denoise as run_denoise
     from .train import load_checkpoint
 
-    progress = cfg.train.progress if progress is None else progress
+    progress = (cfg.train.progress if progress is None else progress) and show_progress()
     key = _key(store, cfg, "denoise")
     if stage_current(store, "denoise", key):
         return
@@ -446,10 +447,27 @@ def _markdown(store: ScanStore, m: dict[str, Any], pngs: Iterable[Path]) -> str:
 
 # --- everything ----------------------------------------------------------------------------
 def run(cfg: RunConfig, reference: np.ndarray | None = None, progress: bool = True) -> ScanStore:
-    """The whole pipeline in this process, stage after stage (resumes completed stages)."""
-    store = ingest(cfg)
-    reconstruct(store, cfg, progress=progress)
-    ckpt = train(store, cfg)
-    denoise(store, cfg, ckpt)
-    report(store, cfg, reference=reference)
+    """The whole pipeline in this process, stage after stage (resumes completed stages).
+
+    Holds the store's lock (:mod:`tomodenoise.lock`) like the flow, and logs each stage's
+    summary line (:mod:`tomodenoise.summary`).
+    """
+    from .lock import store_lock
+    from .summary import log_stage
+
+    with store_lock(store_for(cfg).root):
+        t0 = time.time()
+        store = ingest(cfg)
+        log_stage(store, "ingest", t0)
+        t0 = time.time()
+        reconstruct(store, cfg, progress=progress)
+        log_stage(store, "reconstruct", t0)
+        t0 = time.time()
+        ckpt = train(store, cfg)
+        log_stage(store, "train", t0)
+        t0 = time.time()
+        denoise(store, cfg, ckpt)
+        log_stage(store, "denoise", t0)
+        report(store, cfg, reference=reference)
+        log_stage(store, "report")
     return store

@@ -642,7 +642,7 @@ def train_n2i(
         total=cfg.epochs, initial=min(start_epoch, cfg.epochs), desc="N2I training", unit="epoch",
         disable=not cfg.progress or rank != 0, dynamic_ncols=True,
     )
-    epoch = None
+    epoch, saved_epoch = None, start_epoch
     try:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             if cfg.early_stopping and best_epoch and epoch - 1 - best_epoch >= cfg.early_stopping:
@@ -702,6 +702,7 @@ def train_n2i(
             if improved:
                 save("best", best_path, epoch, final)
             save("last", last_path, epoch, final)
+            saved_epoch = epoch
             bar.update(1)
             bar.set_postfix(train=f"{train_loss:.4g}", val=_fmt(entry.get("val_loss")), best=_fmt(best_val))
             if on_epoch is not None:  # e.g. a progress artifact in the UI; never fatal to training
@@ -715,8 +716,9 @@ def train_n2i(
         # SIGTERM (Prefect's TerminationSignal), Ctrl-C, SystemExit: keep what was learnt so far;
         # the epoch under way is counted as not done, so a resumed run repeats it.
         if not isinstance(exc, Exception) and rank == 0 and epoch is not None:
-            history[:] = [h for h in history if h["epoch"] < epoch]
-            save("last", last_path, epoch - 1, None)
+            if saved_epoch != epoch:  # mid-epoch: keep the weights so far, the epoch counts as not done
+                history[:] = [h for h in history if h["epoch"] < epoch]
+                save("last", last_path, epoch - 1, None)
             log.warning("training interrupted in epoch %d: saved %s; run the same command again to resume",
                         epoch, last_path)
         raise

@@ -139,3 +139,29 @@ def test_sigterm_mid_training_stops_within_10_s_with_a_checkpoint_and_a_cancelle
 
     assert asyncio.run(root_state()) == ["CANCELLED"]
     print(f"stopped {stopped_after:.1f} s after SIGTERM")
+
+
+@pytest.mark.slow
+def test_sigterm_mid_reconstruction_on_dask_with_the_embedded_server_stops_within_10_s(scan, tmp_path):
+    cfg, cfg_file = _cfg(scan, tmp_path / "out", tmp_path)
+    proc = _cli.start(_args(cfg, cfg_file), tmp_path, name="recon")
+    _wait(lambda: len(_markers(cfg)) >= 3, proc, 240, "3 reconstructed chunks")
+    children = _cli.descendants(proc)
+    assert _cli.prefect_servers(children)
+    t_term = time.time()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stopped_after = time.time() - t_term
+    text = _cli.console(tmp_path, "recon")
+    assert rc == 143, text[-3000:]
+    assert stopped_after < 10.0, f"stopped {stopped_after:.1f} s after SIGTERM"
+    assert "stopped by SIGTERM" in text and "Traceback" not in text, text
+    left = _cli.wait_gone(children, 10)
+    assert left == [], [_cli.cmdline(p) for p in left]
+    assert not is_locked(pipeline.store_for(cfg).root)
+    assert len(_markers(cfg)) < N_CHUNKS  # stopped mid-stage; what was written stays for the rerun
+    print(f"stopped {stopped_after:.1f} s after SIGTERM")

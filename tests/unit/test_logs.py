@@ -85,7 +85,7 @@ def test_a_run_started_by_a_worker_writes_its_run_log_too(tmp_path):
     root = logging.getLogger()
     before = list(root.handlers)
     with logs.run_log_to(run_log):
-        logging.getLogger("prefect.flow_runs").info("Beginning flow run")
+        logging.getLogger("distributed.scheduler").info("Beginning flow run")
         assert logs.os.environ[logs.ENV_RUN_LOG] == str(run_log.resolve())
         with logs.run_log_to(run_log):  # already written there: no second handler
             assert len(root.handlers) == len(before) + 1

@@ -39,7 +39,7 @@ from typing import Any
 from .base import RawScan
 from .checks import MIN_DET_WIDTH
 from .errors import ScanError
-from .fields import FieldSpec
+from .fields import FieldSpec, is_hdf5
 
 __all__ = ["FORMATS", "MIN_DET_WIDTH", "RawScan", "ScanError", "detect_format", "read_scan"]
 
@@ -72,18 +72,10 @@ def detect_format(path: str | PathLike[str]) -> str:
         return "tiff"
     if suffix in (".npy", ".npz"):
         return suffix[1:]
-    if suffix in _HDF5_SUFFIXES or _is_hdf5(p):
+    if suffix in _HDF5_SUFFIXES or is_hdf5(p):
         return _hdf5_flavour(p)
     raise ScanError(p, None, "a scan in a known format: HDF5 (.h5/.nxs: Data Exchange or NeXus NXtomo), "
                     "TIFF (.tif, folder or glob), .npy/.npz or .zarr", f"suffix {suffix or '(none)'!r}")
-
-
-def _is_hdf5(p: Path) -> bool:
-    try:
-        with open(p, "rb") as fh:
-            return fh.read(8) == b"\x89HDF\r\n\x1a\n"
-    except OSError:
-        return False
 
 
 def _hdf5_flavour(p: Path) -> str:

@@ -120,21 +120,21 @@ def _read_npy(f: Path, what: str, full_shape: tuple[int, int], rows: slice) -> n
 def _h5_frames(f: h5py.File, p: Path, what: str) -> tuple[str, h5py.Dataset, np.ndarray | None]:
     """(dataset name, dataset, frame indices or None for all) of the fields in an HDF5 file."""
     from .dxchange import DARK, DATA, WHITE
-    from .nexus import _data_candidates, _entries, _find_image_key, _get, _is_frames
+    from .nexus import data_candidates, entries, find_image_key, get, is_frames
 
     if isinstance(f.get("/exchange"), h5py.Group):
         own = WHITE if what == "flats" else DARK
         for name in (own, DATA):
-            ds = _get(f, name)
+            ds = get(f, name)
             if isinstance(ds, h5py.Dataset):
                 return name, ds, None
         raise ScanError(p, own, f"a {_WORD[what]} dataset ({own} or {DATA}) in the Data Exchange file", "none")
-    for entry in _entries(f):
-        for cand in _data_candidates(f, entry):
-            ds = _get(f, cand)
-            if not _is_frames(ds):
+    for entry in entries(f):
+        for cand in data_candidates(f, entry):
+            ds = get(f, cand)
+            if not is_frames(ds):
                 continue
-            key_path = _find_image_key(f, entry, cand, ds)
+            key_path = find_image_key(f, entry, cand, ds)
             if key_path is None:
                 return cand, ds, None
             keys = np.asarray(f[key_path][()]).reshape(-1).astype(np.int64)
@@ -156,14 +156,14 @@ def _h5_frames(f: h5py.File, p: Path, what: str) -> tuple[str, h5py.Dataset, np.
 
 def _read_h5(p: Path, what: str, full_shape: tuple[int, int], rows: slice) -> tuple[np.ndarray, str]:
     from .dxchange import open_h5
-    from .nexus import _read_frames
+    from .nexus import read_frames
 
     with open_h5(p) as f:
         name, ds, idx = _h5_frames(f, p, what)
         if idx is None:
             return _fit(ds, full_shape, rows, p, name, what), name
         _check_shape(ds.shape, full_shape, p, name, what)
-        return _read_frames(ds, idx, rows, p, name), name
+        return read_frames(ds, idx, rows, p, name), name
 
 
 def read_field(
@@ -217,10 +217,10 @@ def read_field(
 
     def flush_tiffs() -> None:
         if tiffs:
-            from .tiff import _read_stack
+            from .tiff import read_stack
 
-            arr, _, _ = _read_stack(list(tiffs), (rows.start, rows.stop), tiffs[0], _WORD[what],
-                                    shape=tuple(full_shape))
+            arr, _, _ = read_stack(list(tiffs), (rows.start, rows.stop), tiffs[0], _WORD[what],
+                                   shape=tuple(full_shape))
             parts.append(arr)
             names.extend(str(t) for t in tiffs)
             tiffs.clear()
@@ -234,7 +234,7 @@ def read_field(
         if suffix == ".npy":
             parts.append(_read_npy(f, what, full_shape, rows))
             names.append(str(f))
-        elif suffix in _HDF5 or _is_hdf5(f):
+        elif suffix in _HDF5 or is_hdf5(f):
             arr, ds_name = _read_h5(f, what, full_shape, rows)
             parts.append(arr)
             names.append(f"{f}:{ds_name}")
@@ -247,7 +247,8 @@ def read_field(
     return out, name
 
 
-def _is_hdf5(p: Path) -> bool:
+def is_hdf5(p: str | PathLike[str]) -> bool:
+    """True when ``p`` is a readable file that starts with the HDF5 signature."""
     try:
         with open(p, "rb") as fh:
             return fh.read(8) == b"\x89HDF\r\n\x1a\n"

@@ -61,7 +61,7 @@ def _attr_str(obj: h5py.HLObject, name: str) -> str | None:
     return str(v)
 
 
-def _get(f: h5py.File | h5py.Group, name: str) -> h5py.HLObject | None:
+def get(f: h5py.File | h5py.Group, name: str) -> h5py.HLObject | None:
     """``f[name]`` or None when missing or a dangling (soft/external) link."""
     try:
         return f.get(name)
@@ -80,7 +80,7 @@ def _walk_named(group: h5py.Group, prefix: str, depth: int) -> Iterator[tuple[st
     except (OSError, RuntimeError):
         return
     for name in names:
-        obj = _get(group, name)
+        obj = get(group, name)
         if obj is None:
             continue
         path = f"{prefix}/{name}"
@@ -93,18 +93,20 @@ def _identity(ds: h5py.Dataset) -> tuple[str, str]:
     return (os.path.realpath(ds.file.filename), ds.name)
 
 
-def _entries(f: h5py.File) -> list[str]:
+def entries(f: h5py.File) -> list[str]:
+    """Paths of the file's ``NXentry`` groups (every top-level group when none is marked)."""
     out = []
     for name in f:
-        obj = _get(f, name)
+        obj = get(f, name)
         if isinstance(obj, h5py.Group) and _nx_class(obj) == "NXentry":
             out.append(f"/{name}")
     if not out:  # files without NX_class attributes: every top-level group
-        out = [f"/{n}" for n in f if isinstance(_get(f, n), h5py.Group)]
+        out = [f"/{n}" for n in f if isinstance(get(f, n), h5py.Group)]
     return out
 
 
-def _is_frames(obj: h5py.HLObject | None) -> bool:
+def is_frames(obj: h5py.HLObject | None) -> bool:
+    """True when ``obj`` is a non-empty 3-D ``(frame, z, det)`` dataset."""
     return isinstance(obj, h5py.Dataset) and obj.ndim == 3 and obj.size > 0
 
 
@@ -112,17 +114,18 @@ def _is_vector(obj: h5py.HLObject | None, n: int) -> bool:
     return isinstance(obj, h5py.Dataset) and obj.ndim == 1 and obj.shape[0] == n
 
 
-def _data_candidates(f: h5py.File, entry: str) -> list[str]:
+def data_candidates(f: h5py.File, entry: str) -> list[str]:
+    """Paths that may hold an entry's frames, most likely first (standard places, then a search)."""
     out = [f"{entry}/data/data", f"{entry}/instrument/detector/data"]
     nxdata, nxdet = [], []
-    eg = _get(f, entry)
+    eg = get(f, entry)
     if isinstance(eg, h5py.Group):
         for path, obj in _walk_named(eg, entry, 0):
             if isinstance(obj, h5py.Group):
                 cls = _nx_class(obj)
                 if cls in ("NXdata", "NXdetector"):
-                    d = _get(obj, "data")
-                    if _is_frames(d):
+                    d = get(obj, "data")
+                    if is_frames(d):
                         signal = _attr_str(obj, "signal")
                         rank = 0 if (cls == "NXdata" and signal in (None, "data")) else 1 if cls == "NXdata" else 2
                         (nxdata if rank < 2 else nxdet).append((rank, f"{path}/data"))
@@ -135,21 +138,22 @@ def _data_candidates(f: h5py.File, entry: str) -> list[str]:
     return uniq
 
 
-def _find_image_key(f: h5py.File, entry: str, data_path: str, ds: h5py.Dataset) -> str | None:
+def find_image_key(f: h5py.File, entry: str, data_path: str, ds: h5py.Dataset) -> str | None:
+    """Path of the ``image_key`` (one key per frame of ``ds``) that goes with ``data_path``, or None."""
     n = ds.shape[0]
     parent = data_path.rsplit("/", 1)[0]
     for cand in (f"{parent}/image_key", f"{entry}/instrument/detector/image_key", f"{entry}/data/image_key"):
-        if _is_vector(_get(f, cand), n):
+        if _is_vector(get(f, cand), n):
             return cand
-    eg = _get(f, entry)
+    eg = get(f, entry)
     if not isinstance(eg, h5py.Group):
         return None
     ident = _identity(ds)
     fallback = None
     for path, obj in _walk_named(eg, entry, 0):
         if isinstance(obj, h5py.Group):
-            d = _get(obj, "data")
-            if isinstance(d, h5py.Dataset) and _identity(d) == ident and _is_vector(_get(obj, "image_key"), n):
+            d = get(obj, "data")
+            if isinstance(d, h5py.Dataset) and _identity(d) == ident and _is_vector(get(obj, "image_key"), n):
                 return f"{path}/image_key"
         elif fallback is None and path.rsplit("/", 1)[-1] == "image_key" and _is_vector(obj, n):
             fallback = path
@@ -165,14 +169,14 @@ def _find_angles(f: h5py.File, entry: str, data_path: str, lengths: tuple[int, .
     parent = data_path.rsplit("/", 1)[0]
 
     def ok(p: str) -> bool:
-        obj = _get(f, p)
+        obj = get(f, p)
         return isinstance(obj, h5py.Dataset) and obj.ndim == 1 and obj.shape[0] in lengths \
             and np.issubdtype(obj.dtype, np.number)
 
     for cand in (f"{entry}/sample/rotation_angle", f"{parent}/rotation_angle", f"{entry}/data/rotation_angle"):
         if ok(cand):
             return cand
-    pg = _get(f, parent)
+    pg = get(f, parent)
     if isinstance(pg, h5py.Group):
         axes = pg.attrs.get("axes")
         if axes is not None:
@@ -185,7 +189,7 @@ def _find_angles(f: h5py.File, entry: str, data_path: str, lengths: tuple[int, .
         for name in names:
             if ok(f"{parent}/{name}"):
                 return f"{parent}/{name}"
-    eg = _get(f, entry)
+    eg = get(f, entry)
     if isinstance(eg, h5py.Group):
         found = []
         for path, obj in _walk_named(eg, entry, 0):
@@ -211,7 +215,8 @@ def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(starts, stops)]
 
 
-def _read_frames(ds: h5py.Dataset, idx: np.ndarray, rows: slice, path: Path, name: str) -> np.ndarray:
+def read_frames(ds: h5py.Dataset, idx: np.ndarray, rows: slice, path: Path, name: str) -> np.ndarray:
+    """Frames ``idx`` (sorted) of ``ds``, detector rows ``rows``, read run by run as ``(n, rows, det)``."""
     try:
         parts = [ds[a:b, rows, :] for a, b in _runs(idx)]
     except (OSError, TypeError, ValueError) as exc:
@@ -225,7 +230,7 @@ def is_nexus(path: str | PathLike[str]) -> bool:
     """True when ``path`` is an HDF5 file with an ``NXentry`` group."""
     try:
         with h5py.File(path, "r") as f:
-            return any(isinstance(_get(f, n), h5py.Group) and _nx_class(f[n]) == "NXentry" for n in f)
+            return any(isinstance(get(f, n), h5py.Group) and _nx_class(f[n]) == "NXentry" for n in f)
     except (OSError, ValueError):
         return False
 
@@ -276,20 +281,20 @@ def read_nxtomo(
     p = Path(path)
     with open_h5(p) as f:
         if data_path is not None:
-            entries = [("/" + data_path.strip("/").split("/", 1)[0], data_path)]
+            pairs = [("/" + data_path.strip("/").split("/", 1)[0], data_path)]
         else:
-            entries = [(e, c) for e in _entries(f) for c in _data_candidates(f, e)]
+            pairs = [(e, c) for e in entries(f) for c in data_candidates(f, e)]
         chosen = None
         tried = []
-        for entry, cand in entries:
-            ds = _get(f, cand)
-            if not _is_frames(ds):
+        for entry, cand in pairs:
+            ds = get(f, cand)
+            if not is_frames(ds):
                 if data_path is not None:
                     raise ScanError(p, data_path, "a 3-D (frame, z, det) dataset",
                                     "no such dataset" if ds is None else f"shape {getattr(ds, 'shape', None)}")
                 continue
             tried.append(cand)
-            key_path = image_key_path or _find_image_key(f, entry, cand, ds)
+            key_path = image_key_path or find_image_key(f, entry, cand, ds)
             if key_path is None:
                 continue
             chosen = (entry, cand, ds, key_path)
@@ -303,7 +308,7 @@ def read_nxtomo(
                             "NXdata or NXdetector group", "none", hint="give its path as data_path")
         entry, dpath, ds, key_path = chosen
         n = ds.shape[0]
-        key_ds = _get(f, key_path)
+        key_ds = get(f, key_path)
         if not isinstance(key_ds, h5py.Dataset):
             raise ScanError(p, key_path, f"an image_key dataset with {n} keys", "no such dataset")
         keys = np.asarray(key_ds[()]).reshape(-1)
@@ -329,7 +334,7 @@ def read_nxtomo(
                 raise ScanError(p, f"{entry}/sample/rotation_angle",
                                 f"a rotation angle dataset with {n} (one per frame) or {i_proj.size} values", "none",
                                 hint="give its path as angles_path, or the angles in input.angles_file")
-            a_ds = _get(f, angles_name)
+            a_ds = get(f, angles_name)
             if not isinstance(a_ds, h5py.Dataset):
                 raise ScanError(p, angles_name, "a rotation angle dataset", "no such dataset")
             try:
@@ -348,16 +353,16 @@ def read_nxtomo(
 
         names = {"projections": f"{dpath} (image_key 0)", "angles": angles_name,
                  "flats": f"{dpath} (image_key 1)", "darks": f"{dpath} (image_key 2)"}
-        proj = _read_frames(ds, i_proj, rows, p, dpath)
+        proj = read_frames(ds, i_proj, rows, p, dpath)
         full_shape = tuple(ds.shape[1:])
         if flats is not None:
             flats, names["flats"] = read_field(flats, "flats", full_shape, rows)
         else:
-            flats = _read_frames(ds, i_flat, rows, p, dpath) if i_flat.size else None
+            flats = read_frames(ds, i_flat, rows, p, dpath) if i_flat.size else None
         if darks is not None:
             darks, names["darks"] = read_field(darks, "darks", full_shape, rows)
         else:
-            darks = _read_frames(ds, i_dark, rows, p, dpath) if i_dark.size else None
+            darks = read_frames(ds, i_dark, rows, p, dpath) if i_dark.size else None
         saturation = saturation_of(ds.dtype)
 
     first, last = int(i_proj[0]), int(i_proj[-1])

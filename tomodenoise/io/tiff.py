@@ -65,8 +65,8 @@ def _role(f: Path) -> str:
     return "proj"
 
 
-def _read_stack(files: list[Path], rows_spec: Sequence[int] | None, source: Path, what: str,
-                shape: tuple[int, int] | None = None) -> tuple[np.ndarray, slice, np.dtype]:
+def read_stack(files: list[Path], rows_spec: Sequence[int] | None, source: Path, what: str,
+               shape: tuple[int, int] | None = None) -> tuple[np.ndarray, slice, np.dtype]:
     """Read files (each one or more 2-D pages) into ``(n, rows, det)``, checking shapes."""
     frames: list[np.ndarray] = []
     rows: slice | None = None
@@ -148,7 +148,7 @@ def read_tiff_stack(
     if not proj_files:
         raise ScanError(p, None, "projection TIFF files (besides flat*/dark* files)", "none")
 
-    proj, rows, dtype = _read_stack(proj_files, slices, p, "projection")
+    proj, rows, dtype = read_stack(proj_files, slices, p, "projection")
     with tifffile.TiffFile(proj_files[0]) as t:
         full_shape = tuple(t.pages[0].shape)
 
@@ -160,7 +160,7 @@ def read_tiff_stack(
         found = [f for f in files if _role(f) == role]
         if not found:
             return None, what
-        arr, _, _ = _read_stack(found, slices, p, f"{role} field", shape=full_shape)
+        arr, _, _ = read_stack(found, slices, p, f"{role} field", shape=full_shape)
         return arr, f"{found[0].name} ... ({len(found)} files)"
 
     flat_arr, flat_name = fields(flats, "flat", "flats")
