@@ -109,6 +109,22 @@ class ConsoleHandler(logging.StreamHandler):
             super().emit(record)
 
 
+class RunLogFormatter(logging.Formatter):
+    """The run log's format. A library's INFO/DEBUG record that carries an exception (Dask logs
+    "Batched Comm Closed" with its traceback when a cluster shuts down) keeps one line naming
+    the exception: a traceback in the run log means something went wrong."""
+
+    def __init__(self):
+        super().__init__(_FILE_FMT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info and record.levelno < logging.WARNING and not record.name.startswith("tomodenoise"):
+            exc = record.exc_info[1]
+            quiet = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+            return super().format(quiet) + (f" ({type(exc).__name__}: {exc})" if exc is not None else "")
+        return super().format(record)
+
+
 class RunLogHandler(logging.FileHandler):
     """Appends to the run log; marked so :func:`configure` finds and replaces it."""
 
@@ -116,7 +132,7 @@ class RunLogHandler(logging.FileHandler):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         super().__init__(path, mode="a", encoding="utf-8", delay=False)
         self.tomodenoise = "file"
-        self.setFormatter(logging.Formatter(_FILE_FMT))
+        self.setFormatter(RunLogFormatter())
 
 
 def _ours(handler: logging.Handler) -> str | None:

@@ -91,3 +91,19 @@ def test_a_run_started_by_a_worker_writes_its_run_log_too(tmp_path):
             assert len(root.handlers) == len(before) + 1
     assert root.handlers == before and logs.ENV_RUN_LOG not in logs.os.environ
     assert run_log.read_text().count("Beginning flow run") == 1
+
+
+def test_a_library_info_record_with_an_exception_is_one_line_in_the_run_log(tmp_path):
+    """Dask logs ``Batched Comm Closed`` at INFO with its traceback when a cluster shuts down."""
+    run_log = tmp_path / "run.log"
+    with logs.run_log_to(run_log):
+        for name, level in (("distributed.batched", logging.INFO), ("tomodenoise.x", logging.INFO),
+                            ("distributed.worker", logging.ERROR)):
+            try:
+                raise ConnectionError(f"closed for {name}")
+            except ConnectionError:
+                logging.getLogger(name).log(level, "Batched Comm Closed", exc_info=True)
+    lines = run_log.read_text().splitlines()
+    first = next(line for line in lines if "distributed.batched" in line)
+    assert first.endswith("Batched Comm Closed (ConnectionError: closed for distributed.batched)")
+    assert run_log.read_text().count("Traceback") == 2  # ours, and a library's error, keep theirs
