@@ -186,8 +186,9 @@ def resolve_config(config: RunConfig | None = None, scan: str | None = None,
                             confine(entry.path, roots_in)
     if roots_out:
         cfg.output.root = str(confine(cfg.output.root, roots_out, what="output"))
-    if cfg.train.resume and (roots_in or roots_out):
-        cfg.train.resume = str(confine(cfg.train.resume, roots_in + roots_out, what="input or output"))
+    for key in ("resume", "init_from"):  # checkpoints read by the training
+        if getattr(cfg.train, key) and (roots_in or roots_out):
+            setattr(cfg.train, key, str(confine(getattr(cfg.train, key), roots_in + roots_out, what="input or output")))
     return cfg
 
 

@@ -90,9 +90,19 @@ class TrainConfig(_Strict):
     patches_per_slice: int = Field(1, ge=1, description="Patches drawn per (slice, split) in one epoch")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Held-out slices for the N2I validation loss")
     val_slices: list[int] | None = Field(None, description="Explicit held-out z slices (overrides val_fraction)")
-    augment: bool = Field(False, description="Random 90-degree rotations and flips of training pairs")
+    augment: bool = Field(True, description="The 8 rotations and flips of the square, one at random per training pair")
     early_stopping: int = Field(10, ge=0, description="Epochs without validation improvement before stopping; 0 = never")
-    max_minutes: float | None = Field(None, gt=0, description="Stop after this wall-clock time")
+    min_delta: float = Field(0.0, ge=0.0, lt=1.0,
+                             description="Relative improvement of the held-out loss that counts for early stopping")
+    max_minutes: float | None = Field(None, gt=0, description="Training time budget; the learning-rate schedule ends "
+                                                                "with it. Empty: 10 minutes on a CPU, 60 on a GPU")
+    schedule: Literal["cosine", "onecycle", "constant"] = Field(
+        "cosine", description="Learning rate over the run (steps or time budget, whichever ends first): "
+                              "cosine (warm-up, cosine decay), onecycle, constant")
+    warmup: float = Field(0.05, ge=0.0, le=0.5, description="Fraction of the run spent warming up (cosine)")
+    grad_clip: float | None = Field(1.0, gt=0, description="Clip the gradients' global norm to this; empty: no clipping")
+    init_from: str | None = Field(None, description="Warm start: initial weights from this checkpoint (e.g. a model "
+                                                     "trained on another scan of the same kind); fresh optimiser")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     resume: str | None = Field(None, description="Checkpoint to resume from")

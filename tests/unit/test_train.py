@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import tomodenoise.train as train_mod
+import tomodenoise.train.loop as train_mod
 from tomodenoise.config import ModelConfig, RunConfig, TrainConfig
 from tomodenoise.denoise import denoise
 from tomodenoise.train import (
@@ -141,10 +141,15 @@ def test_best_checkpoint_is_the_epoch_with_minimum_val_loss(tmp_path, monkeypatc
     assert [h["improved"] for h in res.history] == [True, True, False, False]
     best = torch.load(res.checkpoint, weights_only=True)
     assert best["epoch"] == 2 and torch.load(res.last_checkpoint, weights_only=True)["epoch"] == 4
-    # the best checkpoint holds the weights after epoch 2 (training is deterministic)
+    # the best checkpoint holds the weights after epoch 2 (training is deterministic; a constant
+    # learning rate, so that the schedule of a 2-epoch run is that of a 4-epoch one)
     monkeypatch.undo()
-    two = train_n2i(s, cfg(epochs=2), TINY, tmp_path / "two")
-    assert _same(best["state_dict"], _weights(two.last_checkpoint))
+    losses = iter([3.0, 1.0, 2.0, 4.0])
+    monkeypatch.setattr(train_mod, "_validate", lambda *a, **k: next(losses))
+    res = train_n2i(s, cfg(epochs=4, schedule="constant"), TINY, tmp_path / "constant")
+    monkeypatch.undo()
+    two = train_n2i(s, cfg(epochs=2, schedule="constant"), TINY, tmp_path / "two")
+    assert _same(torch.load(res.checkpoint, weights_only=True)["state_dict"], _weights(two.last_checkpoint))
 
 
 def test_early_stopping_triggers(tmp_path, monkeypatch):
@@ -160,9 +165,15 @@ def test_resume_continues_the_epoch_count_and_matches_an_uninterrupted_run(tmp_p
     _, s = disc_splits()
     c = dict(patch_size=8, patches_per_slice=2, augment=True)
     full = train_n2i(s, cfg(epochs=3, **c), TINY, tmp_path / "full")
-    first = train_n2i(s, cfg(epochs=1, **c), TINY, tmp_path / "part")
-    assert [h["epoch"] for h in first.history] == [1]
-    resumed = train_n2i(s, cfg(epochs=3, resume=str(first.last_checkpoint), **c), TINY, tmp_path / "part")
+
+    def stop_after_first(epoch, epochs, entry):  # SIGTERM or Ctrl-C right after epoch 1 was saved
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_n2i(s, cfg(epochs=3, **c), TINY, tmp_path / "part", on_epoch=stop_after_first)
+    last = tmp_path / "part" / "last.pt"
+    assert torch.load(last, weights_only=True)["epoch"] == 1
+    resumed = train_n2i(s, cfg(epochs=3, resume=str(last), **c), TINY, tmp_path / "part")
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     assert torch.load(resumed.last_checkpoint, weights_only=True)["epoch"] == 3
     assert _same(_weights(resumed.last_checkpoint), _weights(full.last_checkpoint))
