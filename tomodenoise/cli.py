@@ -4,7 +4,7 @@
     tomodenoise check SCAN [-c run.yaml]
     tomodenoise simulate foam --out scan.h5 [--size 256 --angles 512 --slices 8 --i0 100]
     tomodenoise demo [--out DIR]
-    tomodenoise bench foam --slices N --out DIR
+    tomodenoise bench foam|reference|warmstart|profile --slices N --out DIR
     tomodenoise config [--demo]
 """
 
@@ -182,10 +182,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_foam_benchmark
+    from . import bench
 
-    run_foam_benchmark(out=Path(args.out), n_slices=args.slices, phantom=args.phantom,
-                       minutes=args.minutes, methods=args.methods)
+    out, n = Path(args.out), args.slices
+    if args.kind == "foam":
+        bench.run_foam_benchmark(out=out, n_slices=n, phantom=args.phantom, minutes=args.minutes or 10.0,
+                                 methods=args.methods)
+    elif args.kind == "reference":
+        bench.run_reference_benchmark(out, n, args.minutes or 10.0, network=args.network, phantom=args.phantom)
+    elif args.kind == "warmstart":
+        bench.run_warmstart_benchmark(out, n, args.minutes or 5.0, source_minutes=args.source_minutes,
+                                      warm_minutes=args.warm_minutes, network=args.network, phantom=args.phantom)
+    else:
+        bench.run_profile(out, n, phantom=args.phantom)
     return 0
 
 
@@ -243,12 +252,20 @@ def make_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     b = sub.add_parser("bench", parents=[common], help="quality benchmarks")
-    b.add_argument("kind", choices=["foam"])
-    b.add_argument("--slices", type=int, default=8)
+    b.add_argument("kind", choices=["foam", "reference", "warmstart", "profile"],
+                   help="foam: quality of every method and PSNR-vs-time curves; reference: our training loop vs a "
+                        "reference-style loop; warmstart: warm start from another foam vs a cold start; profile: "
+                        "where one training step's time goes")
+    b.add_argument("--slices", type=int, default=16)
     b.add_argument("--out", required=True)
     b.add_argument("--phantom", help="phantom.h5 (default: ../shared/data/foam_n2i/phantom.h5 if present, else a generated foam)")
-    b.add_argument("--minutes", type=float, default=10.0, help="training time per network")
-    b.add_argument("--methods", nargs="*", default=None)
+    b.add_argument("--minutes", type=float, default=None,
+                   help="training minutes per network (foam, reference: 10; warmstart: the cold start's, 5)")
+    b.add_argument("--methods", nargs="*", default=None, help="foam: which methods")
+    b.add_argument("--network", default="n2i_unet", choices=["n2i_unet", "n2i_msd"],
+                   help="reference, warmstart: which network")
+    b.add_argument("--source-minutes", type=float, default=None, help="warmstart: training on the other foam")
+    b.add_argument("--warm-minutes", type=float, default=None, help="warmstart: the warm start's budget")
     b.set_defaults(func=cmd_bench)
 
     g = sub.add_parser("config", parents=[common], help="print a configuration as YAML")

@@ -49,7 +49,11 @@ def test_tiny_benchmark(tmp_path, capsys):
     assert meta["published"]["n2i_msd"]["psnr"] == 21.33
     assert (tmp_path / "preview.png").stat().st_size > 0
     out = capsys.readouterr().out
-    assert "| n2i_msd" in out and "Reproduce:" in out
+    assert "| n2i_msd" in out and "Reproduce:" in out and "Time to quality" in out
+    assert (tmp_path / "time_to_quality.png").stat().st_size > 0
+    for name in ("n2i_msd", "n2i_unet"):
+        assert meta["training"][name]["curve"], name
+        assert set(meta["summary"]["time_to_quality"][name]) >= {"psnr_5min", "seconds_to_classical_plus_4dB"}
     assert m["fbp"]["psnr"] == data["fbp"]["psnr"]
 
     # a re-run reuses the cached sinograms and reconstructions
@@ -62,3 +66,54 @@ def test_tiny_benchmark(tmp_path, capsys):
 def test_unknown_method(tmp_path):
     with pytest.raises(ValueError, match="unknown method"):
         run_foam_benchmark(tmp_path, n_slices=1, methods=["nope"], phantom="generate")
+
+
+def _tiny_foam():
+    from tomodenoise.bench import FoamGeometry
+
+    return {"phantom": "generate", "geometry": FoamGeometry(n_angles=64, n_det=48, n_rows=32, n_pixels=32),
+            "n_spheres": 30}
+
+
+_TINY_UNET = NetworkSetup("unet", {"depth": 1, "base_channels": 4}, patch_size=16, batch_size=4, patches_per_slice=1)
+
+
+def test_reference_benchmark_records_both_curves_and_the_ratio(tmp_path):
+    from tomodenoise.bench import run_reference_benchmark
+
+    rec = run_reference_benchmark(tmp_path, n_slices=4, minutes=0.05, setup=_TINY_UNET, progress=False, **_tiny_foam())
+    data = json.loads((tmp_path / "reference.json").read_text())
+    assert data["reference"]["steps"] > 0 and data["ours"]["steps"] > 0
+    ref_curve = data["reference"]["curve"]
+    assert ref_curve and all(math.isfinite(p["psnr"]) for p in ref_curve)
+    assert data["reference_best_psnr"] == max(p["psnr"] for p in ref_curve)
+    # the reference-style loop read its items from a Zarr store, not from memory
+    assert (tmp_path / "reference_store.zarr").is_dir()
+    if data["ours_seconds_to_reference_best"] is not None:
+        assert rec["speedup"] == pytest.approx(data["reference_seconds_to_best"] / data["ours_seconds_to_reference_best"])
+    assert (tmp_path / "reference.png").stat().st_size > 0
+
+
+def test_warmstart_benchmark_starts_from_the_other_foams_model(tmp_path):
+    from tomodenoise.bench import run_warmstart_benchmark
+
+    rec = run_warmstart_benchmark(tmp_path, n_slices=4, minutes=0.05, source_minutes=0.03, warm_minutes=0.03,
+                                  setup=_TINY_UNET, progress=False, source_spheres=30, **_tiny_foam())
+    assert rec["warm"]["init_from"] == rec["source"]["checkpoint"]
+    assert "seed=1" in rec["source"]["phantom"] and "seed=0" in rec["target"]
+    assert rec["warm"]["curve"] and rec["cold"]["curve"]
+    for key in ("psnr", "val_loss"):
+        r = rec[key]
+        assert r["cold_seconds"] is not None  # the cold run reaches its own final quality
+        if r["warm_seconds"] is not None:
+            assert r["fraction"] == pytest.approx(r["warm_seconds"] / r["cold_seconds"])
+    assert (tmp_path / "warmstart.png").stat().st_size > 0
+
+
+def test_profile_times_every_part_of_a_step(tmp_path, monkeypatch):
+    from tomodenoise.bench import profile
+
+    monkeypatch.setattr(profile, "default_network_setups", lambda: {"tiny": _TINY_UNET})
+    rec = profile.run_profile(tmp_path, 4, repeats=2, **_tiny_foam())
+    t = rec["networks"]["tiny"]["seconds"]
+    assert set(t) == set(profile.PARTS) and all(v > 0 for v in t.values())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -60,19 +61,26 @@ class Budget:
     Progress is the fraction of steps done, so a run is reproducible, until the time budget
     binds: from :data:`PROBE_STEPS` steps on, when the pace so far says the steps will not
     all fit in the budget, progress follows the clock instead (never going back).
+    ``clock`` (default :func:`time.monotonic`) may be one that stops while a benchmark scores
+    the model, so that scoring does not eat the budget.
     """
 
     total_steps: int
     seconds: float | None = None
-    started: float = field(default_factory=time.monotonic)
+    started: float | None = None
     timed: bool = False
+    clock: Callable[[], float] = time.monotonic
     _last: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.started is None:
+            self.started = self.clock()
 
     PROBE_STEPS = 20
 
     @property
     def elapsed(self) -> float:
-        return time.monotonic() - self.started
+        return self.clock() - self.started
 
     def progress(self, steps_done: int) -> float:
         """The step fraction, or the time fraction once the budget binds; in [0, 1]."""
