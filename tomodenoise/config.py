@@ -91,6 +91,8 @@ class TrainConfig(_Strict):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Held-out slices for the N2I validation loss")
     val_slices: list[int] | None = Field(None, description="Explicit held-out z slices (overrides val_fraction)")
     augment: bool = Field(True, description="The 8 rotations and flips of the square, one at random per training pair")
+    neighbours: int = Field(0, ge=0, le=8, description="Inputs of this many slices on each side as extra input "
+                                                        "channels (the target stays one slice); 0 = one channel")
     early_stopping: int = Field(10, ge=0, description="Epochs without validation improvement before stopping; 0 = never")
     min_delta: float = Field(0.0, ge=0.0, lt=1.0,
                              description="Relative improvement of the held-out loss that counts for early stopping")

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from tomodenoise.train import STRATEGIES, denormalise, load_checkpoint, normalise, resolve_device
+from tomodenoise.train import STRATEGIES, N2IPairs, denormalise, load_checkpoint, resolve_device
+from tomodenoise.train.data import as_batch
 
 __all__ = ["denoise", "denoise_checkpoint"]
 
@@ -43,6 +44,7 @@ def denoise(
     batch_size: int = 4,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    neighbours: int = 0,
 ) -> np.ndarray:
     """Denoise split reconstructions with a Noise2Inverse-trained network.
 
@@ -64,6 +66,9 @@ def denoise(
         ``"cpu"``, ``"cuda"``, ``"auto"``.
     progress : bool
         Show a tqdm progress bar over slice batches.
+    neighbours : int
+        Neighbour slices on each side fed as extra input channels (as in training: the
+        checkpoint's ``train_config``).
 
     Returns
     -------
@@ -78,20 +83,14 @@ def denoise(
     k, n_z = splits.shape[:2]
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    split_sum = splits.sum(axis=0, dtype=np.float64).astype(np.float32)
+    pairs = N2IPairs(splits, strategy, neighbours=neighbours)  # the inputs exactly as in training
     out = np.zeros(splits.shape[1:], dtype=np.float32)
     items = [(z, j) for z in range(n_z) for j in range(k)]
     with torch.inference_mode():
         for i in tqdm(range(0, len(items), batch_size), desc="denoise", unit="batch", disable=not progress):
             chunk = items[i : i + batch_size]
-            xs = []
-            for z, j in chunk:
-                if strategy == "X:1":
-                    xs.append((split_sum[z] - splits[j, z]) / np.float32(k - 1))
-                else:
-                    xs.append(splits[j, z])
-            x = np.ascontiguousarray(normalise(np.stack(xs), normalisation)[:, None], dtype=np.float32)
-            y = model(torch.from_numpy(x).to(dev))
+            x = as_batch([pairs.network_input(z, j) for z, j in chunk], normalisation)
+            y = model(x.to(dev))
             y = denormalise(y[:, 0].float().cpu().numpy(), normalisation)
             for (z, _), yz in zip(chunk, y):
                 out[z] += yz
@@ -121,4 +120,5 @@ def denoise_checkpoint(
     return denoise(
         model, splits, strategy=meta["strategy"], normalisation=meta["normalisation"],
         batch_size=batch_size, device=resolve_device(device), progress=progress,
+        neighbours=int((meta.get("train_config") or {}).get("neighbours", 0)),
     )

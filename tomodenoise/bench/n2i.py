@@ -48,10 +48,14 @@ def default_network_setups() -> dict[str, NetworkSetup]:
     U-Net: 3 poolings, 16 base channels, batch norm (0.48 M parameters; one step of 8 x 128^2
     patches costs about 2.7x less than the registry's default 4 x 32 U-Net). MS-D: depth 30,
     width 1 (the published network is 100 x 1; in the same minutes depth 30 sees ~3x more data).
+    Both see two neighbour slices on each side as extra input channels (``train.neighbours``):
+    in 5 minutes that gave MS-D 20.70 dB against 19.39 dB without, U-Net 19.63 against 19.00.
     """
     return {
-        "n2i_msd": NetworkSetup("msd", {"depth": 30, "width": 1}, batch_size=4, lr=2e-3),
-        "n2i_unet": NetworkSetup("unet", {"depth": 3, "base_channels": 16}, batch_size=8, lr=1e-3),
+        "n2i_msd": NetworkSetup("msd", {"depth": 30, "width": 1}, batch_size=4, lr=2e-3,
+                                extra={"neighbours": 2}),
+        "n2i_unet": NetworkSetup("unet", {"depth": 3, "base_channels": 16}, batch_size=8, lr=1e-3,
+                                 extra={"neighbours": 2}),
     }
 
 

@@ -5,11 +5,12 @@ for ``M`` minutes each:
 
 - **ours**: :func:`tomodenoise.train.train_n2i` (splits in memory with their sum, random
   patches with the 8 dihedral augmentations, warm-up + cosine schedule over the time budget,
-  gradient clipping), via :func:`tomodenoise.bench.n2i.train_network`;
+  gradient clipping, two neighbour slices per side as extra input channels), via
+  :func:`tomodenoise.bench.n2i.train_network`;
 - **reference-style**: what the reference implementation's training does, written here from
   its description: every item read from the store (Zarr, one chunk per split and slice) when
   the batch is made, whole slices, batch 8, Adam at a constant learning rate, no augmentation,
-  no early stopping, no clipping, fp32.
+  no early stopping, no clipping, fp32, one input channel (the same architecture otherwise).
 
 Both curves (PSNR of a few central slices against training seconds, the clock stopped
 while scoring) go to ``DIR/reference.png``; ``DIR/reference.json`` holds them and the ratio

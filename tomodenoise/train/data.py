@@ -1,6 +1,13 @@
 """Noise2Inverse training data: the (input, target) pairs of split reconstructions, the
 split into training and held-out slices, the normalisation of inputs and targets, and the
 random patches and augmentations that make one training batch (seeded per epoch).
+
+Neighbour channels (``train.neighbours = n``): the network input of slice ``z`` is the
+stack of the inputs of slices ``z - n .. z + n`` (clamped at the volume's ends), the target
+that of slice ``z`` alone. The inputs of neighbouring slices hold noise independent of the
+target split, so the N2I argument holds, and the network sees ``2n + 1`` noisy views of
+nearly the same structure. The dynamic (time) and XRD-CT (channel) inputs use the same
+mechanism along their axes.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import torch
 __all__ = [
     "STRATEGIES",
     "N2IPairs",
+    "as_batch",
     "augment_pair",
     "check_splits",
     "compute_normalisation",
@@ -58,6 +66,8 @@ class N2IPairs:
         The z slices these pairs are drawn from (all when omitted).
     split_sum : ndarray, shape (z, y, x), optional
         The sum over splits, when already computed (shared between datasets).
+    neighbours : int
+        Inputs of this many slices on each side as extra input channels (0: one channel).
 
     Notes
     -----
@@ -72,9 +82,13 @@ class N2IPairs:
         slices: Any = None,
         *,
         split_sum: np.ndarray | None = None,
+        neighbours: int = 0,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if int(neighbours) < 0:
+            raise ValueError(f"neighbours must be >= 0, got {neighbours}")
+        self.neighbours = int(neighbours)
         self.splits = check_splits(recon_splits)
         self.k = int(self.splits.shape[0])
         self.strategy = strategy
@@ -93,6 +107,11 @@ class N2IPairs:
         """``(y, x)`` of one slice."""
         return tuple(self.splits.shape[2:])  # type: ignore[return-value]
 
+    @property
+    def in_channels(self) -> int:
+        """Channels of the network input: ``2 * neighbours + 1``."""
+        return 2 * self.neighbours + 1
+
     def __len__(self) -> int:
         return self.k * len(self.slices)
 
@@ -100,15 +119,25 @@ class N2IPairs:
         """Mean of all splits but ``j`` at slice ``z``: ``(sum - split_j) / (K - 1)``."""
         return (self.sum[z] - self.splits[j, z]) / np.float32(self.k - 1)
 
-    def pair(self, z: int, j: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(input, target)`` for slice ``z`` (absolute index) and split ``j``."""
-        loo = self.leave_one_out(z, j)
-        single = self.splits[j, z]
-        return (loo, single) if self.strategy == "X:1" else (single, loo)
+    def single_input(self, z: int, j: int) -> np.ndarray:
+        """The one-channel input of slice ``z`` for split ``j`` (``(y, x)``)."""
+        return self.leave_one_out(z, j) if self.strategy == "X:1" else self.splits[j, z]
+
+    def target(self, z: int, j: int) -> np.ndarray:
+        return self.splits[j, z] if self.strategy == "X:1" else self.leave_one_out(z, j)
 
     def network_input(self, z: int, j: int) -> np.ndarray:
-        """What the network sees as input for slice ``z`` and split ``j`` (training and inference)."""
-        return self.pair(z, j)[0]
+        """What the network sees for slice ``z`` and split ``j``: ``(y, x)``, or
+        ``(2n + 1, y, x)`` with ``n`` neighbours (training and inference)."""
+        if not self.neighbours:
+            return self.single_input(z, j)
+        last = self.splits.shape[1] - 1
+        return np.stack([self.single_input(min(max(z + d, 0), last), j)
+                         for d in range(-self.neighbours, self.neighbours + 1)])
+
+    def pair(self, z: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(input, target)`` for slice ``z`` (absolute index) and split ``j``."""
+        return self.network_input(z, j), self.target(z, j)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if not -len(self) <= i < len(self):
@@ -171,7 +200,7 @@ def compute_normalisation(pairs: N2IPairs, max_slices: int = 64) -> dict[str, fl
     n = 0
     for z in sl:
         for j in range(pairs.k):
-            x = pairs.network_input(int(z), j).astype(np.float64)
+            x = pairs.single_input(int(z), j).astype(np.float64)
             s += float(x.sum())
             s2 += float((x * x).sum())
             n += x.size
@@ -205,12 +234,22 @@ def epoch_generator(seed: int, epoch: int) -> tuple[torch.Generator, np.random.G
 
 
 def augment_pair(x: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One of the 8 rotations and flips of the square (the dihedral group), the same for both;
+    on the last two axes (a leading channel axis is kept)."""
     k = int(rng.integers(4))
     flip = bool(rng.integers(2))
-    x, t = np.rot90(x, k), np.rot90(t, k)
+    x, t = np.rot90(x, k, axes=(-2, -1)), np.rot90(t, k, axes=(-2, -1))
     if flip:
-        x, t = x[:, ::-1], t[:, ::-1]
+        x, t = x[..., ::-1], t[..., ::-1]
     return x, t
+
+
+def as_batch(images: list[np.ndarray], normalisation: dict[str, float] | None) -> torch.Tensor:
+    """``(batch, channels, y, x)`` float32 tensor of normalised ``(y, x)`` or ``(c, y, x)`` images."""
+    arr = normalise(np.stack(images), normalisation).astype(np.float32, copy=False)
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    return torch.from_numpy(np.ascontiguousarray(arr))
 
 
 def make_batch(
@@ -229,11 +268,9 @@ def make_batch(
             py, px = patch
             y0 = int(rng.integers(ny - py + 1))
             x0 = int(rng.integers(nx - px + 1))
-            x, t = x[y0 : y0 + py, x0 : x0 + px], t[y0 : y0 + py, x0 : x0 + px]
+            x, t = x[..., y0 : y0 + py, x0 : x0 + px], t[y0 : y0 + py, x0 : x0 + px]
         if augment:
             x, t = augment_pair(x, t, rng)
         xs.append(x)
         ts.append(t)
-    x = normalise(np.stack(xs), normalisation).astype(np.float32, copy=False)
-    t = normalise(np.stack(ts), normalisation).astype(np.float32, copy=False)
-    return torch.from_numpy(np.ascontiguousarray(x[:, None])), torch.from_numpy(np.ascontiguousarray(t[:, None]))
+    return as_batch(xs, normalisation), as_batch(ts, normalisation)

@@ -27,11 +27,11 @@ from tomodenoise.models import build_model
 from tomodenoise.train.checkpoint import atomic_save, build_checkpoint, load_checkpoint, load_raw, primitive
 from tomodenoise.train.data import (
     N2IPairs,
+    as_batch,
     check_splits,
     compute_normalisation,
     epoch_generator,
     make_batch,
-    normalise,
     split_slices,
 )
 from tomodenoise.logs import summary
@@ -67,8 +67,8 @@ def n2i_validation_loss(
     items = [(int(z), j) for z in pairs.slices for j in range(pairs.k)]
     for i in range(0, len(items), batch_size):
         chunk = [pairs.pair(z, j) for z, j in items[i : i + batch_size]]
-        x = torch.from_numpy(normalise(np.stack([c[0] for c in chunk]), normalisation)[:, None]).to(device)
-        t = torch.from_numpy(normalise(np.stack([c[1] for c in chunk]), normalisation)[:, None]).to(device)
+        x = as_batch([c[0] for c in chunk], normalisation).to(device)
+        t = as_batch([c[1] for c in chunk], normalisation).to(device)
         total += float(F.mse_loss(model(x), t, reduction="sum"))
         n += t.numel()
     model.train(was_training)
@@ -201,6 +201,7 @@ def train_n2i(
     if world > 1 and device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
+    model_cfg = with_input_channels(model_cfg, 2 * cfg.neighbours + 1)
     resume = load_raw(cfg.resume) if cfg.resume else None
     if resume is not None:
         stored_model = resume["model"]
@@ -223,8 +224,9 @@ def train_n2i(
         train_idx, val_idx = split_slices(n_z, cfg.val_fraction, cfg.val_slices)
 
     split_sum = splits.sum(axis=0, dtype=np.float64).astype(np.float32)
-    train_pairs = N2IPairs(splits, cfg.strategy, train_idx, split_sum=split_sum)
-    val_pairs = N2IPairs(splits, cfg.strategy, val_idx, split_sum=split_sum) if val_idx.size else None
+    n_nb = cfg.neighbours
+    train_pairs = N2IPairs(splits, cfg.strategy, train_idx, split_sum=split_sum, neighbours=n_nb)
+    val_pairs = N2IPairs(splits, cfg.strategy, val_idx, split_sum=split_sum, neighbours=n_nb) if val_idx.size else None
     if resume is not None:
         norm = dict(resume["normalisation"])
     elif normalisation is not None:
@@ -316,11 +318,14 @@ def train_n2i(
                 items = [(int(train_pairs.slices[i // k]), int(i % k)) for i in idx]
                 x, t = make_batch(train_pairs, items, patch, rng, cfg.augment, norm)
                 x, t = x.to(device, non_blocking=True), t.to(device, non_blocking=True)
-                lr = cfg.lr * lr_factor(cfg.schedule, budget.progress(step), cfg.warmup)
+                progress = budget.progress(step)
+                lr = cfg.lr * lr_factor(cfg.schedule, progress, cfg.warmup)
                 loss = train_step(model, optimizer, x, t, lr, cfg.grad_clip)
                 step += 1
                 loss_sum += float(loss) * len(items)
                 loss_n += len(items)
+                if budget.timed and progress > 0:  # the budget ends the run: the bar counts the steps it allows
+                    bar.total = max(step, min(bar.total, int(round(step / progress))))
                 bar.update(1)
                 bar.set_postfix_str(f"epoch {epoch}/{cfg.epochs}, train {loss_sum / loss_n:.4g}, best "
                                     f"{format_loss(best_val)}, {_clock(budget.left())} left", refresh=False)
@@ -405,6 +410,23 @@ def _clock(seconds: float | None) -> str:
         return "no limit"
     m, s_ = divmod(int(seconds), 60)
     return f"{m // 60}:{m % 60:02d}:{s_:02d}" if m >= 60 else f"{m}:{s_:02d}"
+
+
+def with_input_channels(model_cfg: ModelConfig, channels: int) -> ModelConfig:
+    """``model_cfg`` with ``in_channels`` set for ``channels`` input channels (neighbours)."""
+    from tomodenoise.models import model_defaults
+
+    have = int(model_cfg.params.get("in_channels", 1))
+    if have == channels:
+        return model_cfg
+    defaults = model_defaults(model_cfg.name)
+    if "in_channels" not in defaults or ("out_channels" not in defaults and channels != 1):
+        raise ValueError(f"model {model_cfg.name!r} cannot take {channels} input channels (train.neighbours); "
+                         "use msd or unet")
+    if "in_channels" in model_cfg.params:
+        raise ValueError(f"model.params.in_channels = {have} but train.neighbours needs {channels} input channels; "
+                         "leave in_channels unset")
+    return model_cfg.model_copy(update={"params": {**model_cfg.params, "in_channels": channels}})
 
 
 def warm_start_weights(path: str | os.PathLike, model_cfg: ModelConfig) -> dict[str, torch.Tensor]:
