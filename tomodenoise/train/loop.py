@@ -293,8 +293,9 @@ def train_n2i(
                      + (f" or sooner, {cfg.early_stopping} epochs after the held-out loss stops improving"
                         if cfg.early_stopping else ""))
     stopped = "epochs"
-    bar = tqdm(
-        total=cfg.epochs * steps_per_epoch, initial=min(step, cfg.epochs * steps_per_epoch), desc="N2I training",
+    all_steps = cfg.epochs * steps_per_epoch
+    bar = tqdm(  # with a time budget the total is unknown until the first steps give the pace
+        total=None if budget.seconds else all_steps, initial=min(step, all_steps), desc="N2I training",
         unit="step", disable=not cfg.progress or rank != 0, dynamic_ncols=True, mininterval=0.5,
     )
     epoch, saved_epoch = None, start_epoch
@@ -325,7 +326,9 @@ def train_n2i(
                 loss_sum += float(loss) * len(items)
                 loss_n += len(items)
                 if budget.timed and progress > 0:  # the budget ends the run: the bar counts the steps it allows
-                    bar.total = max(step, min(bar.total, int(round(step / progress))))
+                    bar.total = max(step, min(bar.total or all_steps, int(round(step / progress))))
+                elif bar.total is None and step - steps_before >= Budget.PROBE_STEPS:
+                    bar.total = all_steps  # every step fits in the budget
                 bar.update(1)
                 bar.set_postfix_str(f"epoch {epoch}/{cfg.epochs}, train {loss_sum / loss_n:.4g}, best "
                                     f"{format_loss(best_val)}, {_clock(budget.left())} left", refresh=False)
