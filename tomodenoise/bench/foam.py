@@ -319,7 +319,8 @@ def run_foam_benchmark(
     report = render_report(metrics)
     (out / "results.md").write_text(report + "\n")
     log("\n" + report)
-    log(f"\nwrote {out / 'metrics.json'}, {out / 'preview.png'}, {out / 'results.md'}")
+    names = ("metrics.json", "preview.png") + (("time_to_quality.png",) if training else ()) + ("results.md",)
+    log("\nwrote " + ", ".join(str(out / n) for n in names))
     return metrics
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ def write_curves(path: Path, curves: dict[str, list[dict[str, Any]]], *, levels:
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(title, 95)), fontsize=9)  # a long machine line stays readable
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
