@@ -262,8 +262,8 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--minutes", type=float, default=None,
                    help="training minutes per network (foam, reference: 10; warmstart: the cold start's, 5)")
     b.add_argument("--methods", nargs="*", default=None, help="foam: which methods")
-    b.add_argument("--network", default="n2i_unet", choices=["n2i_unet", "n2i_msd"],
-                   help="reference, warmstart: which network")
+    b.add_argument("--network", default="n2i_msd", choices=["n2i_unet", "n2i_msd"],
+                   help="reference, warmstart: which network (default n2i_msd, the faster to quality)")
     b.add_argument("--source-minutes", type=float, default=None, help="warmstart: training on the other foam")
     b.add_argument("--warm-minutes", type=float, default=None, help="warmstart: the warm start's budget")
     b.set_defaults(func=cmd_bench)

@@ -53,8 +53,35 @@ def test_training_and_inference_with_neighbours(tmp_path):
     assert out.shape == s.shape[1:] and np.isfinite(out).all()
     direct = denoise(model, s, strategy="X:1", normalisation=meta["normalisation"], neighbours=1)
     np.testing.assert_allclose(out, direct, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="input channels"):
-        train_n2i(s, cfg, ModelConfig(name="dncnn", params={"depth": 3, "features": 4}), tmp_path / "d")
+    with pytest.raises(ValueError, match="train.neighbours needs 3 input channels"):
+        train_n2i(s, cfg, ModelConfig(name="unet", params={"depth": 1, "base_channels": 4, "in_channels": 1}),
+                  tmp_path / "u")
+
+
+@pytest.mark.parametrize("name,params", [("msd", {"depth": 3}), ("unet", {"depth": 1, "base_channels": 4}),
+                                         ("dncnn", {"depth": 3, "features": 4, "batchnorm": False})])
+def test_every_network_takes_neighbour_channels_and_gives_one(name, params, tmp_path):
+    s = _splits(nz=4, n=16)
+    cfg = TrainConfig(epochs=1, batch_size=4, patch_size=8, neighbours=2, val_fraction=0.0, progress=False,
+                      early_stopping=0)
+    res = train_n2i(s, cfg, ModelConfig(name=name, params=params), tmp_path)
+    out = denoise_checkpoint(res.checkpoint, s)
+    assert out.shape == s.shape[1:] and np.isfinite(out).all()
+
+
+def test_dncnn_residual_is_the_centre_input_channel():
+    import torch
+
+    from tomodenoise.models import build_model
+
+    m = build_model("dncnn", depth=2, features=2, batchnorm=False, in_channels=5).eval()
+    for p in m.parameters():
+        torch.nn.init.zeros_(p)  # the noise estimate is 0: the output is the residual's source
+    x = torch.randn(2, 5, 6, 6)
+    with torch.no_grad():
+        np.testing.assert_array_equal(m(x).numpy(), x[:, 2:3].numpy())
+    with pytest.raises(ValueError, match="even"):
+        build_model("dncnn", in_channels=4)
 
 
 def test_the_pipeline_denoises_slab_by_slab_with_a_halo_of_neighbours(tmp_path):

@@ -124,7 +124,7 @@ def reference_loop(data: FoamData, setup: NetworkSetup, minutes: float, out: Pat
             "curve_slices": [int(data.rows[i]) for i in idx]}
 
 
-def run_reference_benchmark(out: Path | str, n_slices: int = 16, minutes: float = 10.0, *, network: str = "n2i_unet",
+def run_reference_benchmark(out: Path | str, n_slices: int = 16, minutes: float = 10.0, *, network: str = "n2i_msd",
                             phantom: str | None = None, seed: int = 0, device: str = "auto", progress: bool = True,
                             setup: NetworkSetup | None = None, **foam: Any) -> dict[str, Any]:
     """Ours and the reference-style loop on the same foam for ``minutes`` each; writes
@@ -141,7 +141,7 @@ def run_reference_benchmark(out: Path | str, n_slices: int = 16, minutes: float 
     t_ours = time_to_reach(ours["curve"], ref_best)
     ratio = (t_ref / t_ours) if (t_ref and t_ours) else None
     mach = machine()
-    command = f"tomodenoise bench reference --slices {n_slices} --out {out} --minutes {minutes:g}"
+    command = f"tomodenoise bench reference --slices {n_slices} --out {out} --network {network} --minutes {minutes:g}"
     record = {
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": mach, "command": command,
         "network": network, "minutes": minutes, "n_slices": n_slices,

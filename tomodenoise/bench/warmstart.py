@@ -43,7 +43,7 @@ def _steps_at(points: list[dict[str, Any]], seconds: float | None, key: str = "s
 
 def run_warmstart_benchmark(out: Path | str, n_slices: int = 16, minutes: float = 5.0, *,
                             source_minutes: float | None = None, warm_minutes: float | None = None,
-                            source_seed: int = 1, network: str = "n2i_unet", phantom: str | None = None,
+                            source_seed: int = 1, network: str = "n2i_msd", phantom: str | None = None,
                             seed: int = 0, device: str = "auto", progress: bool = True,
                             setup: NetworkSetup | None = None, source_spheres: int = SOURCE_SPHERES,
                             **foam: Any) -> dict[str, Any]:
@@ -81,7 +81,7 @@ def run_warmstart_benchmark(out: Path | str, n_slices: int = 16, minutes: float 
         return a / b if a is not None and b else None
 
     mach = machine()
-    command = (f"tomodenoise bench warmstart --slices {n_slices} --out {out} --minutes {minutes:g}"
+    command = (f"tomodenoise bench warmstart --slices {n_slices} --out {out} --network {network} --minutes {minutes:g}"
                f" --source-minutes {source_minutes:g} --warm-minutes {warm_minutes:g}")
     record = {
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": mach, "command": command,

@@ -2,7 +2,8 @@
 
 ``depth`` 3x3 convolutions with ``features`` feature maps: conv+ReLU, ``depth - 2`` times
 conv(+BN)+ReLU, and a final conv. With residual learning the network predicts the noise
-and returns ``x - net(x)``.
+and returns ``x - net(x)``; with more input than output channels (neighbour slices) the
+residual is taken from the centre input channels.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ __all__ = ["DnCNN"]
 
 
 class DnCNN(nn.Module):
-    """DnCNN mapping ``(batch, channels, y, x)`` to ``(batch, channels, y, x)``.
+    """DnCNN mapping ``(batch, in_channels, y, x)`` to ``(batch, out_channels, y, x)``.
 
     Parameters
     ----------
@@ -28,7 +29,10 @@ class DnCNN(nn.Module):
         Residual learning: the network estimates the noise, the output is ``x - noise``
         (default True).
     in_channels : int
-        Image channels (in = out).
+        Input channels (default 1; more with neighbour slices).
+    out_channels : int
+        Output channels (default 1); at most ``in_channels``, of the same parity with residual
+        learning (the residual is the centre ``out_channels`` input channels).
     """
 
     def __init__(
@@ -38,6 +42,7 @@ class DnCNN(nn.Module):
         batchnorm: bool = True,
         residual: bool = True,
         in_channels: int = 1,
+        out_channels: int = 1,
     ) -> None:
         super().__init__()
         if int(depth) < 2:
@@ -46,14 +51,20 @@ class DnCNN(nn.Module):
             raise ValueError(f"DnCNN: features must be >= 1, got {features}")
         self.depth, self.features = int(depth), int(features)
         self.residual = bool(residual)
-        self.in_channels = int(in_channels)
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        if not 1 <= self.out_channels <= self.in_channels:
+            raise ValueError(f"DnCNN: out_channels must be in 1..in_channels ({self.in_channels}), got {out_channels}")
+        if self.residual and (self.in_channels - self.out_channels) % 2:
+            raise ValueError("DnCNN: with residual learning in_channels - out_channels must be even (a centre), "
+                             f"got {self.in_channels} and {self.out_channels}")
+        self._centre = (self.in_channels - self.out_channels) // 2
         layers: list[nn.Module] = [nn.Conv2d(self.in_channels, self.features, 3, padding=1), nn.ReLU(inplace=True)]
         for _ in range(self.depth - 2):
             layers.append(nn.Conv2d(self.features, self.features, 3, padding=1, bias=not batchnorm))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(self.features))
             layers.append(nn.ReLU(inplace=True))
-        layers.append(nn.Conv2d(self.features, self.in_channels, 3, padding=1))
+        layers.append(nn.Conv2d(self.features, self.out_channels, 3, padding=1))
         self.body = nn.Sequential(*layers)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -65,7 +76,9 @@ class DnCNN(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"DnCNN expects (batch, {self.in_channels}, y, x), got {tuple(x.shape)}")
         r = self.body(x)
-        return x - r if self.residual else r
+        if not self.residual:
+            return r
+        return x[:, self._centre : self._centre + self.out_channels] - r
 
     def extra_repr(self) -> str:
         return f"depth={self.depth}, features={self.features}, residual={self.residual}"

@@ -425,7 +425,7 @@ def with_input_channels(model_cfg: ModelConfig, channels: int) -> ModelConfig:
     defaults = model_defaults(model_cfg.name)
     if "in_channels" not in defaults or ("out_channels" not in defaults and channels != 1):
         raise ValueError(f"model {model_cfg.name!r} cannot take {channels} input channels (train.neighbours); "
-                         "use msd or unet")
+                         "set train.neighbours: 0")
     if "in_channels" in model_cfg.params:
         raise ValueError(f"model.params.in_channels = {have} but train.neighbours needs {channels} input channels; "
                          "leave in_channels unset")
