@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from tomodenoise.train import STRATEGIES, N2IPairs, denormalise, load_checkpoint, resolve_device
+from tomodenoise.train import STRATEGIES, N2IPairs, checkpoint_neighbours, denormalise, load_checkpoint, resolve_device
 from tomodenoise.train.data import as_batch
 
 __all__ = ["denoise", "denoise_checkpoint"]
@@ -45,6 +45,7 @@ def denoise(
     device: str | torch.device = "cpu",
     progress: bool = False,
     neighbours: int = 0,
+    slices: slice | None = None,
 ) -> np.ndarray:
     """Denoise split reconstructions with a Noise2Inverse-trained network.
 
@@ -69,6 +70,9 @@ def denoise(
     neighbours : int
         Neighbour slices on each side fed as extra input channels (as in training: the
         checkpoint's ``train_config``).
+    slices : slice, optional
+        The z slices to denoise (default all); the others only feed the neighbour channels,
+        so a slab read with a halo of ``neighbours`` slices is denoised without waste.
 
     Returns
     -------
@@ -84,8 +88,9 @@ def denoise(
     dev = resolve_device(device)
     model = model.to(dev).eval()
     pairs = N2IPairs(splits, strategy, neighbours=neighbours)  # the inputs exactly as in training
-    out = np.zeros(splits.shape[1:], dtype=np.float32)
-    items = [(z, j) for z in range(n_z) for j in range(k)]
+    zs = range(n_z)[slices] if slices is not None else range(n_z)
+    out = np.zeros((len(zs), *splits.shape[2:]), dtype=np.float32)
+    items = [(z, j) for z in zs for j in range(k)]
     with torch.inference_mode():
         for i in tqdm(range(0, len(items), batch_size), desc="denoise", unit="batch", disable=not progress):
             chunk = items[i : i + batch_size]
@@ -93,7 +98,7 @@ def denoise(
             y = model(x.to(dev))
             y = denormalise(y[:, 0].float().cpu().numpy(), normalisation)
             for (z, _), yz in zip(chunk, y):
-                out[z] += yz
+                out[z - zs.start] += yz
     out /= np.float32(k)
     return out
 
@@ -120,5 +125,5 @@ def denoise_checkpoint(
     return denoise(
         model, splits, strategy=meta["strategy"], normalisation=meta["normalisation"],
         batch_size=batch_size, device=resolve_device(device), progress=progress,
-        neighbours=int((meta.get("train_config") or {}).get("neighbours", 0)),
+        neighbours=checkpoint_neighbours(meta),
     )

@@ -360,7 +360,7 @@ def _finite_or_none(x: Any) -> float | None:
 def denoise(store: ScanStore, cfg: RunConfig, checkpoint: Path | None = None, progress: bool | None = None) -> None:
     """Denoise every slice with the K leave-one-out inputs and write ``denoised``."""
     from .denoise import denoise as run_denoise
-    from .train import load_checkpoint
+    from .train import checkpoint_neighbours, load_checkpoint
 
     progress = (cfg.train.progress if progress is None else progress) and show_progress()
     key = _key(store, cfg, "denoise")
@@ -378,14 +378,15 @@ def denoise(store: ScanStore, cfg: RunConfig, checkpoint: Path | None = None, pr
     rec = store.array("recon")
     work = [(t, c, zs) for t in range(ds.sizes["time"]) for c in range(ds.sizes["channel"])
             for zs in z_slabs(ds.sizes["z"], store.z_chunk)]
-    nb = int((meta.get("train_config") or {}).get("neighbours", 0))  # neighbour slices: a halo per slab
+    nb = checkpoint_neighbours(meta)  # neighbour slices: a halo per slab
     n_z = ds.sizes["z"]
     for t, c, zs in tqdm(work, desc="denoise", unit="slab", disable=not progress):
         lo, hi = max(zs.start - nb, 0), min(zs.stop + nb, n_z)
         splits = np.asarray(rec[:, t, c, lo:hi], dtype=np.float32)
         out = run_denoise(model, splits, strategy=meta["strategy"], normalisation=meta["normalisation"],
-                          batch_size=cfg.inference.batch_size, device=device, neighbours=nb)
-        store.write_region("denoised", (t, c, zs), out[zs.start - lo : zs.stop - lo])
+                          batch_size=cfg.inference.batch_size, device=device, neighbours=nb,
+                          slices=slice(zs.start - lo, zs.stop - lo))
+        store.write_region("denoised", (t, c, zs), out)
     store.mark_stage("denoise", key=key, seconds=round(time.perf_counter() - t0, 3))
 
 

@@ -97,3 +97,17 @@ def test_the_pipeline_denoises_slab_by_slab_with_a_halo_of_neighbours(tmp_path):
     got = np.asarray(store.array("denoised")[0, 0])
     whole = denoise_checkpoint(store.model_dir / "best.pt", np.asarray(store.array("recon")[:, 0, 0]))
     np.testing.assert_allclose(got, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_denoise_of_some_slices_equals_those_of_the_whole_volume():
+    import torch
+
+    from tomodenoise.models import build_model
+
+    s = _splits(nz=6, n=12)
+    model = build_model("msd", depth=2, in_channels=3).eval()
+    norm = {"mean": 0.0, "std": 1.0}
+    torch.manual_seed(0)
+    whole = denoise(model, s, strategy="X:1", normalisation=norm, neighbours=1)
+    part = denoise(model, s, strategy="X:1", normalisation=norm, neighbours=1, slices=slice(2, 5))
+    np.testing.assert_allclose(part, whole[2:5], rtol=1e-6, atol=1e-6)

@@ -24,7 +24,7 @@ normalisation statistics are per rank. ``python -m tomodenoise.train`` is the en
 for ``torchrun``.
 """
 
-from tomodenoise.train.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint
+from tomodenoise.train.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkpoint_neighbours, load_checkpoint
 from tomodenoise.train.data import (
     STRATEGIES,
     N2IPairs,
@@ -42,6 +42,7 @@ __all__ = [
     "N2IPairs",
     "STRATEGIES",
     "TrainResult",
+    "checkpoint_neighbours",
     "compute_normalisation",
     "load_checkpoint",
     "n2i_validation_loss",

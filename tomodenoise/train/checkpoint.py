@@ -139,6 +139,11 @@ def load_raw(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
+def checkpoint_neighbours(meta: dict[str, Any]) -> int:
+    """Neighbour slices per side the checkpoint's network takes as extra channels (0 before they existed)."""
+    return int((meta.get("train_config") or {}).get("neighbours", 0))
+
+
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Load a checkpoint written by :func:`train_n2i` (``torch.load(weights_only=True)``).
 

@@ -224,9 +224,9 @@ def train_n2i(
         train_idx, val_idx = split_slices(n_z, cfg.val_fraction, cfg.val_slices)
 
     split_sum = splits.sum(axis=0, dtype=np.float64).astype(np.float32)
-    n_nb = cfg.neighbours
-    train_pairs = N2IPairs(splits, cfg.strategy, train_idx, split_sum=split_sum, neighbours=n_nb)
-    val_pairs = N2IPairs(splits, cfg.strategy, val_idx, split_sum=split_sum, neighbours=n_nb) if val_idx.size else None
+    nb = cfg.neighbours
+    train_pairs = N2IPairs(splits, cfg.strategy, train_idx, split_sum=split_sum, neighbours=nb)
+    val_pairs = N2IPairs(splits, cfg.strategy, val_idx, split_sum=split_sum, neighbours=nb) if val_idx.size else None
     if resume is not None:
         norm = dict(resume["normalisation"])
     elif normalisation is not None:
