@@ -63,6 +63,16 @@ class RawScan:
         no flat/dark correction and no -log are applied then.
     attrs : dict
         Reader metadata (format, dataset paths, counts): JSON-serialisable values only.
+    timestamps : numpy.ndarray or None
+        ``(angle,)`` float64 acquisition time of each projection in seconds (dynamic scans:
+        time steps can be windows in time), or None when the file has none.
+    acquisition_index : numpy.ndarray or None
+        ``(angle,)`` int64 acquisition order of each projection (frame or sequence number),
+        or None: the projections are then in acquisition order as stored.
+    channels : numpy.ndarray or None
+        XRD-CT: the ``(channel,)`` coordinate values (q or scattering-angle bins, unit in
+        ``attrs["channel_unit"]``); ``projections`` are then ``(channel, angle, z, det)``.
+        None for absorption scans (``projections`` are ``(angle, z, det)``).
     """
 
     projections: np.ndarray
@@ -72,6 +82,9 @@ class RawScan:
     source: str = ""
     preprocessed: bool = False
     attrs: dict[str, Any] = field(default_factory=dict)
+    timestamps: np.ndarray | None = None
+    acquisition_index: np.ndarray | None = None
+    channels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.projections = np.asarray(self.projections, dtype=np.float32)
@@ -81,21 +94,40 @@ class RawScan:
             self.darks = np.asarray(self.darks, dtype=np.float32)
         self.angles = np.asarray(self.angles, dtype=np.float64).reshape(-1)
         self.source = str(self.source)
+        n = int(self.projections.shape[-3]) if self.projections.ndim >= 3 else None
+        if self.timestamps is not None:
+            self.timestamps = np.asarray(self.timestamps, dtype=np.float64).reshape(-1)
+            if n is not None and self.timestamps.shape[0] != n:
+                raise ValueError(f"{self.timestamps.shape[0]} timestamps for {n} projections")
+        if self.acquisition_index is not None:
+            self.acquisition_index = np.asarray(self.acquisition_index, dtype=np.int64).reshape(-1)
+            if n is not None and self.acquisition_index.shape[0] != n:
+                raise ValueError(f"{self.acquisition_index.shape[0]} acquisition indices for {n} projections")
+        if self.channels is not None:
+            self.channels = np.asarray(self.channels, dtype=np.float64).reshape(-1)
+            if self.projections.ndim != 4 or self.projections.shape[0] != self.channels.shape[0]:
+                raise ValueError(f"{self.channels.shape[0]} channel values need (channel, angle, z, det) "
+                                 f"projections, got shape {self.projections.shape}")
+
+    @property
+    def n_channels(self) -> int:
+        """Number of channels (1 for absorption scans, C diffraction channels for XRD-CT)."""
+        return int(self.projections.shape[0]) if self.projections.ndim == 4 else 1
 
     @property
     def n_angles(self) -> int:
         """Number of projections."""
-        return int(self.projections.shape[0])
+        return int(self.projections.shape[-3])
 
     @property
     def n_z(self) -> int:
         """Number of detector rows (slices)."""
-        return int(self.projections.shape[1])
+        return int(self.projections.shape[-2])
 
     @property
     def n_det(self) -> int:
         """Number of detector columns."""
-        return int(self.projections.shape[2])
+        return int(self.projections.shape[-1])
 
 
 def parse_unit(unit: Any, path: str | PathLike[str], dataset: str | None) -> str | None:
