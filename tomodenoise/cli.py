@@ -2,7 +2,7 @@
 
     tomodenoise run SCAN --out DIR [-c run.yaml] [--set train.epochs=5] [--no-prefect]
     tomodenoise check SCAN [-c run.yaml]
-    tomodenoise simulate foam --out scan.h5 [--size 256 --angles 512 --slices 8 --i0 100]
+    tomodenoise simulate foam|dynamic|xrdct --out scan.h5 [--size N --angles N --slices N ...]
     tomodenoise demo [--out DIR]
     tomodenoise bench foam|reference|warmstart|profile --slices N --out DIR
     tomodenoise config [--demo]
@@ -134,41 +134,84 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("previews (FBP | denoised | difference):")
         for p in previews:
             print(f"  {p}")
+    for name, what in (("time_strip.png", "time steps (truth | FBP | denoised)"), ("spectra.png", "spectra of a few pixels"),
+                       ("channel_maps.png", "channel maps")):
+        if (store / "report" / name).exists():
+            print(f"{what}: {store / 'report' / name}")
     print(f"wrote {store}/ (scan.zarr, model/, report/); full log: {logs.run_log_path(store)}")
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate the configuration and read the scan without writing anything."""
+    import numpy as np
+
     from .io import read_scan
-    from .preprocess import preprocess
+    from .pipeline.modalities import build_sinograms
 
     cfg = build_config(args)
     raw = read_scan(cfg.input.path, format=cfg.input.format, angles_file=cfg.input.angles_file,
                     angles_unit=cfg.input.angles_unit, slices=cfg.input.slices,
                     flats=cfg.input.flats, darks=cfg.input.darks)
-    pre = preprocess(raw, center=cfg.preprocess.center, log_min=cfg.preprocess.log_min,
-                     center_search=cfg.preprocess.center_search,
-                     max_clamped_fraction=cfg.preprocess.max_clamped_fraction)
-    print(f"OK {cfg.input.path}: sinogram (z, angle, det) = {tuple(pre.sinogram.shape)}, "
-          f"angles {pre.angles.min():.4f}..{pre.angles.max():.4f} rad, centre {pre.center:.2f}, "
-          f"{pre.n_clamped} values clamped before -log")
+    sg = build_sinograms(raw, cfg)
+    if cfg.splits.k > sg.min_projections:
+        raise ValueError(f"splits.k = {cfg.splits.k} is more than the {sg.min_projections} projections of "
+                         f"{'the shortest time step' if sg.modality == 'dynamic' else 'the scan'}")
+    a = np.asarray(sg.angles)
+    print(f"OK {cfg.input.path}: {sg.modality} scan, sinogram (time, channel, z, angle, det) = "
+          f"{tuple(sg.sinogram.shape)}, angles {np.nanmin(a):.4f}..{np.nanmax(a):.4f} rad, centre {sg.center:.2f}, "
+          f"{sg.n_clamped} values clamped before -log")
+    if sg.modality == "dynamic":
+        n = sg.info["projections_per_step"]
+        print(f"  {len(n)} time steps ({sg.info['window']} windows) of {min(n)} to {max(n)} projections "
+              f"(mean {np.mean(n):.2f}); time {sg.time[0]:.4g}..{sg.time[-1]:.4g} {sg.time_attrs.get('units', '')}")
+    if sg.modality == "xrdct":
+        ch = np.asarray(sg.channel, dtype=np.float64)
+        print(f"  {ch.size} channels, {sg.channel_attrs.get('long_name')} {ch.min():.4g}..{ch.max():.4g} "
+              f"{sg.channel_attrs.get('units', '')}")
     for key, what in (("flats_source", "flats"), ("darks_source", "darks")):
         if raw.attrs.get(key):
             print(f"  {what}: {raw.attrs[key]}")
+    for w in sg.info.get("warnings", []):
+        print(f"  warning: {w}")
     return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .simulate.scan import simulate_foam_scan
-
     if Path(args.out).exists() and not args.force:
         raise FileExistsError(f"{args.out} exists; use --force to replace it")
-    out = simulate_foam_scan(
-        args.out, size=args.size, n_angles=args.angles, n_slices=args.slices, i0=args.i0,
-        seed=args.seed, n_spheres=args.spheres, phantom=args.phantom,
+    if args.kind == "foam":
+        from .simulate.scan import simulate_foam_scan
+
+        out = simulate_foam_scan(
+            args.out, size=args.size or 256, n_angles=args.angles or 512, n_slices=args.slices or 8, i0=args.i0 or 100.0,
+            seed=args.seed, n_spheres=args.spheres, phantom=args.phantom,
+        )
+        print(f"wrote {out['scan']} (Data Exchange) and {out['reference']} (clean FBP, z y x)")
+        return 0
+    if args.kind == "dynamic":
+        from .simulate.dynamic import simulate_dynamic_scan
+
+        out = simulate_dynamic_scan(
+            args.out, size=args.size or 128, n_slices=args.slices or 4, n_steps=args.steps,
+            projections_per_step=args.projections_per_step, span_deg=args.span, step_seconds=args.step_seconds,
+            i0=args.i0 or 1000.0, seed=args.seed, model=args.phantom, model_number=args.model,
+        )
+        print(f"wrote {out['scan']} (Data Exchange with time stamps: {args.steps} time steps of {args.span:g} deg, "
+              f"{args.projections_per_step:g} projections each) and {out['reference']} (truth, time channel z y x)")
+        hint = "" if args.span == 180 else f" --set time.span_deg={args.span:g}"
+        print(f"run: tomodenoise run {out['scan']} --out OUT --set time.window=angle{hint} "
+              f"--reference {out['reference']}")
+        return 0
+    from .simulate.xrdct import simulate_xrdct_scan
+
+    out = simulate_xrdct_scan(
+        args.out, size=args.size or 64, n_slices=args.slices or 1, n_angles=args.angles or 90, full_turn=not args.half_turn,
+        counts=args.counts, n_channels=args.channels, ingredients=args.ingredients, seed=args.seed,
     )
-    print(f"wrote {out['scan']} (Data Exchange) and {out['reference']} (clean FBP, z y x)")
+    print(f"wrote {out['scan']} (XRD-CT sinograms, channel z angle translation; {len(out['channels'])} channels) "
+          f"and {out['reference']} (truth, time channel z y x)")
+    print(f"run: tomodenoise run {out['scan']} --out OUT --reference {out['reference']}")
     return 0
 
 
@@ -220,7 +263,7 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output root; writes OUT/<scan_id>/")
     r.add_argument("-c", "--config", help="run configuration YAML (see `tomodenoise config`)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. train.epochs=5")
-    r.add_argument("--reference", help="clean volume .npy (z, y, x) for PSNR/SSIM (simulations)")
+    r.add_argument("--reference", help="clean volume .npy (z, y, x), or (time, channel, z, y, x) for dynamic and XRD-CT scans, for PSNR/SSIM (simulations)")
     r.add_argument("--no-prefect", action="store_true", help="run the core directly, without a Prefect flow")
     r.set_defaults(func=cmd_run)
 
@@ -230,16 +273,29 @@ def make_parser() -> argparse.ArgumentParser:
     c.add_argument("--set", action="append", metavar="KEY=VALUE")
     c.set_defaults(func=cmd_check)
 
-    s = sub.add_parser("simulate", parents=[common], help="write a simulated scan in Data Exchange format")
-    s.add_argument("kind", choices=["foam"])
+    s = sub.add_parser("simulate", parents=[common], help="write a simulated scan (foam, dynamic 4D or XRD-CT) and its truth")
+    s.add_argument("kind", choices=["foam", "dynamic", "xrdct"])
     s.add_argument("--out", required=True, help="output .h5 file")
-    s.add_argument("--size", type=int, default=256, help="slice size and detector width (pixels)")
-    s.add_argument("--angles", type=int, default=512)
-    s.add_argument("--slices", type=int, default=8)
-    s.add_argument("--i0", type=float, default=100.0, help="incident photons per pixel")
+    s.add_argument("--size", type=int, default=None, help="slice size and detector width (pixels; foam 256, "
+                                                          "dynamic 128, xrdct 64)")
+    s.add_argument("--angles", type=int, default=None, help="projections (foam 512; xrdct 90)")
+    s.add_argument("--slices", type=int, default=None, help="detector rows (foam 8, dynamic 4, xrdct 1)")
+    s.add_argument("--i0", type=float, default=None, help="incident photons per pixel (foam 100, dynamic 1000)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--spheres", type=int, default=2000, help="voids in a generated foam")
-    s.add_argument("--phantom", help="phantom.h5 of the reference benchmark instead of a generated foam")
+    s.add_argument("--spheres", type=int, default=2000, help="foam: voids in a generated foam")
+    s.add_argument("--phantom", help="foam: phantom.h5 of the reference benchmark; dynamic: a TomoPhantom "
+                                     "Phantom2DLibrary.dat (default: the built-in 2D+t model)")
+    s.add_argument("--model", type=int, default=101, help="dynamic: the TomoPhantom 2D+t model number in --phantom")
+    s.add_argument("--steps", type=int, default=8, help="dynamic: time steps")
+    s.add_argument("--projections-per-step", type=float, default=100.5,
+                   help="dynamic: projections per time step (need not be an integer: steps are interlaced)")
+    s.add_argument("--span", type=float, default=180.0, help="dynamic: rotation per time step in degrees")
+    s.add_argument("--step-seconds", type=float, default=0.1, help="dynamic: seconds per time step")
+    s.add_argument("--counts", type=float, default=100.0, help="xrdct: photons of the brightest sinogram value")
+    s.add_argument("--channels", type=int, default=None, help="xrdct: diffraction channels (bins averaged)")
+    s.add_argument("--ingredients", help="xrdct: folder with Patterns.h5 and catalyst_particles_*.tif (e.g. "
+                                         "nDTomo's); default: built-in synthetic phases")
+    s.add_argument("--half-turn", action="store_true", help="xrdct: angles over 180 deg instead of a full turn")
     s.add_argument("--force", action="store_true", help="replace OUT if it exists")
     s.set_defaults(func=cmd_simulate)
 

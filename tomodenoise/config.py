@@ -47,6 +47,28 @@ class PreprocessConfig(_Strict):
                                       "zero or negative (clamped before -log; e.g. darks larger than flats)")
 
 
+class TimeConfig(_Strict):
+    """Dynamic (4D) scans: time steps are windows of the projection stream (continuous rotation)."""
+
+    window: Literal["auto", "none", "angle", "time"] = Field(
+        "auto", description="How to cut the stream into time steps: angle (span_deg of rotation each), time "
+                            "(seconds each, from the time stamps), none (one static volume); auto: time when "
+                            "seconds is set, angle when the angles span more than 1.5 turns, else none")
+    span_deg: float = Field(180.0, gt=0, le=3600, description="Rotation per time step (angle windows): 180 or 360")
+    seconds: float | None = Field(None, gt=0, description="Length of a time step in seconds (time windows)")
+    offset: float = Field(0.0, ge=0, description="Start of the first window after the first projection "
+                                                 "(degrees for angle windows, seconds for time windows)")
+    steps: tuple[int, int] | None = Field(None, description="Keep only time steps [start, stop); all when empty")
+
+
+class ChannelConfig(_Strict):
+    """Multi-channel scans (XRD-CT: one sinogram per diffraction channel)."""
+
+    normalise: bool = Field(True, description="Normalise every channel by its own mean and standard deviation "
+                                              "before training (diffraction channels span orders of magnitude)")
+    select: tuple[int, int] | None = Field(None, description="Keep only channels [start, stop); all when empty")
+
+
 class SplitConfig(_Strict):
     """How projections are divided into K sets with independent noise."""
 
@@ -91,8 +113,12 @@ class TrainConfig(_Strict):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Held-out slices for the N2I validation loss")
     val_slices: list[int] | None = Field(None, description="Explicit held-out z slices (overrides val_fraction)")
     augment: bool = Field(True, description="The 8 rotations and flips of the square, one at random per training pair")
-    neighbours: int = Field(0, ge=0, le=8, description="Inputs of this many slices on each side as extra input "
-                                                        "channels (the target stays one slice); 0 = one channel")
+    neighbours: int = Field(0, ge=0, le=8, description="Inputs of this many neighbours on each side (slices, "
+                                                        "time steps or channels: neighbour_axis) as extra input "
+                                                        "channels (the target stays one image); 0 = one channel")
+    neighbour_axis: Literal["z", "time", "channel"] = Field(
+        "z", description="Axis of the neighbours: z (slices), time (time steps of a dynamic scan: the "
+                         "time-neighbour variant) or channel (XRD-CT)")
     early_stopping: int = Field(10, ge=0, description="Epochs without validation improvement before stopping; 0 = never")
     min_delta: float = Field(0.0, ge=0.0, lt=1.0,
                              description="Relative improvement of the held-out loss that counts for early stopping")
@@ -135,10 +161,12 @@ class OutputConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    """A whole run: input -> preprocess -> splits -> recon -> train -> denoise -> report."""
+    """A whole run: input -> preprocess -> time steps -> splits -> recon -> train -> denoise -> report."""
 
     input: InputConfig = Field(default_factory=InputConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    time: TimeConfig = Field(default_factory=TimeConfig)
+    channels: ChannelConfig = Field(default_factory=ChannelConfig)
     splits: SplitConfig = Field(default_factory=SplitConfig)
     recon: ReconConfig = Field(default_factory=ReconConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

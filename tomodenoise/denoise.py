@@ -18,7 +18,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from tomodenoise.train import STRATEGIES, N2IPairs, checkpoint_neighbours, denormalise, load_checkpoint, resolve_device
+from tomodenoise.train import (
+    STRATEGIES,
+    N2IPairs,
+    checkpoint_neighbour_axis,
+    checkpoint_neighbours,
+    denormalise,
+    load_checkpoint,
+    resolve_device,
+)
 from tomodenoise.train.data import as_batch
 
 __all__ = ["denoise", "denoise_checkpoint"]
@@ -46,6 +54,8 @@ def denoise(
     progress: bool = False,
     neighbours: int = 0,
     slices: slice | None = None,
+    volume_shape: tuple[int, int, int] | None = None,
+    neighbour_axis: str = "z",
 ) -> np.ndarray:
     """Denoise split reconstructions with a Noise2Inverse-trained network.
 
@@ -73,6 +83,9 @@ def denoise(
     slices : slice, optional
         The z slices to denoise (default all); the others only feed the neighbour channels,
         so a slab read with a halo of ``neighbours`` slices is denoised without waste.
+    volume_shape, neighbour_axis
+        ``(time, channel, z)`` of stacked volumes and the neighbours' axis, as in training
+        (:class:`~tomodenoise.train.N2IPairs`); ``slices`` then indexes the stacked images.
 
     Returns
     -------
@@ -87,7 +100,8 @@ def denoise(
     k, n_z = splits.shape[:2]
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    pairs = N2IPairs(splits, strategy, neighbours=neighbours)  # the inputs exactly as in training
+    pairs = N2IPairs(splits, strategy, neighbours=neighbours, volume_shape=volume_shape,
+                     neighbour_axis=neighbour_axis)  # the inputs exactly as in training
     zs = range(n_z)[slices] if slices is not None else range(n_z)
     out = np.zeros((len(zs), *splits.shape[2:]), dtype=np.float32)
     items = [(z, j) for z in zs for j in range(k)]
@@ -110,8 +124,10 @@ def denoise_checkpoint(
     batch_size: int = 4,
     device: str | torch.device = "auto",
     progress: bool = False,
+    volume_shape: tuple[int, int, int] | None = None,
 ) -> np.ndarray:
-    """:func:`denoise` with the network, strategy and normalisation stored in ``checkpoint``."""
+    """:func:`denoise` with the network, strategy and normalisation stored in ``checkpoint``
+    (``volume_shape``: ``(time, channel, z)`` of stacked volumes, as in training)."""
     splits = _check(recon_splits)
     model, meta = load_checkpoint(checkpoint, device=resolve_device(device))
     if splits.shape[0] != meta["k"]:
@@ -125,5 +141,6 @@ def denoise_checkpoint(
     return denoise(
         model, splits, strategy=meta["strategy"], normalisation=meta["normalisation"],
         batch_size=batch_size, device=resolve_device(device), progress=progress,
-        neighbours=checkpoint_neighbours(meta),
+        neighbours=checkpoint_neighbours(meta), neighbour_axis=checkpoint_neighbour_axis(meta),
+        volume_shape=volume_shape,
     )

@@ -1,4 +1,5 @@
-"""Pictures for people: PNG previews of FBP, denoised and their difference."""
+"""Pictures for people: PNG previews of FBP, denoised and their difference; grids over time
+steps or channels; spectra of a few pixels (XRD-CT)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,69 @@ def write_previews(out_dir: str | Path, fbp: np.ndarray, denoised: np.ndarray, *
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def write_grid(path: str | Path, rows: dict[str, np.ndarray], col_titles: list[str], *, title: str = "",
+               share_with: str | None = None) -> Path:
+    """A grid of images: one row per entry of ``rows`` (each ``(n_cols, y, x)``), one shared grey
+    scale per column (percentiles of the ``share_with`` row, default the first): e.g. truth, FBP
+    and denoised over a few time steps, or over a few diffraction channels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(rows)
+    ref = rows[share_with or names[0]]
+    n_cols = len(col_titles)
+    fig, axes = plt.subplots(len(names), n_cols, figsize=(2.6 * n_cols, 2.6 * len(names) + 0.6),
+                             constrained_layout=True, squeeze=False)
+    for j in range(n_cols):
+        vmin, vmax = _limits(np.asarray(ref[j]))
+        for i, name in enumerate(names):
+            ax = axes[i, j]
+            ax.imshow(np.asarray(rows[name][j]), cmap="gray", vmin=vmin, vmax=vmax)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(col_titles[j], fontsize=9)
+            if j == 0:
+                ax.set_ylabel(name)
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def write_spectra(path: str | Path, channels: np.ndarray, spectra: dict[str, np.ndarray], labels: list[str], *,
+                  channel_label: str = "channel", title: str = "") -> Path:
+    """The spectrum of a few pixels: one panel per pixel (``labels``), one line per entry of
+    ``spectra`` (each ``(n_pixels, channel)``), e.g. truth, FBP and denoised."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = len(labels)
+    fig, axes = plt.subplots(n, 1, figsize=(7, 2.2 * n + 0.6), constrained_layout=True, squeeze=False)
+    styles = {"truth": dict(color="k", lw=1.5), "FBP": dict(color="tab:gray", lw=0.8, alpha=0.8),
+              "denoised": dict(color="tab:red", lw=1.2)}
+    for i, label in enumerate(labels):
+        ax = axes[i, 0]
+        for name, s in spectra.items():
+            ax.plot(channels, np.asarray(s)[i], label=name, **styles.get(name, {}))
+        ax.set_ylabel("intensity")
+        ax.set_title(label, fontsize=9)
+        if i == 0:
+            ax.legend(fontsize=8)
+    axes[-1, 0].set_xlabel(channel_label)
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

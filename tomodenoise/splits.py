@@ -1,4 +1,4 @@
-"""Which projection goes to which Noise2Inverse split.
+"""Which projection goes to which Noise2Inverse split and time step.
 
 Noise2Inverse splits the projection angles of one scan into ``K`` disjoint,
 interlaced subsets: split ``j`` takes the angles ``j, j + K, j + 2K, ...`` (in
@@ -6,15 +6,22 @@ acquisition order). Every split then covers the whole angular range with ``K``
 times coarser sampling, so the ``K`` reconstructions show the same object with
 statistically independent noise.
 
+A dynamic scan is a stream of projections from continuous rotation; :func:`time_windows`
+cuts it into time steps by rotation angle or by time, and the splits are then taken
+within each step (:func:`step_split_indices`).
+
 The angle axis is the second-to-last axis of a sinogram (``(..., angle, det)``,
 see ``docs/CONVENTIONS.md``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["split_indices", "split_sinogram"]
+__all__ = ["TimeStep", "split_indices", "split_sinogram", "step_split_indices", "time_windows", "unwrap_rotation"]
 
 
 def _check_k(n_angles: int, k: int) -> tuple[int, int]:
@@ -107,3 +114,135 @@ def split_sinogram(
     for idx in split_indices(sinogram.shape[-2], k):
         out.append((np.ascontiguousarray(sinogram[..., idx, :]), angles[idx].copy()))
     return out
+
+
+# --- time steps of a dynamic scan -------------------------------------------------------------
+@dataclass(frozen=True)
+class TimeStep:
+    """One time step of a dynamic scan: a window of the projection stream.
+
+    Attributes
+    ----------
+    index : int
+        Time step number (0-based).
+    projections : numpy.ndarray
+        Indices into the stream (acquisition order) of the projections in this window.
+    time : float
+        The step's time coordinate: the mean time stamp of its projections in seconds from
+        the first projection, or the window's centre in seconds (time windows); the step
+        index when the scan has no time stamps and the windows are by angle.
+    start, stop : float
+        The window: rotation in radians from the first projection (angle windows) or seconds
+        from the first projection (time windows).
+    """
+
+    index: int
+    projections: np.ndarray
+    time: float
+    start: float
+    stop: float
+
+
+def unwrap_rotation(angles: np.ndarray) -> np.ndarray:
+    """Rotation since the first projection, in radians, increasing, for angles in acquisition order.
+
+    Continuous-rotation scans often store angles wrapped to one turn (``[0, 2 pi)``) or
+    rotating backwards; they are unwrapped (period 2 pi) and turned positive, so the result
+    grows through all turns of the stream.
+    """
+    a = np.unwrap(np.asarray(angles, dtype=np.float64).reshape(-1), period=2 * np.pi)
+    if a.size < 2:
+        return a - a[:1]
+    sign = 1.0 if np.median(np.diff(a)) >= 0 else -1.0
+    return sign * (a - a[0])
+
+
+def time_windows(
+    angles: np.ndarray,
+    timestamps: np.ndarray | None = None,
+    *,
+    by: str = "angle",
+    span: float = np.pi,
+    seconds: float | None = None,
+    offset: float = 0.0,
+) -> list[TimeStep]:
+    """Cut a projection stream (acquisition order) into time steps.
+
+    Parameters
+    ----------
+    angles : numpy.ndarray
+        ``(n,)`` angles in radians, in acquisition order (continuous rotation).
+    timestamps : numpy.ndarray, optional
+        ``(n,)`` acquisition times in seconds (needed for ``by="time"``).
+    by : {"angle", "time"}
+        Windows of ``span`` radians of rotation (one rotation: pi or 2 pi), or of ``seconds``.
+    span : float
+        Rotation per step in radians (``by="angle"``).
+    seconds : float, optional
+        Length of a step in seconds (``by="time"``).
+    offset : float
+        Start of the first window after the first projection (radians or seconds).
+
+    Returns
+    -------
+    list of TimeStep
+        The complete windows in order; a last window shorter than its length (by more than
+        half a projection interval) is left out. The number of projections per window need
+        not be constant: a window holds the projections that fall into it, so 299.92
+        projections per step give steps of 299 and 300.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``by``, a non-positive length, missing time stamps, or a stream
+        shorter than one window.
+    """
+    a = unwrap_rotation(angles)
+    n = a.size
+    ts = None if timestamps is None else np.asarray(timestamps, dtype=np.float64).reshape(-1)
+    if ts is not None and ts.shape[0] != n:
+        raise ValueError(f"{ts.shape[0]} time stamps for {n} projections")
+    if by == "angle":
+        length, pos = float(span), a
+    elif by == "time":
+        if ts is None:
+            raise ValueError("time windows need the projections' time stamps (the scan has none): "
+                             "use angle windows (time.window: angle) instead")
+        if seconds is None:
+            raise ValueError("time windows need their length: set time.seconds")
+        length, pos = float(seconds), ts - ts[0]
+    else:
+        raise ValueError(f"windows are by 'angle' or 'time', got {by!r}")
+    if not np.isfinite(length) or length <= 0:
+        raise ValueError(f"the window length must be > 0, got {length}")
+    if n < 2:
+        raise ValueError("a dynamic scan needs more than one projection")
+    step = float(np.median(np.diff(pos)))
+    rel = pos - float(offset)
+    # a window is complete when the projections cover it to within half a projection interval
+    n_steps = int(np.floor((rel[-1] + 1.5 * step) / length + 1e-9))
+    if n_steps < 1:
+        raise ValueError(f"the stream covers {rel[-1] + step:.4g} of the window length {length:.4g}: "
+                         "not one complete time step")
+    which = np.floor(rel / length + 1e-9).astype(np.int64)
+    out = []
+    for t in range(n_steps):
+        idx = np.flatnonzero(which == t)
+        if idx.size == 0:
+            raise ValueError(f"time step {t} holds no projection (window {length:.4g} shorter than a projection interval)")
+        if ts is not None:
+            time_value = float(np.mean(ts[idx] - ts[0]))
+        else:
+            time_value = float(t)
+        out.append(TimeStep(t, idx, time_value, float(offset) + t * length, float(offset) + (t + 1) * length))
+    return out
+
+
+def step_split_indices(steps: Sequence[TimeStep], k: int) -> list[list[np.ndarray]]:
+    """For each time step, the projection-stream indices of its ``k`` interlaced splits.
+
+    Splits are taken within each step (split ``j`` of a step takes its projections
+    ``j, j + k, ...`` in acquisition order), so the K reconstructions of one step hold
+    independent noise; no split mixes two steps.
+    """
+    return [[s.projections[i] for i in split_indices(s.projections.size, k)] for s in steps]

@@ -85,6 +85,16 @@ def metrics_table(metrics: dict[str, Any]) -> str:
         if key in fbp or key in den:
             f = lambda v: "n/a" if v is None else format(v, spec)  # noqa: E731
             lines.append(f"| {key.upper()} | {f(fbp.get(key))} | {f(den.get(key))} |")
+    if "psnr_mean_over_channels" in fbp:
+        lines.append(f"| PSNR, mean over channels | {fbp['psnr_mean_over_channels']:.2f} | "
+                     f"{den['psnr_mean_over_channels']:.2f} |")
+    for key, what in (("per_time", "time"), ("per_channel", "channel")):
+        rows = metrics.get(key) or []
+        if rows:
+            lo = min(rows, key=lambda e: e["denoised_psnr"] - e["fbp_psnr"])
+            hi = max(rows, key=lambda e: e["denoised_psnr"] - e["fbp_psnr"])
+            lines.append(f"| PSNR gain per {what} ({len(rows)}) | | {lo['denoised_psnr'] - lo['fbp_psnr']:+.2f} to "
+                         f"{hi['denoised_psnr'] - hi['fbp_psnr']:+.2f} dB |")
     if fbp.get("noise_std_estimate") is not None:
         lines.append(f"| noise std (from the splits) | {fbp['noise_std_estimate']:.4g} | |")
     if den.get("best_val_loss") is not None:

@@ -5,7 +5,8 @@ Layout (see DESIGN.md)::
     <root>/<scan_id>/scan.zarr   sinogram (time, channel, z, angle, det)
                                  recon    (split, time, channel, z, y, x)
                                  denoised (time, channel, z, y, x)
-                                 coords: angle [rad], time, channel, z, det, y, x, split
+                                 coords: angle [rad], time [s], channel (e.g. q), z, det,
+                                 y, x, split; step_angles (time, angle) [rad] (NaN-padded)
                                  attrs: geometry, config, provenance, stages
     <root>/<scan_id>/model/      checkpoints
     <root>/<scan_id>/report/     metrics.json, PNG previews, report.md
@@ -114,8 +115,20 @@ class ScanStore:
         z: np.ndarray | None = None,
         z_chunk: int = 4,
         attrs: dict[str, Any] | None = None,
+        time: np.ndarray | None = None,
+        time_attrs: dict[str, Any] | None = None,
+        channel: np.ndarray | None = None,
+        channel_attrs: dict[str, Any] | None = None,
+        coords: dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, Any]]] | None = None,
     ) -> "ScanStore":
         """Write a new store holding the sinogram ``(time, channel, z, angle, det)``.
+
+        ``angles`` are ``(angle,)`` radians shared by every time step, or ``(time, angle)``
+        with each step's own angles (dynamic scans: steps may hold different numbers of
+        projections; the shorter ones are padded with NaN angles and zero sinogram rows).
+        Either way the store holds ``step_angles (time, angle)``; read a step's angles with
+        :meth:`angles_of`. ``time`` and ``channel`` are the coordinate values (seconds;
+        q bins), ``coords`` further coordinates ``name: (dims, values, attrs)``.
 
         Overwrites an existing ``scan.zarr`` at the same place (ingest is a pure function of
         the raw input and the configuration, so re-running it gives the same bytes).
@@ -125,22 +138,30 @@ class ScanStore:
             raise ValueError(f"sinogram must be (time, channel, z, angle, det), got shape {sinogram.shape}")
         nt, nc, nz, na, nd = sinogram.shape
         angles = np.asarray(angles, dtype=np.float64)
-        if angles.shape != (na,):
-            raise ValueError(f"angles must have shape ({na},), got {angles.shape}")
+        if angles.shape == (na,):
+            step_angles = np.broadcast_to(angles, (nt, na)).copy()
+            angle_coord = ("angle", angles, {"units": "rad"})
+        elif angles.shape == (nt, na):
+            step_angles = angles
+            angle_coord = ("angle", np.arange(na), {"long_name": "projection within a time step (angles: step_angles)"})
+        else:
+            raise ValueError(f"angles must have shape ({na},) or ({nt}, {na}), got {angles.shape}")
         import xarray as xr
 
         store = cls(root)
         store.root.mkdir(parents=True, exist_ok=True)
-        ds = xr.Dataset(
-            {"sinogram": (DIMS["sinogram"], sinogram)},
-            coords={
-                "time": np.arange(nt),
-                "channel": np.arange(nc),
-                "z": np.arange(nz) if z is None else np.asarray(z),
-                "angle": ("angle", angles, {"units": "rad"}),
-                "det": np.arange(nd),
-            },
-        )
+        all_coords: dict[str, Any] = {
+            "time": ("time", np.arange(nt) if time is None else np.asarray(time), dict(time_attrs or {})),
+            "channel": ("channel", np.arange(nc) if channel is None else np.asarray(channel), dict(channel_attrs or {})),
+            "z": np.arange(nz) if z is None else np.asarray(z),
+            "angle": angle_coord,
+            "det": np.arange(nd),
+            "step_angles": (("time", "angle"), step_angles, {"units": "rad", "long_name": "angles of each time step "
+                                                                                   "(NaN: padding)"}),
+        }
+        for name, (dims, values, a) in (coords or {}).items():
+            all_coords[name] = (dims, np.asarray(values), dict(a))
+        ds = xr.Dataset({"sinogram": (DIMS["sinogram"], sinogram)}, coords=all_coords)
         ds.attrs.update(_jsonable(attrs or {}))
         ds.attrs["stages"] = {}
         ds.attrs["provenance"] = provenance()
@@ -208,7 +229,16 @@ class ScanStore:
 
     @property
     def angles(self) -> np.ndarray:
-        return np.asarray(self.array("angle")[:], dtype=np.float64)
+        """The angles of time step 0 (all of a static scan), radians."""
+        return self.angles_of(0)
+
+    def angles_of(self, time: int) -> np.ndarray:
+        """The angles (radians) of time step ``time``: the sinogram's first ``len`` rows."""
+        group = zarr.open_group(str(self.zarr_path), mode="r")
+        if "step_angles" not in group:  # stores written before dynamic scans
+            return np.asarray(self.array("angle")[:], dtype=np.float64)
+        a = np.asarray(group["step_angles"][time], dtype=np.float64)
+        return a[: int(np.count_nonzero(np.isfinite(a)))]
 
     def update_attrs(self, **kw: Any) -> None:
         group = zarr.open_group(str(self.zarr_path), mode="r+")

@@ -109,6 +109,7 @@ def preprocess(
     rings: int | None = None,
     max_clamped_fraction: float = 0.01,
     sort_angles: bool = True,
+    center_projections: np.ndarray | None = None,
 ) -> Preprocessed:
     """Flat/dark correction, -log and centre of rotation: a RawScan -> sinograms.
 
@@ -139,6 +140,9 @@ def preprocess(
         Sort the projections by angle when the angles are not monotonic (pencil-beam and
         continuous-rotation scans), with a warning; the acquisition index of each sorted
         projection goes to ``info["projection_order"]``.
+    center_projections : numpy.ndarray, optional
+        Find the centre on these projections only (indices after sorting), e.g. one time step
+        of a dynamic scan: one rotation, not the whole stream.
 
     Returns
     -------
@@ -226,7 +230,8 @@ def preprocess(
 
     if center is None:
         rows = _center_rows(sino.shape[0])
-        c, cinfo = find_center_info(sino[rows].mean(axis=0), angles, center_search, center_method)
+        sel = slice(None) if center_projections is None else np.asarray(center_projections)
+        c, cinfo = find_center_info(sino[rows][:, sel].mean(axis=0), angles[sel], center_search, center_method)
         info.update(cinfo)
         info["center_rows"] = [int(rows.start), int(rows.stop)]
         if "center_warning" in cinfo:

@@ -24,13 +24,20 @@ normalisation statistics are per rank. ``python -m tomodenoise.train`` is the en
 for ``torchrun``.
 """
 
-from tomodenoise.train.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkpoint_neighbours, load_checkpoint
+from tomodenoise.train.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    checkpoint_neighbour_axis,
+    checkpoint_neighbours,
+    load_checkpoint,
+)
 from tomodenoise.train.data import (
     STRATEGIES,
     N2IPairs,
     compute_normalisation,
     denormalise,
     normalise,
+    split_items,
     split_slices,
 )
 from tomodenoise.train.distributed import resolve_device
@@ -42,6 +49,7 @@ __all__ = [
     "N2IPairs",
     "STRATEGIES",
     "TrainResult",
+    "checkpoint_neighbour_axis",
     "checkpoint_neighbours",
     "compute_normalisation",
     "load_checkpoint",
@@ -49,6 +57,7 @@ __all__ = [
     "normalise",
     "denormalise",
     "resolve_device",
+    "split_items",
     "split_slices",
     "train_n2i",
 ]

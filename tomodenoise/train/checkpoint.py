@@ -144,6 +144,11 @@ def checkpoint_neighbours(meta: dict[str, Any]) -> int:
     return int((meta.get("train_config") or {}).get("neighbours", 0))
 
 
+def checkpoint_neighbour_axis(meta: dict[str, Any]) -> str:
+    """The axis of those neighbours: ``"z"``, ``"time"`` or ``"channel"``."""
+    return str((meta.get("train_config") or {}).get("neighbour_axis", "z"))
+
+
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Load a checkpoint written by :func:`train_n2i` (``torch.load(weights_only=True)``).
 

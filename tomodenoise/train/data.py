@@ -29,10 +29,12 @@ __all__ = [
     "epoch_generator",
     "make_batch",
     "normalise",
+    "split_items",
     "split_slices",
 ]
 
 STRATEGIES = ("X:1", "1:X")
+AXES = ("time", "channel", "z")  # the order in which several volumes are stacked
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -67,7 +69,14 @@ class N2IPairs:
     split_sum : ndarray, shape (z, y, x), optional
         The sum over splits, when already computed (shared between datasets).
     neighbours : int
-        Inputs of this many slices on each side as extra input channels (0: one channel).
+        Inputs of this many neighbours on each side as extra input channels (0: one channel).
+    volume_shape : (int, int, int), optional
+        ``(time, channel, z)`` when the second axis of ``recon_splits`` stacks several
+        volumes (time steps, diffraction channels) in that order; default ``(1, 1, z)``.
+        Neighbours never cross from one volume into the next.
+    neighbour_axis : {"z", "time", "channel"}
+        The axis along which neighbours are taken (slices; time steps: the time-neighbour
+        variant of dynamic scans; diffraction channels), clamped at its ends.
 
     Notes
     -----
@@ -83,6 +92,8 @@ class N2IPairs:
         *,
         split_sum: np.ndarray | None = None,
         neighbours: int = 0,
+        volume_shape: tuple[int, int, int] | None = None,
+        neighbour_axis: str = "z",
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -98,6 +109,12 @@ class N2IPairs:
             raise ValueError(f"split_sum shape {split_sum.shape} does not match {self.splits.shape[1:]}")
         self.sum = split_sum
         n_z = self.splits.shape[1]
+        self.volume_shape = (1, 1, n_z) if volume_shape is None else tuple(int(v) for v in volume_shape)
+        if len(self.volume_shape) != 3 or int(np.prod(self.volume_shape)) != n_z:
+            raise ValueError(f"volume_shape {volume_shape} (time, channel, z) does not hold the {n_z} images")
+        if neighbour_axis not in AXES:
+            raise ValueError(f"neighbour_axis must be one of {AXES}, got {neighbour_axis!r}")
+        self.neighbour_axis = neighbour_axis
         self.slices = np.arange(n_z) if slices is None else np.asarray(slices, dtype=np.int64).reshape(-1)
         if self.slices.size and (self.slices.min() < 0 or self.slices.max() >= n_z):
             raise ValueError(f"slice indices out of range [0, {n_z}): {self.slices.tolist()}")
@@ -131,9 +148,19 @@ class N2IPairs:
         ``(2n + 1, y, x)`` with ``n`` neighbours (training and inference)."""
         if not self.neighbours:
             return self.single_input(z, j)
-        last = self.splits.shape[1] - 1
-        return np.stack([self.single_input(min(max(z + d, 0), last), j)
-                         for d in range(-self.neighbours, self.neighbours + 1)])
+        return np.stack([self.single_input(i, j) for i in self.neighbour_indices(z)])
+
+    def neighbour_indices(self, z: int) -> list[int]:
+        """The images ``z - n .. z + n`` along ``neighbour_axis`` (clamped within the volume)."""
+        pos = list(np.unravel_index(int(z), self.volume_shape))
+        ax = AXES.index(self.neighbour_axis)
+        last = self.volume_shape[ax] - 1
+        out = []
+        for d in range(-self.neighbours, self.neighbours + 1):
+            p = list(pos)
+            p[ax] = min(max(pos[ax] + d, 0), last)
+            out.append(int(np.ravel_multi_index(p, self.volume_shape)))
+        return out
 
     def pair(self, z: int, j: int) -> tuple[np.ndarray, np.ndarray]:
         """``(input, target)`` for slice ``z`` (absolute index) and split ``j``."""
@@ -182,6 +209,29 @@ def split_slices(
         val = np.arange(start, start + n_val)
     train = np.setdiff1d(all_idx, val)
     return train, val
+
+
+def split_items(
+    volume_shape: tuple[int, int, int], val_fraction: float, val_slices: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training and held-out images of ``(time, channel, z)`` stacked volumes.
+
+    One volume (or explicit ``val_slices``, flat indices): :func:`split_slices`. Several
+    volumes with at least 4 slices each: the middle block of slices of every volume, so that
+    every time step and channel is both trained on and validated. Thinner volumes (XRD-CT is
+    often a single slice): evenly spaced images over all volumes.
+    """
+    nt, nc, nz = (int(v) for v in volume_shape)
+    n = nt * nc * nz
+    if nt * nc == 1 or val_slices is not None or val_fraction <= 0 or n < 2:
+        return split_slices(n, val_fraction, val_slices)
+    if nz >= 4:
+        _, zval = split_slices(nz, val_fraction)
+        val = (np.arange(nt * nc)[:, None] * nz + zval[None, :]).reshape(-1)
+    else:
+        n_val = min(max(1, int(round(val_fraction * n))), n - 1)
+        val = np.unique(np.linspace(0, n - 1, n_val + 2)[1:-1].round().astype(np.int64))
+    return np.setdiff1d(np.arange(n), val), np.sort(val)
 
 
 # --- normalisation ---------------------------------------------------------------------------

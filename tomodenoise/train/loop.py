@@ -32,7 +32,7 @@ from tomodenoise.train.data import (
     compute_normalisation,
     epoch_generator,
     make_batch,
-    split_slices,
+    split_items,
 )
 from tomodenoise.logs import summary
 from tomodenoise.train.distributed import dist_info, resolve_device, unwrap
@@ -131,6 +131,7 @@ def train_n2i(
     normalisation: dict[str, float] | None = None,
     on_epoch: Any = None,
     clock: Any = None,
+    volume_shape: tuple[int, int, int] | None = None,
 ) -> TrainResult:
     """Train a denoiser with Noise2Inverse on split reconstructions.
 
@@ -156,6 +157,10 @@ def train_n2i(
     clock : callable, optional
         Seconds for the time budget and the history (default :func:`time.monotonic`); the
         benchmarks pass one that stops while they score the model.
+    volume_shape : (int, int, int), optional
+        ``(time, channel, z)`` when ``recon_splits`` stacks several volumes (dynamic time
+        steps, XRD-CT channels) along its z axis: neighbours (``cfg.neighbour_axis``) stay
+        within a volume and every volume is held out in part (:func:`split_items`).
 
     Returns
     -------
@@ -221,12 +226,12 @@ def train_n2i(
             raise ValueError(f"resume checkpoint holds out slices {val_idx.tolist()} but the data has {n_z} slices")
         train_idx = np.setdiff1d(np.arange(n_z), val_idx)
     else:
-        train_idx, val_idx = split_slices(n_z, cfg.val_fraction, cfg.val_slices)
+        train_idx, val_idx = split_items(volume_shape or (1, 1, n_z), cfg.val_fraction, cfg.val_slices)
 
     split_sum = splits.sum(axis=0, dtype=np.float64).astype(np.float32)
-    nb = cfg.neighbours
-    train_pairs = N2IPairs(splits, cfg.strategy, train_idx, split_sum=split_sum, neighbours=nb)
-    val_pairs = N2IPairs(splits, cfg.strategy, val_idx, split_sum=split_sum, neighbours=nb) if val_idx.size else None
+    nb = dict(neighbours=cfg.neighbours, volume_shape=volume_shape, neighbour_axis=cfg.neighbour_axis)
+    train_pairs = N2IPairs(splits, cfg.strategy, train_idx, split_sum=split_sum, **nb)
+    val_pairs = N2IPairs(splits, cfg.strategy, val_idx, split_sum=split_sum, **nb) if val_idx.size else None
     if resume is not None:
         norm = dict(resume["normalisation"])
     elif normalisation is not None:

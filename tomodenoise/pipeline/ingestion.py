@@ -1,0 +1,93 @@
+"""The ingest stage: read the raw scan, preprocess it, write the sinogram store."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from ..config import RunConfig
+from ..io.store import ScanStore
+from .keys import input_identity, invalidate_from, scan_id_for, stage_current, stage_keys, store_for
+
+__all__ = ["ingest"]
+
+log = logging.getLogger(__name__)
+
+
+def ingest(cfg: RunConfig) -> ScanStore:
+    """Read the raw scan, preprocess it and write the sinogram store.
+
+    Static, dynamic (time steps cut from the projection stream) and XRD-CT scans (one
+    sinogram per diffraction channel) all become one store ``(time, channel, z, angle,
+    det)``: :mod:`tomodenoise.pipeline.modalities`.
+
+    Skipped when the store already holds this input (same files, sizes and mtimes) ingested
+    with the same settings. Input and configuration errors are raised before anything is
+    written. A store that holds a *different* source under the same scan id is refused
+    unless ``output.overwrite`` is set (two ``scan.h5`` in different folders would otherwise
+    overwrite each other's results).
+    """
+    from ..io import read_scan
+    from .modalities import build_sinograms
+
+    if not cfg.input.path:
+        raise ValueError("input.path is not set: give the scan to denoise")
+    store = store_for(cfg)
+    identity = input_identity(cfg.input.path)
+    key = stage_keys(cfg, identity)["ingest"]
+    if stage_current(store, "ingest", key):
+        log.info("ingest already complete in %s", store.zarr_path)
+        return store
+    if store.exists():
+        previous = store.attrs.get("source_identity", {}).get("path")
+        if previous and previous != identity["path"] and not cfg.output.overwrite:
+            raise FileExistsError(
+                f"{store.root} already holds the results of {previous}, not {identity['path']}; "
+                "set input.scan_id to a different name or output.overwrite=true to replace it")
+    t0 = time.perf_counter()
+    raw = read_scan(
+        cfg.input.path,
+        format=cfg.input.format,
+        angles_file=cfg.input.angles_file,
+        angles_unit=cfg.input.angles_unit,
+        slices=cfg.input.slices,
+        flats=cfg.input.flats,
+        darks=cfg.input.darks,
+    )
+    if cfg.splits.k > raw.n_angles:
+        raise ValueError(f"splits.k = {cfg.splits.k} is more than the {raw.n_angles} projection angles of "
+                         f"{cfg.input.path}")
+    sg = build_sinograms(raw, cfg)
+    if cfg.splits.k > sg.min_projections:
+        raise ValueError(f"splits.k = {cfg.splits.k} is more than the {sg.min_projections} projections of the "
+                         f"shortest time step of {cfg.input.path}: use longer time steps or fewer splits")
+    n_det = sg.sinogram.shape[-1]
+    z0 = cfg.input.slices[0] if cfg.input.slices else 0
+    geometry = {
+        "center": float(sg.center),
+        "n_det": int(n_det),
+        "n_pixels": int(cfg.recon.n_pixels or n_det),
+        "beam": "parallel",
+    }
+    invalidate_from(store, "ingest")
+    store = ScanStore.create(
+        store.root, sg.sinogram, sg.angles,
+        z=np.arange(z0, z0 + sg.sinogram.shape[2]), z_chunk=cfg.recon.z_chunk,
+        time=sg.time, time_attrs=sg.time_attrs, channel=sg.channel, channel_attrs=sg.channel_attrs, coords=sg.coords,
+        attrs={
+            "scan_id": scan_id_for(cfg),
+            "source": str(raw.source),
+            "source_identity": identity,
+            "modality": sg.modality,
+            "config": cfg.model_dump(mode="json"),
+            "geometry": geometry,
+            "reader": dict(raw.attrs),  # format, rows, flats_source/darks_source, counts
+            "preprocess": dict(sg.info, n_clamped=int(sg.n_clamped)),  # incl. projection_order, warnings
+        },
+    )
+    store.mark_stage("ingest", key=key, seconds=round(time.perf_counter() - t0, 3), center=float(sg.center),
+                     n_clamped=int(sg.n_clamped), modality=sg.modality,
+                     time_steps=int(sg.sinogram.shape[0]), channels=int(sg.sinogram.shape[1]))
+    return store

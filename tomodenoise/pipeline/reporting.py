@@ -1,0 +1,160 @@
+"""The report stage: metrics (with and without ground truth), PNG previews, a Markdown page.
+
+Dynamic scans add the PSNR per time step and a strip of a few time steps (truth, FBP,
+denoised); XRD-CT scans add the PSNR per channel and over the whole spectrum, the spectra of
+a few pixels and a grid of a few channel maps.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..config import RunConfig
+from ..io.store import ScanStore
+from .keys import scan_id_for
+from .reconstruction import load_splits, volume_shape
+
+__all__ = ["report"]
+
+
+def _check_reference(reference: np.ndarray, shape: tuple[int, int, int], image: tuple[int, int]) -> np.ndarray:
+    """The reference as ``(time, channel, z, y, x)``; ``(z, y, x)`` is accepted for one volume."""
+    ref = np.asarray(reference, dtype=np.float32)
+    want = (*shape, *image)
+    if ref.shape == want:
+        return ref
+    if ref.ndim == 3 and (1, 1, *ref.shape) == want:
+        return ref[None, None]
+    if ref.ndim == 4 and ref.shape == want[1:] and shape[0] == 1:
+        return ref[None]
+    raise ValueError(f"reference shape {ref.shape} does not match the denoised volume (time, channel, z, y, x) = {want}")
+
+
+def _psnr(ref: np.ndarray, img: np.ndarray, rng: float) -> float:
+    from .. import metrics
+
+    return float(metrics.psnr(ref, img, data_range=rng))
+
+
+def report(store: ScanStore, cfg: RunConfig, reference: np.ndarray | None = None) -> dict[str, Any]:
+    """Metrics (with and without ground truth), PNG previews and a Markdown summary.
+
+    ``reference`` is an optional clean volume (simulations) for PSNR/SSIM: ``(z, y, x)``, or
+    ``(time, channel, z, y, x)`` for dynamic and XRD-CT scans.
+    """
+    from .. import metrics
+    from ..report import write_previews
+
+    shape = volume_shape(store)
+    nt, nc, nz = shape
+    splits = load_splits(store)
+    k, _, ny, nx = splits.shape
+    fbp = splits.mean(axis=0)  # the mean of the K split FBPs is the full FBP (linearity)
+    den = np.asarray(store.array("denoised")[:], dtype=np.float32).reshape(-1, ny, nx)
+    out: dict[str, Any] = {"modality": store.attrs.get("modality", "static"), "fbp": {}, "denoised": {}}
+    # Unsupervised: noise level of one split from two independent splits.
+    noise_var = float(np.mean((splits[0] - splits[1]) ** 2) / 2.0)
+    out["split_noise_std"] = float(np.sqrt(noise_var))
+    out["fbp"]["noise_std_estimate"] = float(np.sqrt(noise_var / k))
+    ref5 = None
+    if reference is not None:
+        ref5 = _check_reference(reference, shape, (ny, nx))
+        ref = ref5.reshape(-1, ny, nx)
+        rng = float(ref.max() - ref.min())
+        for name, img in (("fbp", fbp), ("denoised", den)):
+            out[name]["psnr"] = float(metrics.psnr(ref, img, data_range=rng))
+            out[name]["ssim"] = float(metrics.ssim(ref, img, data_range=rng))
+    fbp5, den5 = fbp.reshape(nt, nc, nz, ny, nx), den.reshape(nt, nc, nz, ny, nx)
+    ds = store.open()
+    if nt > 1 and ref5 is not None:
+        rng = float(ref5.max() - ref5.min())
+        out["per_time"] = [{"time": float(ds["time"].values[t]),
+                            "fbp_psnr": _psnr(ref5[t], fbp5[t], rng), "denoised_psnr": _psnr(ref5[t], den5[t], rng)}
+                           for t in range(nt)]
+    if nc > 1 and ref5 is not None:
+        out["per_channel"] = []
+        for c in range(nc):
+            r = ref5[:, c]
+            rng_c = float(r.max() - r.min()) or 1.0
+            out["per_channel"].append({"channel": float(ds["channel"].values[c]), "fbp_psnr": _psnr(r, fbp5[:, c], rng_c),
+                                       "denoised_psnr": _psnr(r, den5[:, c], rng_c)})
+        for name in ("fbp", "denoised"):
+            out[name]["psnr_mean_over_channels"] = float(np.mean([e[f"{name}_psnr"] for e in out["per_channel"]]))
+    stages = store.attrs.get("stages", {})
+    out["stages"] = {k_: v.get("seconds") for k_, v in stages.items()}
+    if "train" in stages:
+        out["denoised"]["best_val_loss"] = stages["train"].get("best_val_loss")
+    store.report_dir.mkdir(parents=True, exist_ok=True)
+    (store.report_dir / "metrics.json").write_text(json.dumps(out, indent=2))
+    title = scan_id_for(cfg)
+    pngs = write_previews(store.report_dir, fbp, den, n=cfg.output.previews, title=title)
+    pngs += _modality_plots(store, ds, fbp5, den5, ref5, title)
+    (store.report_dir / "report.md").write_text(_markdown(store, out, pngs))
+    store.mark_stage("report", previews=[p.name for p in pngs])
+    return out
+
+
+def _picks(n: int, m: int = 4) -> list[int]:
+    return sorted(set(np.linspace(0, n - 1, min(m, n)).round().astype(int).tolist()))
+
+
+def _modality_plots(store: ScanStore, ds: Any, fbp5: np.ndarray, den5: np.ndarray, ref5: np.ndarray | None,
+                    title: str) -> list[Path]:
+    from ..report import write_grid, write_spectra
+
+    nt, nc, nz = fbp5.shape[:3]
+    zm = nz // 2
+    paths = []
+    if nt > 1:
+        ts = _picks(nt)
+        rows = {} if ref5 is None else {"truth": ref5[ts, 0, zm]}
+        rows.update({"FBP": fbp5[ts, 0, zm], "denoised": den5[ts, 0, zm]})
+        unit = ds["time"].attrs.get("units", "")
+        cols = [f"t{t}: {float(ds['time'].values[t]):.3g} {unit}".strip() for t in ts]
+        paths.append(write_grid(store.report_dir / "time_strip.png", rows, cols, title=f"{title}: slice {zm}"))
+    if nc > 1:
+        chan = np.asarray(ds["channel"].values, dtype=np.float64)
+        label = f"{ds['channel'].attrs.get('long_name', 'channel')} ({ds['channel'].attrs.get('units', '')})"
+        base = ref5 if ref5 is not None else den5
+        total = base[0, :, zm].sum(axis=0)  # (y, x)
+        # pixels: the brightest pixel of each of the three channels with the most signal
+        order = np.argsort(base[0, :, zm].reshape(nc, -1).max(axis=1))[::-1]
+        pix: list[tuple[int, int]] = []
+        for c in order:
+            p = np.unravel_index(int(np.argmax(base[0, c, zm])), total.shape)
+            if all(abs(p[0] - q[0]) + abs(p[1] - q[1]) > 3 for q in pix):
+                pix.append((int(p[0]), int(p[1])))
+            if len(pix) == 3:
+                break
+        spectra = {} if ref5 is None else {"truth": np.stack([ref5[0, :, zm, y, x] for y, x in pix])}
+        spectra.update({"FBP": np.stack([fbp5[0, :, zm, y, x] for y, x in pix]),
+                        "denoised": np.stack([den5[0, :, zm, y, x] for y, x in pix])})
+        paths.append(write_spectra(store.report_dir / "spectra.png", chan, spectra,
+                                   [f"pixel (y={y}, x={x})" for y, x in pix], channel_label=label,
+                                   title=f"{title}: slice {zm}"))
+        cs = [int(c) for c in sorted(order[:4])]
+        rows = {} if ref5 is None else {"truth": ref5[0, cs, zm]}
+        rows.update({"FBP": fbp5[0, cs, zm], "denoised": den5[0, cs, zm]})
+        paths.append(write_grid(store.report_dir / "channel_maps.png", rows, [f"{chan[c]:.3g}" for c in cs],
+                                title=f"{title}: channels ({label}), slice {zm}"))
+    return paths
+
+
+def _markdown(store: ScanStore, m: dict[str, Any], pngs: Iterable[Path]) -> str:
+    lines = [f"# tomodenoise report: {store.root.name}", "", "| | FBP | denoised |", "|---|---|---|"]
+    for key in ("psnr", "ssim", "psnr_mean_over_channels"):
+        if key in m["fbp"]:
+            lines.append(f"| {key.upper() if key in ('psnr', 'ssim') else 'PSNR, mean over channels'} | "
+                         f"{m['fbp'][key]:.2f} | {m['denoised'][key]:.2f} |")
+    lines.append(f"| noise std (estimated from splits) | {m['fbp']['noise_std_estimate']:.4g} | |")
+    for key, what in (("per_time", "time"), ("per_channel", "channel")):
+        if key in m:
+            lines += ["", f"PSNR per {what} (dB):", "", f"| {what} | FBP | denoised |", "|---|---|---|"]
+            lines += [f"| {e[what]:.4g} | {e['fbp_psnr']:.2f} | {e['denoised_psnr']:.2f} |" for e in m[key]]
+    lines += ["", "Previews:", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in pngs]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,110 @@
+"""The train stage: one network over every time step and channel of the store."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import RunConfig
+from ..io.store import ScanStore
+from ..logs import show_progress
+from .keys import invalidate_from, key_for, stage_current
+from .reconstruction import load_splits, volume_shape
+
+__all__ = ["channel_scales", "normalise_channels", "train", "uses_channel_normalisation"]
+
+log = logging.getLogger(__name__)
+
+
+def uses_channel_normalisation(store: ScanStore, cfg: RunConfig) -> bool:
+    """Per-channel normalisation: several channels and ``channels.normalise``."""
+    return cfg.channels.normalise and volume_shape(store)[1] > 1
+
+
+def channel_scales(splits: np.ndarray, shape: tuple[int, int, int]) -> dict[str, list[float]]:
+    """Mean and standard deviation of each channel's full reconstruction (the mean of the splits).
+
+    Diffraction channels span orders of magnitude: each is mapped to zero mean and unit
+    spread before training, and back after denoising.
+    """
+    nt, nc, nz = shape
+    k, _, ny, nx = splits.shape
+    means, stds = [], []
+    for c in range(nc):
+        v = splits.reshape(k, nt, nc, nz, ny, nx)[:, :, c].mean(axis=0, dtype=np.float64)
+        m, s = float(v.mean()), float(v.std())
+        means.append(m)
+        stds.append(s if np.isfinite(s) and s > 1e-12 * max(1.0, abs(m)) else 1.0)
+    return {"mean": means, "std": stds}
+
+
+def normalise_channels(data: np.ndarray, channel_axis: int, scales: dict[str, list[float]],
+                       inverse: bool = False) -> np.ndarray:
+    """``(x - mean_c) / std_c`` along ``channel_axis`` (or the inverse), in place for float32 data."""
+    shape = [1] * data.ndim
+    shape[channel_axis] = -1
+    m = np.asarray(scales["mean"], dtype=np.float32).reshape(shape)
+    s = np.asarray(scales["std"], dtype=np.float32).reshape(shape)
+    if inverse:
+        data *= s
+        data += m
+    else:
+        data -= m
+        data /= s
+    return data
+
+
+def train(store: ScanStore, cfg: RunConfig, on_epoch: Any = None) -> Path:
+    """Train the denoiser on the split reconstructions; returns the best checkpoint.
+
+    One network is trained on all time steps and channels (stacked, see
+    :func:`~tomodenoise.pipeline.reconstruction.load_splits`); with several channels and
+    ``channels.normalise`` each channel is first normalised by its own mean and spread
+    (stored in the store's ``channel_normalisation`` attribute for the denoise stage).
+
+    Skipped when a model trained with these settings on these reconstructions exists. An
+    interrupted training with the same settings resumes from ``model/last.pt``.
+    """
+    from ..train import train_n2i
+
+    key = key_for(store, cfg, "train")
+    best = store.model_dir / "best.pt"
+    if stage_current(store, "train", key) and best.exists():
+        return best
+    tcfg = cfg.train if show_progress() else cfg.train.model_copy(update={"progress": False})
+    shape = volume_shape(store)
+    axis = {"time": 0, "channel": 1, "z": 2}[tcfg.neighbour_axis]
+    if tcfg.neighbours and shape[axis] == 1:
+        log.warning("train.neighbour_axis = %s but the scan has one %s: the neighbour channels repeat the image",
+                    tcfg.neighbour_axis, "time step" if axis == 0 else ("channel" if axis == 1 else "slice"))
+    last = store.model_dir / "last.pt"
+    started = store.attrs.get("train_started", {})
+    if started.get("key") == key and last.exists() and tcfg.resume is None:
+        log.info("resuming the interrupted training from %s", last)
+        tcfg = tcfg.model_copy(update={"resume": str(last)})
+    else:
+        invalidate_from(store, "train")
+        store.update_attrs(train_started={"key": key})
+    splits = load_splits(store)
+    normalisation = None
+    if uses_channel_normalisation(store, cfg):
+        scales = channel_scales(splits, shape)
+        k, _, ny, nx = splits.shape
+        normalise_channels(splits.reshape(k, shape[0], shape[1], shape[2], ny, nx), 2, scales)
+        store.update_attrs(channel_normalisation=scales)
+        normalisation = {"mean": 0.0, "std": 1.0}
+    t0 = time.perf_counter()
+    result = train_n2i(splits, tcfg, cfg.model, store.model_dir, run_config=cfg.model_dump(mode="json"),
+                       on_epoch=on_epoch, volume_shape=shape, normalisation=normalisation)
+    store.mark_stage("train", key=key, seconds=round(time.perf_counter() - t0, 3), checkpoint=str(result.checkpoint),
+                     epochs=len(result.history), best_epoch=result.best_epoch, stopped=result.stopped,
+                     best_val_loss=_finite_or_none(result.best_val_loss))
+    return Path(result.checkpoint)
+
+
+def _finite_or_none(x: Any) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
