@@ -4,7 +4,7 @@
     tomodenoise check SCAN [-c run.yaml]
     tomodenoise simulate foam|dynamic|xrdct --out scan.h5 [--size N --angles N --slices N ...]
     tomodenoise demo [--out DIR]
-    tomodenoise bench foam|reference|warmstart|profile --slices N --out DIR
+    tomodenoise bench foam|reference|warmstart|profile|dynamic|xrdct --out DIR
     tomodenoise config [--demo]
 """
 
@@ -236,6 +236,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.kind == "warmstart":
         bench.run_warmstart_benchmark(out, n, args.minutes or 5.0, source_minutes=args.source_minutes,
                                       warm_minutes=args.warm_minutes, network=args.network, phantom=args.phantom)
+    elif args.kind == "dynamic":
+        from .bench.modalities import run_dynamic_benchmark
+
+        run_dynamic_benchmark(out, minutes=args.minutes or 5.0)
+    elif args.kind == "xrdct":
+        from .bench.modalities import run_xrdct_benchmark
+
+        run_xrdct_benchmark(out, minutes=args.minutes or 3.0, ingredients=args.ingredients)
     else:
         bench.run_profile(out, n, phantom=args.phantom)
     return 0
@@ -308,10 +316,11 @@ def make_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     b = sub.add_parser("bench", parents=[common], help="quality benchmarks")
-    b.add_argument("kind", choices=["foam", "reference", "warmstart", "profile"],
+    b.add_argument("kind", choices=["foam", "reference", "warmstart", "profile", "dynamic", "xrdct"],
                    help="foam: quality of every method and PSNR-vs-time curves; reference: our training loop vs a "
                         "reference-style loop; warmstart: warm start from another foam vs a cold start; profile: "
-                        "where one training step's time goes")
+                        "where one training step's time goes; dynamic: PSNR per time step of FBP, N2I and N2I "
+                        "with time neighbours; xrdct: PSNR per channel and the shorter-acquisition experiment")
     b.add_argument("--slices", type=int, default=16)
     b.add_argument("--out", required=True)
     b.add_argument("--phantom", help="phantom.h5 (default: ../shared/data/foam_n2i/phantom.h5 if present, else a generated foam)")
@@ -322,6 +331,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="reference, warmstart: which network (default n2i_msd, the faster to quality)")
     b.add_argument("--source-minutes", type=float, default=None, help="warmstart: training on the other foam")
     b.add_argument("--warm-minutes", type=float, default=None, help="warmstart: the warm start's budget")
+    b.add_argument("--ingredients", help="xrdct: folder with Patterns.h5 and catalyst_particles_*.tif (default: "
+                                         "../shared/data/xrdct_ingredients if present, else built-in phases)")
     b.set_defaults(func=cmd_bench)
 
     g = sub.add_parser("config", parents=[common], help="print a configuration as YAML")

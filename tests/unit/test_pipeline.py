@@ -117,7 +117,7 @@ def test_interrupted_training_resumes_from_last_checkpoint(tiny_scan, tmp_path, 
 
     seen = {}
 
-    def fake_train(splits, tcfg, mcfg, out_dir, run_config=None, on_epoch=None):
+    def fake_train(splits, tcfg, mcfg, out_dir, run_config=None, on_epoch=None, **kw):
         seen["resume"] = tcfg.resume
         raise RuntimeError("stop here")
 

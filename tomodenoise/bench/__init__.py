@@ -5,6 +5,7 @@
 - :mod:`.reference`: our training loop against a reference-style loop (``bench reference``);
 - :mod:`.warmstart`: warm start from another foam against a cold start (``bench warmstart``);
 - :mod:`.profile`: where one training step's time goes (``bench profile``);
+- :mod:`.modalities`: dynamic 4D and XRD-CT on simulated scans (``bench dynamic``, ``bench xrdct``);
 
 over shared helpers: :mod:`.common` (geometry, cached simulation and reconstructions, scorer,
 machine record), :mod:`.classical` (oracle-tuned filters), :mod:`.n2i` (training with a
