@@ -20,10 +20,22 @@ Diamond's DIAD layout (``/entry/imaging/data``, ``/entry/instrument/imaging/imag
 ``/entry/imaging/gts_theta_value``) is found by the search. External links are followed;
 links to files that are missing are skipped. Angles are degrees unless the dataset's
 ``units`` attribute says radians (or ``angles_unit="rad"`` when it has none).
+
+Dynamic scans: the acquisition time of each projection is read, when the entry has one,
+from a 1-D dataset with one value per frame (or per projection) named ``timestamp``,
+``timestamps``, ``time_stamp``, ``NDArrayTimeStamp`` (areaDetector), ``start_time`` or
+``frame_time`` (the last only when increasing: NeXus defines it as each frame's duration).
+One beside the data (in the ``NXdetector`` holding it) comes first, then one in an
+``NXdetector``, ``NXmonitor``, ``NXsample``, ``NXdata`` or ``NXcollection`` group, then
+any other. Numbers are seconds unless the ``units`` attribute says ms/us/ns; ISO 8601
+date-time strings become seconds since the first frame. The acquisition order is read
+likewise from ``sequence_number``, ``image_number`` or ``frame_number``. Either is None
+when the file has none.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from os import PathLike
@@ -33,14 +45,21 @@ import h5py
 import numpy as np
 
 from .base import RawScan, check_scan_arrays, check_slices, load_angles, parse_unit, saturation_of, to_radians
-from .dxchange import open_h5
+from .dxchange import open_h5, to_seconds
 from .errors import ScanError
 from .fields import FieldSpec, read_field
 
 __all__ = ["is_nexus", "read_nxtomo"]
 
+log = logging.getLogger(__name__)
+
 _MAX_DEPTH = 6
 _ANGLE_WORDS = ("rotation_angle", "theta", "angle")
+#: Names of per-frame time datasets, most likely first (lower case).
+_TIME_NAMES = ("timestamp", "timestamps", "time_stamp", "ndarraytimestamp", "start_time", "frame_time")
+#: Names of per-frame acquisition-order datasets, most likely first.
+_INDEX_NAMES = ("sequence_number", "image_number", "frame_number")
+_FRAME_CLASSES = ("NXdetector", "NXmonitor", "NXsample", "NXdata", "NXcollection")
 
 
 def _nx_class(obj: h5py.HLObject) -> str:
@@ -205,6 +224,86 @@ def _find_angles(f: h5py.File, entry: str, data_path: str, lengths: tuple[int, .
     return None
 
 
+def find_frame_vectors(f: h5py.File, entry: str, ds: h5py.Dataset, names: Sequence[str],
+                       lengths: tuple[int, ...]) -> list[str]:
+    """Paths of 1-D datasets under ``entry`` named one of ``names`` with a length in ``lengths``.
+
+    Most likely first: those in a group whose ``data`` is ``ds`` (the detector holding the
+    frames), then those in an NXdetector/NXmonitor/NXsample/NXdata/NXcollection group, then
+    the rest; within a rank in the order of ``names``, then shorter paths first.
+    """
+    eg = get(f, entry)
+    if not isinstance(eg, h5py.Group):
+        return []
+    ident = _identity(ds)
+    found, seen = [], set()
+    for path, obj in _walk_named(eg, entry, 0):
+        leaf = path.rsplit("/", 1)[-1].lower()
+        if leaf not in names or not isinstance(obj, h5py.Dataset):
+            continue
+        shape = tuple(obj.shape or ())
+        if len(shape) == 2 and 1 in shape:
+            shape = (shape[0] * shape[1],)
+        if len(shape) != 1 or shape[0] not in lengths or _identity(obj) in seen:
+            continue
+        seen.add(_identity(obj))
+        holder = get(f, path.rsplit("/", 1)[0])
+        data = get(holder, "data") if isinstance(holder, h5py.Group) else None
+        if isinstance(data, h5py.Dataset) and _identity(data) == ident:
+            rank = 0
+        else:
+            rank = 1 if holder is not None and _nx_class(holder) in _FRAME_CLASSES else 2
+        found.append(((rank, names.index(leaf), len(path)), path))
+    return [p for _, p in sorted(found)]
+
+
+def _per_projection(values: np.ndarray, n: int, i_proj: np.ndarray) -> np.ndarray:
+    """One value per frame (``n``) or per projection -> one per projection (image key 0)."""
+    return values[i_proj] if values.shape[0] == n else values
+
+
+def _frame_times(f: h5py.File, entry: str, ds: h5py.Dataset, i_proj: np.ndarray, path: Path,
+                 explicit: str | None) -> tuple[np.ndarray | None, str | None]:
+    """The projections' acquisition times in seconds and their dataset, or (None, None)."""
+    n = ds.shape[0]
+    lengths = (n, int(i_proj.size))
+    cands = [explicit] if explicit else find_frame_vectors(f, entry, ds, _TIME_NAMES, lengths)
+    for cand in cands:
+        obj = get(f, cand)
+        try:
+            if not isinstance(obj, h5py.Dataset):
+                raise ScanError(path, cand, "a timestamps dataset", "no such dataset")
+            t = to_seconds(obj[()], _attr_str(obj, "units"), path, cand)
+            if t.shape[0] not in lengths:
+                raise ScanError(path, cand, f"{n} timestamps (one per frame) or {i_proj.size} (one per projection)",
+                                f"{t.shape[0]} values")
+            if cand.rsplit("/", 1)[-1].lower() == "frame_time" and not (np.diff(t) > 0).all():
+                continue  # frame durations, not times
+            return _per_projection(t, n, i_proj), cand
+        except (OSError, TypeError, ValueError) as exc:  # ScanError is a ValueError
+            if explicit and isinstance(exc, ScanError):
+                raise
+            if explicit:
+                raise ScanError(path, cand, "readable timestamps", exc) from None
+            log.warning("%s: ignoring %s as timestamps: %s", path, cand, exc)
+    return None, None
+
+
+def _acquisition_index(f: h5py.File, entry: str, ds: h5py.Dataset, i_proj: np.ndarray,
+                       path: Path) -> tuple[np.ndarray | None, str | None]:
+    """The projections' acquisition order (sequence numbers) and their dataset, or (None, None)."""
+    n = ds.shape[0]
+    for cand in find_frame_vectors(f, entry, ds, _INDEX_NAMES, (n, int(i_proj.size))):
+        try:
+            v = np.asarray(get(f, cand)[()]).reshape(-1)
+        except (OSError, TypeError, ValueError, KeyError) as exc:
+            log.warning("%s: ignoring %s as acquisition index: %s", path, cand, exc)
+            continue
+        if v.dtype.kind in "iu" or (v.dtype.kind == "f" and np.isfinite(v).all() and (v == np.round(v)).all()):
+            return _per_projection(v.astype(np.int64), n, i_proj), cand
+    return None, None
+
+
 def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
     """Consecutive runs of sorted indices as (start, stop) pairs."""
     if idx.size == 0:
@@ -246,6 +345,7 @@ def read_nxtomo(
     angles_path: str | None = None,
     flats: FieldSpec = None,
     darks: FieldSpec = None,
+    timestamps_path: str | None = None,
 ) -> RawScan:
     """Read a NeXus NXtomo scan.
 
@@ -265,18 +365,24 @@ def read_nxtomo(
     flats, darks : path, folder, glob, list of paths or numpy.ndarray, optional
         Flat and dark fields kept apart from the file (see :mod:`tomodenoise.io.fields`);
         they replace the frames with image key 1 (flats) or 2 (darks).
+    timestamps_path : str, optional
+        The per-frame (or per-projection) time dataset, overriding the search.
 
     Returns
     -------
     RawScan
         Projections (``image_key == 0``), flats (``1``) and darks (``2``) from before and
-        after the projections, angles of the projections in radians.
+        after the projections, angles of the projections in radians; ``timestamps``
+        (seconds) and ``acquisition_index`` of the projections when the file has them
+        (see the module docstring), else None; ``attrs["timestamps"]`` and
+        ``attrs["acquisition_index"]`` name their datasets.
 
     Raises
     ------
     ScanError
         Missing or unreadable file, no NXtomo data / image key / rotation angle found,
-        lengths that do not match, no projections, NaN/inf, unusable flats.
+        lengths that do not match, no projections, NaN/inf, unusable flats, an unusable
+        ``timestamps_path``.
     """
     p = Path(path)
     with open_h5(p) as f:
@@ -364,6 +470,8 @@ def read_nxtomo(
         else:
             darks = read_frames(ds, i_dark, rows, p, dpath) if i_dark.size else None
         saturation = saturation_of(ds.dtype)
+        timestamps, timestamps_name = _frame_times(f, entry, ds, i_proj, p, timestamps_path)
+        order, order_name = _acquisition_index(f, entry, ds, i_proj, p)
 
     first, last = int(i_proj[0]), int(i_proj[-1])
     check_scan_arrays(p, proj, angles, flats, darks, names=names, saturation=saturation)
@@ -384,5 +492,8 @@ def read_nxtomo(
         "flats_source": names["flats"] if flats is not None else None,
         "darks_source": names["darks"] if darks is not None else None,
         "dtype": str(ds.dtype),
+        "timestamps": timestamps_name,
+        "acquisition_index": order_name,
     }
-    return RawScan(proj, flats, darks, angles, source=str(p), preprocessed=False, attrs=attrs)
+    return RawScan(proj, flats, darks, angles, source=str(p), preprocessed=False, attrs=attrs,
+                   timestamps=timestamps, acquisition_index=order)
