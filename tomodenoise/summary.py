@@ -12,6 +12,8 @@ from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
+
 from .io.store import ScanStore
 from .logs import summary
 
@@ -50,7 +52,15 @@ def stage_line(store: ScanStore, stage: str, since: float | None = None) -> str:
         ds = store.open()
         clamped = int(info.get("n_clamped") or 0)
         extra = f", {clamped} values clamped before -log" if clamped else ""
-        return (f"{name} {ds.sizes['z']} slices x {ds.sizes['angle']} angles x {ds.sizes['det']} px, "
+        lead = ""
+        if ds.sizes["time"] > 1:
+            counts = np.isfinite(np.asarray(ds["step_angles"].values)).sum(axis=1)
+            lead = (f"dynamic: {ds.sizes['time']} time steps of {counts.min()}-{counts.max()} projections, "
+                    if counts.min() != counts.max() else f"dynamic: {ds.sizes['time']} time steps, ")
+        if ds.sizes["channel"] > 1:
+            lead = f"XRD-CT: {ds.sizes['channel']} channels, "
+        angles = "projections" if ds.sizes["time"] > 1 else "angles"
+        return (f"{name} {lead}{ds.sizes['z']} slices x {ds.sizes['angle']} {angles} x {ds.sizes['det']} px, "
                 f"centre {float(info.get('center', 0)):.2f} px{extra}; {_sec(info)} -> scan.zarr")
     if stage == "reconstruct":
         devices = "/".join(info.get("devices") or []) or "cpu"

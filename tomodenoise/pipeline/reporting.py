@@ -37,7 +37,8 @@ def _check_reference(reference: np.ndarray, shape: tuple[int, int, int], image: 
 def _psnr(ref: np.ndarray, img: np.ndarray, rng: float) -> float:
     from .. import metrics
 
-    return float(metrics.psnr(ref, img, data_range=rng))
+    shape = ref.shape[-2:]
+    return float(metrics.psnr(ref.reshape(-1, *shape), img.reshape(-1, *shape), data_range=rng))
 
 
 def report(store: ScanStore, cfg: RunConfig, reference: np.ndarray | None = None) -> dict[str, Any]:
@@ -91,7 +92,12 @@ def report(store: ScanStore, cfg: RunConfig, reference: np.ndarray | None = None
     store.report_dir.mkdir(parents=True, exist_ok=True)
     (store.report_dir / "metrics.json").write_text(json.dumps(out, indent=2))
     title = scan_id_for(cfg)
-    pngs = write_previews(store.report_dir, fbp, den, n=cfg.output.previews, title=title)
+    if nt * nc > 1:  # previews of the middle time step and channel; the others in the grids below
+        mid = (nt // 2, nc // 2)
+        what = f"{title}, time step {mid[0]}" if nt > 1 else f"{title}, channel {mid[1]}"
+        pngs = write_previews(store.report_dir, fbp5[mid], den5[mid], n=cfg.output.previews, title=what)
+    else:
+        pngs = write_previews(store.report_dir, fbp, den, n=cfg.output.previews, title=title)
     pngs += _modality_plots(store, ds, fbp5, den5, ref5, title)
     (store.report_dir / "report.md").write_text(_markdown(store, out, pngs))
     store.mark_stage("report", previews=[p.name for p in pngs])
