@@ -203,7 +203,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"run: tomodenoise run {out['scan']} --out OUT --set time.window=angle{hint} "
               f"--reference {out['reference']}")
         return 0
-    from .simulate.xrdct import simulate_xrdct_scan
+    from .simulate.xrdct_phantom import simulate_xrdct_scan
 
     out = simulate_xrdct_scan(
         args.out, size=args.size or 64, n_slices=args.slices or 1, n_angles=args.angles or 90, full_turn=not args.half_turn,

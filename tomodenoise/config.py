@@ -22,7 +22,7 @@ class InputConfig(_Strict):
     """Where the scan comes from."""
 
     path: str | None = Field(None, description="Scan file or folder (HDF5, NeXus, TIFF folder, .npy/.npz, .zarr)")
-    format: Literal["auto", "dxchange", "nexus", "tiff", "npy", "npz", "zarr"] = "auto"
+    format: Literal["auto", "dxchange", "nexus", "tiff", "npy", "npz", "zarr", "xrdct", "pencil"] = "auto"
     angles_file: str | None = Field(None, description="Text/NumPy file of angles (TIFF stacks, raw .npy projections)")
     angles_unit: Literal["deg", "rad"] = Field(
         "deg", description="Unit of angles in angles_file, and of stored angles without a units attribute; angles "

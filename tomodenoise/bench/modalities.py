@@ -125,7 +125,7 @@ def run_xrdct_benchmark(out: Path, *, minutes: float = 3.0, size: int = 96, n_an
                         ingredients: str | None = None, seed: int = 0) -> dict[str, Any]:
     """N2I on a simulated XRD-CT scan at full and reduced counts, against the FBP at full counts."""
     from ..report import write_spectra
-    from ..simulate.xrdct import simulate_xrdct_scan
+    from ..simulate.xrdct_phantom import simulate_xrdct_scan
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,10 @@ Formats (``format=``):
 ``npy``,        ``.npy``/``.npz`` files and ``.zarr`` stores of sinograms or projections:
 ``npz``,        :func:`tomodenoise.io.arrays.read_array`
 ``zarr``
+``xrdct``       XRD-CT sinograms (channel, z, angle, translation), HDF5/NeXus NXdata or Zarr:
+                :func:`tomodenoise.io.diffraction.read_xrdct`
+``pencil``      NeXus pencil-beam absorption (data / monitor, no image_key):
+                :func:`tomodenoise.io.diffraction.read_pencil_beam`
 ``auto``        chosen from the path (suffix, folder contents, HDF5 layout)
 ==============  ==========================================================================
 
@@ -43,7 +47,7 @@ from .fields import FieldSpec, is_hdf5
 
 __all__ = ["FORMATS", "MIN_DET_WIDTH", "RawScan", "ScanError", "detect_format", "read_scan"]
 
-FORMATS = ("dxchange", "nexus", "tiff", "npy", "npz", "zarr")
+FORMATS = ("dxchange", "nexus", "tiff", "npy", "npz", "zarr", "xrdct", "pencil")
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".nxs", ".nx5", ".nexus", ".cxi")
 _ALIASES = {"hdf5": "auto-hdf5", "h5": "auto-hdf5", "dx": "dxchange", "data_exchange": "dxchange",
             "nxtomo": "nexus", "nxs": "nexus", "tif": "tiff", "array": "npy", "arrays": "npy"}
@@ -66,7 +70,9 @@ def detect_format(path: str | PathLike[str]) -> str:
     suffix = p.suffix.lower()
     if p.is_dir():
         if suffix == ".zarr" or any((p / n).exists() for n in ("zarr.json", ".zgroup", ".zarray")):
-            return "zarr"
+            from .diffraction import is_xrdct
+
+            return "xrdct" if is_xrdct(p) else "zarr"
         return "tiff"
     if suffix in (".tif", ".tiff"):
         return "tiff"
@@ -82,13 +88,19 @@ def _hdf5_flavour(p: Path) -> str:
     from .dxchange import is_dxchange, open_h5
     from .nexus import is_nexus
 
+    from .diffraction import is_pencil_beam, is_xrdct
+
     open_h5(p).close()  # missing/unreadable -> ScanError
     if is_dxchange(p):
         return "dxchange"
+    if is_xrdct(p):
+        return "xrdct"
+    if is_pencil_beam(p):
+        return "pencil"
     if is_nexus(p) or p.suffix.lower() in (".nxs", ".nx5", ".nexus"):
         return "nexus"
-    raise ScanError(p, None, "a Data Exchange file (an /exchange group) or a NeXus file (an NXentry group)",
-                    "neither")
+    raise ScanError(p, None, "a Data Exchange file (an /exchange group), a NeXus file (an NXentry group) or "
+                    "XRD-CT sinograms (an NXdata group with a 4-D signal)", "none of these")
 
 
 def read_scan(
@@ -158,6 +170,14 @@ def read_scan(
         from .tiff import read_tiff_stack
 
         return read_tiff_stack(path, **kw)
+    if fmt == "xrdct":
+        from .diffraction import read_xrdct
+
+        return read_xrdct(path, **kw)
+    if fmt == "pencil":
+        from .diffraction import read_pencil_beam
+
+        return read_pencil_beam(path, **kw)
     if fmt in ("npy", "npz", "zarr"):
         from .arrays import read_array
 
