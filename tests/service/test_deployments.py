@@ -178,3 +178,33 @@ def test_a_scan_outside_the_input_roots_fails_on_the_worker(service):
         finals = [_wait_final(http, run["id"], 180, service) for run in runs]
     assert [f["state_type"] for f in finals] == ["FAILED", "FAILED"]
     assert not (service["out"] / "outside").exists()
+
+
+def test_dynamic_and_xrdct_scans_run_through_the_deployment(service):
+    """Both modalities through the deployment and a worker, chunk-parallel on the flow's runner."""
+    import xarray as xr
+
+    from tomodenoise.api import ApiError, Client
+    from tomodenoise.simulate.dynamic import simulate_dynamic_scan
+    from tomodenoise.simulate.xrdct_phantom import simulate_xrdct_scan
+
+    server, raw, out = service["server"], service["raw"], service["out"]
+    dyn = simulate_dynamic_scan(raw / "dyn.h5", size=32, n_slices=2, n_steps=3, projections_per_step=40.5,
+                                seed=1)["scan"]
+    xrd = simulate_xrdct_scan(raw / "xrd.h5", size=24, n_angles=40, n_channels=6, counts=100.0, seed=1)["scan"]
+    dyn_over = {**TINY, "time": {"window": "angle", "span_deg": 180}}
+    with Client(server.url, auth=AUTH) as api:
+        runs = {"dyn": api.start_run(dyn, overrides=dyn_over, roots=[raw]),
+                "xrd": api.start_run(xrd, overrides=TINY, roots=[raw])}
+        for name, run_id in runs.items():
+            try:
+                final = api.wait(run_id, timeout=300)
+            except (TimeoutError, ApiError) as exc:
+                pytest.fail(f"{name}: {exc}\n{_logs(service)}")
+            assert final["state"] == "COMPLETED", (final, _logs(service))
+    d = xr.open_zarr(out / "dyn" / "scan.zarr")
+    assert d.attrs["modality"] == "dynamic" and d.denoised.shape == (3, 1, 2, 32, 32)
+    assert d.attrs["stages"]["reconstruct"]["chunks"] == 4 * 3 * 1  # (split, time, z-slab of 2)
+    x = xr.open_zarr(out / "xrd" / "scan.zarr")
+    assert x.attrs["modality"] == "xrdct" and x.denoised.shape == (1, 6, 1, 24, 24)
+    assert (out / "dyn" / "report" / "time_strip.png").exists() and (out / "xrd" / "report" / "spectra.png").exists()
