@@ -121,3 +121,18 @@ def write_spectra(path: str | Path, channels: np.ndarray, spectra: dict[str, np.
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def spectrum_pixels(maps: np.ndarray, n: int = 3, min_distance: int = 4) -> list[tuple[int, int]]:
+    """Pixels worth a spectrum plot: the brightest pixel of each of the strongest channels of
+    ``maps`` ``(channel, y, x)``, at least ``min_distance`` (city-block) apart, ``n`` of them."""
+    maps = np.asarray(maps)
+    strong = np.argsort(maps.reshape(maps.shape[0], -1).max(axis=1))[::-1]
+    pix: list[tuple[int, int]] = []
+    for c in strong:
+        y, x = np.unravel_index(int(np.argmax(maps[c])), maps.shape[1:])
+        if all(abs(int(y) - q[0]) + abs(int(x) - q[1]) > min_distance for q in pix):
+            pix.append((int(y), int(x)))
+        if len(pix) == n:
+            break
+    return pix

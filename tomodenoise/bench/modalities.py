@@ -124,7 +124,7 @@ def run_xrdct_benchmark(out: Path, *, minutes: float = 3.0, size: int = 96, n_an
                         n_channels: int = 64, counts: float = 200.0, fractions: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125),
                         ingredients: str | None = None, seed: int = 0) -> dict[str, Any]:
     """N2I on a simulated XRD-CT scan at full and reduced counts, against the FBP at full counts."""
-    from ..report import write_spectra
+    from ..report import spectrum_pixels, write_spectra
     from ..simulate.xrdct_phantom import simulate_xrdct_scan
 
     out = Path(out)
@@ -150,16 +150,8 @@ def run_xrdct_benchmark(out: Path, *, minutes: float = 3.0, size: int = 96, n_an
     full_fbp = next(e["fbp_psnr"] for e in levels if e["fraction"] == 1.0)
     ok = [e["fraction"] for e in levels if e["n2i_psnr"] >= full_fbp]
     saving = {"fbp_full_counts_psnr": full_fbp, "smallest_fraction_at_equal_quality": min(ok) if ok else None}
-    # spectra of three pixels in the middle slice: the brightest pixel of three strong channels
-    t = full["truth"][0, :, 0]
-    strong = np.argsort(t.reshape(t.shape[0], -1).max(axis=1))[::-1]
-    pix: list[tuple[int, int]] = []
-    for c in strong:
-        p = np.unravel_index(int(np.argmax(t[c])), t.shape[1:])
-        if all(abs(p[0] - q[0]) + abs(p[1] - q[1]) > 4 for q in pix):
-            pix.append((int(p[0]), int(p[1])))
-        if len(pix) == 3:
-            break
+    # spectra of three pixels: the brightest pixel of three strong channels
+    pix = spectrum_pixels(full["truth"][0, :, 0])
     spectra = {name: np.stack([arr[0, :, 0, y, x] for y, x in pix])
                for name, arr in (("truth", full["truth"]), ("FBP", full["fbp"]), ("denoised", full["den"]))}
     spath = write_spectra(out / "xrdct_spectra.png", full["channels"], spectra, [f"pixel (y={y}, x={x})" for y, x in pix],

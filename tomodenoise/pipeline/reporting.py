@@ -110,7 +110,7 @@ def _picks(n: int, m: int = 4) -> list[int]:
 
 def _modality_plots(store: ScanStore, ds: Any, fbp5: np.ndarray, den5: np.ndarray, ref5: np.ndarray | None,
                     title: str) -> list[Path]:
-    from ..report import write_grid, write_spectra
+    from ..report import spectrum_pixels, write_grid, write_spectra
 
     nt, nc, nz = fbp5.shape[:3]
     zm = nz // 2
@@ -126,16 +126,8 @@ def _modality_plots(store: ScanStore, ds: Any, fbp5: np.ndarray, den5: np.ndarra
         chan = np.asarray(ds["channel"].values, dtype=np.float64)
         label = f"{ds['channel'].attrs.get('long_name', 'channel')} ({ds['channel'].attrs.get('units', '')})"
         base = ref5 if ref5 is not None else den5
-        total = base[0, :, zm].sum(axis=0)  # (y, x)
-        # pixels: the brightest pixel of each of the three channels with the most signal
+        pix = spectrum_pixels(base[0, :, zm], min_distance=3)
         order = np.argsort(base[0, :, zm].reshape(nc, -1).max(axis=1))[::-1]
-        pix: list[tuple[int, int]] = []
-        for c in order:
-            p = np.unravel_index(int(np.argmax(base[0, c, zm])), total.shape)
-            if all(abs(p[0] - q[0]) + abs(p[1] - q[1]) > 3 for q in pix):
-                pix.append((int(p[0]), int(p[1])))
-            if len(pix) == 3:
-                break
         spectra = {} if ref5 is None else {"truth": np.stack([ref5[0, :, zm, y, x] for y, x in pix])}
         spectra.update({"FBP": np.stack([fbp5[0, :, zm, y, x] for y, x in pix]),
                         "denoised": np.stack([den5[0, :, zm, y, x] for y, x in pix])})
