@@ -93,14 +93,26 @@ def _hdf5_flavour(p: Path) -> str:
     open_h5(p).close()  # missing/unreadable -> ScanError
     if is_dxchange(p):
         return "dxchange"
-    if is_xrdct(p):
+    if _probe(is_xrdct, p):
         return "xrdct"
-    if is_pencil_beam(p):
+    if _probe(is_pencil_beam, p):
         return "pencil"
     if is_nexus(p) or p.suffix.lower() in (".nxs", ".nx5", ".nexus"):
         return "nexus"
     raise ScanError(p, None, "a Data Exchange file (an /exchange group), a NeXus file (an NXentry group) or "
                     "XRD-CT sinograms (an NXdata group with a 4-D signal)", "none of these")
+
+
+def _probe(check: Any, p: Path) -> bool:
+    """``check(p)``, False when probing the file fails (e.g. an external link that cannot be opened).
+
+    Detection must not fail on a file that another flavour reads: a NeXus NXtomo file whose
+    NXdata signal is an external link to a detector file is an NXtomo scan, not an error.
+    """
+    try:
+        return bool(check(p))
+    except (KeyError, OSError, ValueError, RuntimeError):
+        return False
 
 
 def read_scan(
