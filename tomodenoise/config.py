@@ -135,11 +135,33 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     resume: str | None = Field(None, description="Checkpoint to resume from")
     progress: bool = True
+    ranks: int | Literal["auto"] = Field(
+        1, description="Training processes (PyTorch DDP, started by torchrun's launcher): 1 = one process; n = n "
+                       "ranks (one per GPU with NCCL when the GPUs are there, else gloo on CPU cores); auto = one "
+                       "per visible GPU (1 without a GPU)")
+    rank_timeout: float = Field(300.0, gt=0, description="Seconds a rank waits for the others in a collective "
+                                                         "before the training fails (a dead rank never hangs it)")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="bf16 autocast on GPUs that support it (auto), always (bf16) or never (fp32)")
+
+    @field_validator("ranks")
+    @classmethod
+    def _positive_ranks(cls, v: int | str) -> int | str:
+        if v != "auto" and int(v) < 1:
+            raise ValueError("train.ranks must be >= 1 or 'auto'")
+        return v
 
 
 class InferenceConfig(_Strict):
+    """Denoising the volume with the trained network (sharded over the Dask workers by the flows)."""
+
     batch_size: int = Field(4, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="bf16 autocast on GPUs that support it (auto), always (bf16) or never (fp32)")
+    tile: int | None = Field(None, ge=16, description="Infer slices larger than this in overlapping square tiles "
+                                                     "blended smoothly; whole slices when empty")
+    tile_overlap: int = Field(32, ge=0, description="Pixels shared by neighbouring tiles")
 
 
 class ComputeConfig(_Strict):
@@ -152,6 +174,10 @@ class ComputeConfig(_Strict):
     threads_per_worker: int = Field(1, ge=1)
     address: str | None = Field(None, description="Scheduler address for cluster = address, e.g. tcp://head:8786")
     slurm: dict[str, Any] = Field(default_factory=dict, description="dask_jobqueue.SLURMCluster keyword arguments")
+    tasks_per_worker: int = Field(3, ge=1, description="Reconstruction and inference tasks per worker: the work "
+                                                       "is cut into about this many tasks per worker")
+    task_memory: str = Field("2GiB", description="Most memory one task may hold (e.g. 512MiB, 4GiB): large "
+                                                 "scans are cut into more, smaller tasks")
 
 
 class OutputConfig(_Strict):
