@@ -27,6 +27,7 @@ __all__ = [
     "compute_normalisation",
     "denormalise",
     "epoch_generator",
+    "item_rng",
     "make_batch",
     "normalise",
     "split_items",
@@ -283,6 +284,16 @@ def epoch_generator(seed: int, epoch: int) -> tuple[torch.Generator, np.random.G
     return g, np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch)])
 
 
+def item_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
+    """The RNG of the item at ``position`` of an epoch's shuffled order (its patch and augmentation).
+
+    It depends only on (seed, epoch, position), not on the batch or the rank that draws the
+    item: ``n`` DDP ranks with batch ``b`` draw exactly the patches one process with batch
+    ``n * b`` draws.
+    """
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), int(position)])
+
+
 def augment_pair(x: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """One of the 8 rotations and flips of the square (the dihedral group), the same for both;
     on the last two axes (a leading channel axis is kept)."""
@@ -306,13 +317,16 @@ def make_batch(
     pairs: N2IPairs,
     items: list[tuple[int, int]],
     patch: tuple[int, int] | None,
-    rng: np.random.Generator,
+    rng: np.random.Generator | list[np.random.Generator],
     augment: bool,
     normalisation: dict[str, float],
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets of ``items`` ((slice, split) pairs), cut to random patches and
+    augmented; ``rng`` is one generator for the batch or one per item (:func:`item_rng`)."""
     xs, ts = [], []
     ny, nx = pairs.shape
-    for z, j in items:
+    rngs = rng if isinstance(rng, list) else [rng] * len(items)
+    for (z, j), rng in zip(items, rngs):
         x, t = pairs.pair(z, j)
         if patch is not None:
             py, px = patch

@@ -5,10 +5,12 @@ world size (rank 0 of 1 without a process group), and the network inside a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-__all__ = ["dist_info", "resolve_device", "unwrap"]
+__all__ = ["Speedups", "agree", "dist_info", "resolve_device", "speedups", "unwrap"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -31,3 +33,31 @@ def dist_info() -> tuple[int, int]:
 
 def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+@dataclass(frozen=True)
+class Speedups:
+    """What the device allows: bf16 autocast (``autocast``: the dtype, or None) and channels-last."""
+
+    autocast: torch.dtype | None = None
+    channels_last: bool = False
+
+
+def speedups(device: torch.device, precision: str = "auto") -> Speedups:
+    """bf16 autocast and channels-last memory format where they help: on CUDA GPUs with bf16
+    (``precision="auto"``); ``"bf16"`` forces autocast (also on CPU), ``"fp32"`` never."""
+    cuda = device.type == "cuda"
+    if precision == "bf16":
+        dtype = torch.bfloat16
+    elif precision == "auto" and cuda and torch.cuda.is_bf16_supported():
+        dtype = torch.bfloat16
+    else:
+        dtype = None
+    return Speedups(autocast=dtype, channels_last=cuda)
+
+
+def agree(flag: bool, value: float, device: torch.device) -> tuple[bool, float]:
+    """Rank 0's ``(flag, value)`` on every rank (a broadcast): decisions taken on one clock."""
+    t = torch.tensor([float(flag), float(value)], dtype=torch.float64, device=device)
+    torch.distributed.broadcast(t, 0)
+    return bool(t[0]), float(t[1])

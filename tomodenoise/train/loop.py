@@ -31,11 +31,12 @@ from tomodenoise.train.data import (
     check_splits,
     compute_normalisation,
     epoch_generator,
+    item_rng,
     make_batch,
     split_items,
 )
 from tomodenoise.logs import summary
-from tomodenoise.train.distributed import dist_info, resolve_device, unwrap
+from tomodenoise.train.distributed import agree, dist_info, resolve_device, speedups, unwrap
 from tomodenoise.train.schedule import Budget, EarlyStopping, default_minutes, lr_factor
 from tomodenoise.train.step import train_step
 
@@ -241,6 +242,9 @@ def train_n2i(
 
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg.name, **model_cfg.params).to(device)
+    fast = speedups(device, cfg.precision)
+    if fast.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if cfg.init_from and resume is None:  # warm start: weights only; optimiser, schedule, data are new
         model.load_state_dict(warm_start_weights(cfg.init_from, model_cfg))
         log.info("warm start from %s", cfg.init_from)
@@ -310,23 +314,29 @@ def train_n2i(
                 stopped = "early_stopping"
                 break
             t0 = clock()
-            gen, rng = epoch_generator(cfg.seed, epoch)
+            gen, _ = epoch_generator(cfg.seed, epoch)
             order = torch.randperm(n_items, generator=gen).numpy()
-            if world > 1:
-                order = order[rank::world][:per_rank]
+            positions = np.arange(n_items)
+            if world > 1:  # rank r: positions r, r + world, ...; batch i of all ranks = batch i of one process
+                order, positions = order[rank::world][:per_rank], positions[rank::world][:per_rank]
             model.train()
             loss_sum, loss_n, partial = 0.0, 0, False
             for b0 in range(0, len(order), cfg.batch_size):
-                if loss_n and budget.expired():
+                expired, progress = budget.expired(), budget.progress(step)
+                if world > 1 and budget.timed:  # rank 0's clock rules: every rank stops and decays alike
+                    expired, progress = agree(expired, progress, device)
+                if loss_n and expired:
                     partial = True
                     break
                 idx = order[b0 : b0 + cfg.batch_size] % len(train_pairs)
                 items = [(int(train_pairs.slices[i // k]), int(i % k)) for i in idx]
-                x, t = make_batch(train_pairs, items, patch, rng, cfg.augment, norm)
+                rngs = [item_rng(cfg.seed, epoch, int(p)) for p in positions[b0 : b0 + cfg.batch_size]]
+                x, t = make_batch(train_pairs, items, patch, rngs, cfg.augment, norm)
                 x, t = x.to(device, non_blocking=True), t.to(device, non_blocking=True)
-                progress = budget.progress(step)
+                if fast.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 lr = cfg.lr * lr_factor(cfg.schedule, progress, cfg.warmup)
-                loss = train_step(model, optimizer, x, t, lr, cfg.grad_clip)
+                loss = train_step(model, optimizer, x, t, lr, cfg.grad_clip, autocast=fast.autocast)
                 step += 1
                 loss_sum += float(loss) * len(items)
                 loss_n += len(items)

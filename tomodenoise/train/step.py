@@ -21,7 +21,7 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, t: torch.Tensor,
-               lr: float, grad_clip: float | None = None) -> torch.Tensor:
+               lr: float, grad_clip: float | None = None, autocast: torch.dtype | None = None) -> torch.Tensor:
     """One step at learning rate ``lr``; returns the batch's loss (a detached 0-d tensor).
 
     Parameters
@@ -34,10 +34,15 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
         This step's learning rate (the schedule's).
     grad_clip : float, optional
         Clip the global gradient norm to this value (no clipping when None).
+    autocast : torch.dtype, optional
+        Run the forward pass under autocast to this dtype (``torch.bfloat16`` on GPUs); the
+        loss is computed in float32.
     """
     set_lr(optimizer, lr)
     optimizer.zero_grad(set_to_none=True)
-    loss = F.mse_loss(model(x), t)
+    with torch.autocast(x.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+        y = model(x)
+    loss = F.mse_loss(y.float(), t)
     loss.backward()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
