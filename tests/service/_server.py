@@ -1,4 +1,5 @@
-"""A real ``prefect server start`` subprocess on loopback (SQLite under a temporary home).
+"""A real ``prefect server start`` subprocess on loopback (SQLite under a temporary home, or
+the PostgreSQL database given as ``database_url``).
 
 Usage::
 
@@ -92,10 +93,14 @@ def _stop(proc: subprocess.Popen, timeout: float = 20) -> None:
 
 
 @contextlib.contextmanager
-def start_server(tmp_dir: Path, auth: str | None = None, timeout: float = 120) -> Iterator[Server]:
+def start_server(tmp_dir: Path, auth: str | None = None, timeout: float = 120,
+                 database_url: str | None = None, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
     """Start ``prefect server start`` on a free loopback port; wait for ``/api/health``.
 
-    ``auth`` ("user:pass") turns on ``PREFECT_SERVER_API_AUTH_STRING``. Raises
+    ``auth`` ("user:pass") turns on ``PREFECT_SERVER_API_AUTH_STRING``. ``database_url``
+    (e.g. ``postgresql+asyncpg://user@127.0.0.1:5432/prefect``) becomes
+    ``PREFECT_API_DATABASE_CONNECTION_URL`` (default: SQLite in the temporary home);
+    ``extra_env`` adds server settings. Raises
     ``RuntimeError`` with the end of the server's log when it exits or is not healthy within
     ``timeout`` seconds. Stops it (terminate, then kill) on exit.
     """
@@ -113,6 +118,9 @@ def start_server(tmp_dir: Path, auth: str | None = None, timeout: float = 120) -
         env["PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT"] = "false"
     if auth:
         env["PREFECT_SERVER_API_AUTH_STRING"] = auth
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
+    env.update(extra_env or {})
     log = tmp_dir / "server.log"
     client_env = {"PREFECT_HOME": str(home), "PREFECT_API_URL": f"{base}/api"}
     if auth:

@@ -34,3 +34,27 @@ def prefect_server_settings(prefect_server):
         updates[PREFECT_API_AUTH_STRING] = prefect_server.auth
     with temporary_settings(updates=updates):
         yield prefect_server
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of our own for the session (``_postgres.start_postgres``).
+
+    Skipped when the server binaries are missing, except with ``CI=true``: the CI machine must
+    run the PostgreSQL tests (``.ci/run`` installs Debian's ``postgresql``), so there it fails.
+    """
+    import os
+
+    from _postgres import PostgresMissing, start_postgres
+
+    try:
+        ctx = start_postgres()
+        pg = ctx.__enter__()
+    except PostgresMissing as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but PostgreSQL cannot run here: {exc}", pytrace=False)
+        pytest.skip(f"no PostgreSQL: {exc}")
+    try:
+        yield pg
+    finally:
+        ctx.__exit__(None, None, None)
