@@ -12,11 +12,20 @@ chunk; a notebook can call them directly::
 
 One module per stage: :mod:`.ingestion` (with :mod:`.modalities`: static, dynamic 4D and
 XRD-CT scans to one store layout), :mod:`.reconstruction`, :mod:`.training`,
-:mod:`.denoising`, :mod:`.reporting`; :mod:`.keys` decides what a rerun may skip;
+:mod:`.denoising` (sharded: :mod:`.inference`), :mod:`.reporting`; :mod:`.keys` decides what a rerun may skip;
 :mod:`.runner` runs them all.
 """
 
 from .denoising import denoise, denoise_block, device_for
+from .inference import (
+    DenoiseChunk,
+    Shard,
+    denoise_chunks,
+    denoise_current,
+    denoise_shard,
+    finish_denoise,
+    prepare_denoise,
+)
 from .ingestion import ingest
 from .keys import input_identity, invalidate_from, key_for, scan_id_for, stage_current, stage_keys, store_for
 from .reconstruction import (
@@ -36,15 +45,22 @@ from .training import train
 
 __all__ = [
     "Chunk",
+    "DenoiseChunk",
+    "Shard",
     "denoise",
     "denoise_block",
+    "denoise_chunks",
+    "denoise_current",
+    "denoise_shard",
     "device_for",
+    "finish_denoise",
     "finish_reconstruct",
     "ingest",
     "input_identity",
     "invalidate_from",
     "key_for",
     "load_splits",
+    "prepare_denoise",
     "prepare_reconstruct",
     "recon_chunks",
     "reconstruct",

@@ -1,0 +1,194 @@
+"""The denoise stage cut into shards: groups of whole Zarr chunks of ``denoised``.
+
+A chunk of ``denoised`` is one (time step, channel, z-slab). :func:`prepare_denoise` creates
+the array and lists the shards still to compute; :func:`denoise_shard` denoises the chunks
+of one shard (any process: a Dask worker, a thread, this one), writing each as one whole
+chunk and then, atomically, its completion marker under ``progress/denoise-<key>/``;
+:func:`finish_denoise` checks every marker and marks the stage complete. The flow runs the
+shards in parallel on the Dask workers; :func:`tomodenoise.pipeline.denoise` runs the very
+same shards one after another, so both give the same bytes.
+
+How many chunks one shard gets is decided by :func:`tomodenoise.pipeline.sizing.group_size`:
+about ``compute.tasks_per_worker`` shards per worker of ``compute.n_workers``, and at most
+``compute.task_memory`` of data per shard (per chunk: the K splits with the halo the
+neighbour channels need, plus the output, float32).
+
+Markers of a key survive a killed run, so running again computes only the chunks without
+one. A new key (other input or settings upstream) starts with no markers, and so does another
+checkpoint or other inference settings (recorded in ``settings.json`` beside the markers).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...config import RunConfig
+from ...io.store import ScanStore, z_slabs
+from ..keys import key_for, stage_current
+from ..sizing import group_size, grouped
+from .models import cached_model, checkpoint_identity, model_loads
+
+__all__ = ["DenoiseChunk", "Shard", "denoise_chunks", "denoise_current", "denoise_shard", "finish_denoise",
+           "prepare_denoise", "shard_unit_bytes"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DenoiseChunk:
+    """One Zarr chunk of ``denoised``: one time step, channel and z-slab."""
+
+    time: int
+    channel: int
+    z_start: int
+    z_stop: int
+
+    @property
+    def region(self) -> tuple[int, int, slice]:
+        return (self.time, self.channel, slice(self.z_start, self.z_stop))
+
+    @property
+    def marker(self) -> str:
+        return f"t{self.time}-c{self.channel}-z{self.z_start}.done"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One unit of denoise work: consecutive chunks of ``denoised`` (one task)."""
+
+    index: int
+    chunks: tuple[DenoiseChunk, ...]
+
+    @property
+    def label(self) -> str:
+        """``t0-c0-z0`` for one chunk, ``t0-c0-z0+3`` for it and the 3 chunks after it."""
+        first = self.chunks[0]
+        more = f"+{len(self.chunks) - 1}" if len(self.chunks) > 1 else ""
+        return f"t{first.time}-c{first.channel}-z{first.z_start}{more}"
+
+    @property
+    def n_slices(self) -> int:
+        return sum(c.z_stop - c.z_start for c in self.chunks)
+
+
+def denoise_chunks(store: ScanStore) -> list[DenoiseChunk]:
+    """Every chunk of ``denoised``, in (time, channel, z) order."""
+    ds = store.open()
+    return [DenoiseChunk(t, c, zs.start, zs.stop) for t in range(ds.sizes["time"]) for c in range(ds.sizes["channel"])
+            for zs in z_slabs(ds.sizes["z"], store.z_chunk)]
+
+
+def denoise_current(store: ScanStore, cfg: RunConfig) -> bool:
+    """True when ``denoised`` in the store is complete and was made with these settings."""
+    return stage_current(store, "denoise", key_for(store, cfg, "denoise"))
+
+
+def _checkpoint(store: ScanStore, checkpoint: str | os.PathLike | None) -> Path:
+    return Path(checkpoint) if checkpoint else store.model_dir / "best.pt"
+
+
+def _progress_dir(store: ScanStore, key: str) -> Path:
+    return store.root / "progress" / f"denoise-{key}"
+
+
+def _settings(store: ScanStore, cfg: RunConfig, checkpoint: str | os.PathLike | None) -> dict[str, Any]:
+    """What the bytes of a chunk depend on besides the stage key: the checkpoint and the
+    inference settings (not the device: that is recorded per marker)."""
+    inf = cfg.inference
+    return {"checkpoint": checkpoint_identity(_checkpoint(store, checkpoint)), "batch_size": inf.batch_size,
+            "precision": inf.precision, "tile": inf.tile, "tile_overlap": inf.tile_overlap}
+
+
+def shard_unit_bytes(store: ScanStore, cfg: RunConfig) -> int:
+    """Bytes one chunk holds while it is denoised: its K splits with the neighbours' halo, plus
+    the output (float32)."""
+    rec = store.array("recon")
+    k, _, _, _, ny, nx = rec.shape
+    zc = min(store.z_chunk, rec.shape[3])
+    nb = cfg.train.neighbours
+    images = zc + 2 * nb if cfg.train.neighbour_axis == "z" else zc * (2 * nb + 1)
+    return 4 * ny * nx * (k * images + zc)
+
+
+def prepare_denoise(store: ScanStore, cfg: RunConfig, checkpoint: str | os.PathLike | None = None) -> list[Shard]:
+    """Create ``denoised`` and list the shards of the chunks still to compute.
+
+    The stage (and the report after it) is marked incomplete; chunks already written with
+    this key, checkpoint and inference settings (an interrupted run) are kept, other markers
+    are forgotten.
+    """
+    key = key_for(store, cfg, "denoise")
+    pdir = _progress_dir(store, key)
+    settings = _settings(store, cfg, checkpoint)
+    sfile = pdir / "settings.json"
+    if pdir.is_dir() and (not sfile.exists() or json.loads(sfile.read_text()) != settings):
+        log.info("denoise: another checkpoint or other inference settings, computing every chunk again")
+        shutil.rmtree(pdir)
+    if not pdir.is_dir():
+        if pdir.parent.is_dir():
+            for old in pdir.parent.glob("denoise-*"):
+                shutil.rmtree(old, ignore_errors=True)
+        pdir.mkdir(parents=True)
+        tmp = pdir / f".settings.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(settings))
+        os.replace(tmp, sfile)
+    store.clear_stage("denoise", "report")
+    n = int(store.attrs["geometry"]["n_pixels"])
+    store.init_array("denoised", {"y": n, "x": n})
+    done = {p.name for p in pdir.glob("*.done")}
+    todo = [c for c in denoise_chunks(store) if c.marker not in done]
+    if done:
+        log.info("denoise: %d chunks already written, %d to compute", len(done), len(todo))
+    size = group_size(len(todo), shard_unit_bytes(store, cfg), workers=cfg.compute.n_workers,
+                      tasks_per_worker=cfg.compute.tasks_per_worker, task_memory=cfg.compute.task_memory)
+    return [Shard(i, tuple(g)) for i, g in enumerate(grouped(todo, size))]
+
+
+def denoise_shard(store: ScanStore, cfg: RunConfig, shard: Shard,
+                  checkpoint: str | os.PathLike | None = None) -> Shard:
+    """Denoise the chunks of ``shard``: each written as one whole Zarr chunk, then its marker.
+
+    The network is loaded once per process (:func:`~.models.cached_model`) and reused by
+    every later shard of that process.
+    """
+    from ..training import uses_channel_normalisation
+    from .block import denoise_block, device_for
+
+    device = device_for(cfg.inference.device)
+    model, meta = cached_model(_checkpoint(store, checkpoint), device)
+    scales = store.attrs.get("channel_normalisation") if uses_channel_normalisation(store, cfg) else None
+    pdir = _progress_dir(store, key_for(store, cfg, "denoise"))
+    inf = cfg.inference
+    for chunk in shard.chunks:
+        out = denoise_block(store, model, meta, chunk.time, chunk.channel, slice(chunk.z_start, chunk.z_stop),
+                            batch_size=inf.batch_size, device=device, scales=scales, precision=inf.precision,
+                            tile=inf.tile, tile_overlap=inf.tile_overlap)
+        store.write_region("denoised", chunk.region, out)
+        tmp = pdir / f".{chunk.marker}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({"z": [chunk.z_start, chunk.z_stop], "shard": shard.index, "pid": os.getpid(),
+                                   "device": device, "model_loads": model_loads()}))
+        os.replace(tmp, pdir / chunk.marker)
+    return shard
+
+
+def finish_denoise(store: ScanStore, cfg: RunConfig, seconds: float | None = None) -> None:
+    """Mark the stage complete, after checking that every chunk has been written."""
+    key = key_for(store, cfg, "denoise")
+    pdir = _progress_dir(store, key)
+    done = {p.name: p for p in pdir.glob("*.done")}
+    missing = [c for c in denoise_chunks(store) if c.marker not in done]
+    if missing:
+        raise RuntimeError(f"denoise incomplete: {len(missing)} chunks not written, e.g. {missing[0]}")
+    records = [json.loads(p.read_text()) for p in done.values()]
+    devices = sorted({r.get("device", "?") for r in records})
+    if len(devices) > 1:  # a run resumed on other hardware: CPU and GPU outputs differ slightly
+        log.warning("denoise chunks were computed on %s; rerun with a fresh store for uniform results",
+                    " and ".join(devices))
+    store.mark_stage("denoise", key=key, chunks=len(done), processes=len({r.get("pid") for r in records}),
+                     devices=devices, **({"seconds": round(seconds, 3)} if seconds is not None else {}))
