@@ -15,7 +15,8 @@ from ..logs import show_progress
 from .keys import invalidate_from, key_for, stage_current
 from .reconstruction import load_splits, volume_shape
 
-__all__ = ["channel_scales", "normalise_channels", "train", "uses_channel_normalisation"]
+__all__ = ["channel_scales", "normalise_channels", "store_channel_scales", "train", "training_data",
+           "uses_channel_normalisation"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,33 @@ def normalise_channels(data: np.ndarray, channel_axis: int, scales: dict[str, li
     return data
 
 
+def store_channel_scales(store: ScanStore) -> dict[str, list[float]]:
+    """:func:`channel_scales` of the store's reconstructions, read one channel at a time."""
+    rec = store.array("recon")
+    means, stds = [], []
+    for c in range(rec.shape[2]):
+        v = np.asarray(rec[:, :, c], dtype=np.float32).mean(axis=0, dtype=np.float64)
+        m, s = float(v.mean()), float(v.std())
+        means.append(m)
+        stds.append(s if np.isfinite(s) and s > 1e-12 * max(1.0, abs(m)) else 1.0)
+    return {"mean": means, "std": stds}
+
+
+def training_data(store: ScanStore, cfg: RunConfig) -> tuple[np.ndarray, tuple[int, int, int], dict | None]:
+    """What one training process (or every DDP rank) reads: the stacked split reconstructions
+    in memory, channel-normalised with the store's ``channel_normalisation`` when that applies,
+    their ``(time, channel, z)`` shape and the normalisation to pass to the training (None:
+    computed from the data)."""
+    shape = volume_shape(store)
+    splits = load_splits(store)
+    if not uses_channel_normalisation(store, cfg):
+        return splits, shape, None
+    scales = store.attrs.get("channel_normalisation") or store_channel_scales(store)
+    k, _, ny, nx = splits.shape
+    normalise_channels(splits.reshape(k, shape[0], shape[1], shape[2], ny, nx), 2, scales)
+    return splits, shape, {"mean": 0.0, "std": 1.0}
+
+
 def train(store: ScanStore, cfg: RunConfig, on_epoch: Any = None) -> Path:
     """Train the denoiser on the split reconstructions; returns the best checkpoint.
 
@@ -66,10 +94,15 @@ def train(store: ScanStore, cfg: RunConfig, on_epoch: Any = None) -> Path:
     ``channels.normalise`` each channel is first normalised by its own mean and spread
     (stored in the store's ``channel_normalisation`` attribute for the denoise stage).
 
+    With ``train.ranks`` > 1 (or ``auto`` on a machine with several GPUs) the training runs as
+    that many DDP processes (:mod:`tomodenoise.pipeline.ddp`, started by torch's launcher);
+    ``on_epoch`` then follows the slowest rank.
+
     Skipped when a model trained with these settings on these reconstructions exists. An
     interrupted training with the same settings resumes from ``model/last.pt``.
     """
     from ..train import train_n2i
+    from ..train.launch import resolve_ranks
 
     key = key_for(store, cfg, "train")
     best = store.model_dir / "best.pt"
@@ -81,6 +114,7 @@ def train(store: ScanStore, cfg: RunConfig, on_epoch: Any = None) -> Path:
     if tcfg.neighbours and shape[axis] == 1:
         log.warning("train.neighbour_axis = %s but the scan has one %s: the neighbour channels repeat the image",
                     tcfg.neighbour_axis, "time step" if axis == 0 else ("channel" if axis == 1 else "slice"))
+    ranks, backend = resolve_ranks(tcfg.ranks, tcfg.device)
     last = store.model_dir / "last.pt"
     started = store.attrs.get("train_started", {})
     if started.get("key") == key and last.exists() and tcfg.resume is None:
@@ -89,21 +123,21 @@ def train(store: ScanStore, cfg: RunConfig, on_epoch: Any = None) -> Path:
     else:
         invalidate_from(store, "train")
         store.update_attrs(train_started={"key": key})
-    splits = load_splits(store)
-    normalisation = None
     if uses_channel_normalisation(store, cfg):
-        scales = channel_scales(splits, shape)
-        k, _, ny, nx = splits.shape
-        normalise_channels(splits.reshape(k, shape[0], shape[1], shape[2], ny, nx), 2, scales)
-        store.update_attrs(channel_normalisation=scales)
-        normalisation = {"mean": 0.0, "std": 1.0}
+        store.update_attrs(channel_normalisation=store_channel_scales(store))
     t0 = time.perf_counter()
-    result = train_n2i(splits, tcfg, cfg.model, store.model_dir, run_config=cfg.model_dump(mode="json"),
-                       on_epoch=on_epoch, volume_shape=shape, normalisation=normalisation)
-    store.mark_stage("train", key=key, seconds=round(time.perf_counter() - t0, 3), checkpoint=str(result.checkpoint),
-                     epochs=len(result.history), best_epoch=result.best_epoch, stopped=result.stopped,
-                     best_val_loss=_finite_or_none(result.best_val_loss))
-    return Path(result.checkpoint)
+    if ranks > 1:
+        from .ddp import train_ranks
+
+        info = train_ranks(store, cfg.model_copy(update={"train": tcfg}), ranks, backend, on_epoch=on_epoch)
+    else:
+        splits, shape, normalisation = training_data(store, cfg)
+        result = train_n2i(splits, tcfg, cfg.model, store.model_dir, run_config=cfg.model_dump(mode="json"),
+                           on_epoch=on_epoch, volume_shape=shape, normalisation=normalisation)
+        info = dict(checkpoint=str(result.checkpoint), epochs=len(result.history), best_epoch=result.best_epoch,
+                    stopped=result.stopped, best_val_loss=_finite_or_none(result.best_val_loss))
+    store.mark_stage("train", key=key, seconds=round(time.perf_counter() - t0, 3), ranks=ranks, **info)
+    return Path(info["checkpoint"])
 
 
 def _finite_or_none(x: Any) -> float | None:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from tomodenoise.train.distributed import dist_info
+from tomodenoise.train.launch import init_rank_group
 from tomodenoise.train.loop import format_loss, train_n2i
 
 
@@ -33,10 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = RunConfig.from_file(args.config)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
-        use_cuda = torch.cuda.is_available() and cfg.train.device != "cpu"
-        if use_cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
+        init_rank_group(cfg.train.rank_timeout, cfg.train.device)  # NCCL on GPUs, gloo on CPUs
     try:
         splits = np.load(args.recon, mmap_mode="r")
         res = train_n2i(splits, cfg.train, cfg.model, args.out, run_config=cfg.model_dump(mode="json"))
