@@ -20,9 +20,11 @@ from tqdm.auto import tqdm
 
 from tasks.artifacts import ChunkProgress, run_logger
 from tasks.stages import (
-    denoise_task,
+    denoise_shard_task,
+    finish_denoise_task,
     finish_reconstruct_task,
     ingest_task,
+    plan_denoise_task,
     plan_reconstruct_task,
     reconstruct_chunk_task,
     report_task,
@@ -129,8 +131,39 @@ def train_flow(config: RunConfig, store_root: str) -> str:
 
 @flow(name="denoise", on_crashed=[_cancel_if_terminated])
 def denoise_flow(config: RunConfig, store_root: str, checkpoint: str | None = None) -> str:
-    """Leave-one-out inference over all slices."""
-    denoise_task(store_root, config, checkpoint)
+    """Leave-one-out inference over all slices, in shards run in parallel on the task runner.
+
+    A shard is a group of whole chunks of ``denoised`` (time step, channel, z-slab); each worker
+    loads the network once. Chunks written by an earlier, interrupted run with the same
+    settings are not computed again; the stage is marked complete only when every chunk is in
+    the store.
+    """
+    logger = get_run_logger()
+    store = ScanStore(store_root)
+    if pipeline.denoise_current(store, config):
+        logger.info("denoising already complete")
+        return store_root
+    t0 = time.perf_counter()
+    total = len(pipeline.denoise_chunks(store))
+    shards = plan_denoise_task(store_root, config, checkpoint)
+    todo = sum(len(s.chunks) for s in shards)
+    logger.info("%d of %d denoise chunks to compute in %d shards (%s)", todo, total, len(shards),
+                config.compute.cluster)
+    progress = ChunkProgress(total, "denoised chunks")  # a progress artifact in the UI
+    if total > todo:
+        progress.advance(total - todo)
+    futures = [denoise_shard_task.submit(store_root, config, s, checkpoint) for s in shards]
+    _log_dashboard(logger)
+    done = total - todo
+    with tqdm(total=total, initial=done, desc="denoise", unit="chunk", dynamic_ncols=True,
+              disable=not (config.train.progress and show_progress())) as bar:
+        for fut in as_completed(futures):
+            n = len(fut.result().chunks)
+            done += n
+            progress.advance(n)
+            bar.update(n)
+            logger.info("denoised %d/%d chunks", done, total)
+    finish_denoise_task(store_root, config, time.perf_counter() - t0)
     return store_root
 
 
@@ -227,7 +260,7 @@ def pipeline_flow(
         checkpoint = train_flow(cfg, store_root)
         log_stage(store, "train", t0)
         t0 = time.time()
-        denoise_flow(cfg, store_root, checkpoint)
+        denoise_flow.with_options(task_runner=task_runner_for(cfg.compute))(cfg, store_root, checkpoint)
         log_stage(store, "denoise", t0)
         metrics = report_task(store_root, cfg, reference)
         log_stage(store, "report")

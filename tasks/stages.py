@@ -1,4 +1,4 @@
-"""One Prefect task per pipeline stage, plus one per reconstruction chunk.
+"""One Prefect task per pipeline stage, plus one per reconstruction chunk and one per denoise shard.
 
 Each task is a thin call into :mod:`tomodenoise.pipeline`; the store root travels between
 tasks as a string so that tasks run on any Dask worker that sees the same file system.
@@ -78,7 +78,25 @@ def train_task(store_root: str, cfg: RunConfig) -> str:
 
 @task(cache_policy=NO_CACHE, name="denoise")
 def denoise_task(store_root: str, cfg: RunConfig, checkpoint: str | None = None) -> None:
+    """The whole denoise stage in this task (the same shards as the flow, one after another)."""
     pipeline.denoise(ScanStore(store_root), cfg, Path(checkpoint) if checkpoint else None)
+
+
+@task(cache_policy=NO_CACHE, name="plan-denoise")
+def plan_denoise_task(store_root: str, cfg: RunConfig, checkpoint: str | None = None) -> list[pipeline.Shard]:
+    return pipeline.prepare_denoise(ScanStore(store_root), cfg, checkpoint)
+
+
+@task(cache_policy=NO_CACHE, name="denoise-shard", retries=2, retry_delay_seconds=2, retry_condition_fn=_passing_failure,
+      task_run_name="denoise-{shard.label}")
+def denoise_shard_task(store_root: str, cfg: RunConfig, shard: pipeline.Shard,
+                       checkpoint: str | None = None) -> pipeline.Shard:
+    return pipeline.denoise_shard(ScanStore(store_root), cfg, shard, checkpoint)
+
+
+@task(cache_policy=NO_CACHE, name="finish-denoise")
+def finish_denoise_task(store_root: str, cfg: RunConfig, seconds: float) -> None:
+    pipeline.finish_denoise(ScanStore(store_root), cfg, seconds)
 
 
 @task(cache_policy=NO_CACHE, name="report")
