@@ -26,7 +26,7 @@ from tasks.stages import (
     ingest_task,
     plan_denoise_task,
     plan_reconstruct_task,
-    reconstruct_chunk_task,
+    reconstruct_group_task,
     report_task,
     train_task,
 )
@@ -78,10 +78,12 @@ def ingest_flow(config: RunConfig) -> str:
 
 @flow(name="reconstruct", on_crashed=[_cancel_if_terminated])
 def reconstruct_flow(config: RunConfig, store_root: str) -> str:
-    """One reconstruction per (split, time, channel, z-slab), run in parallel on the task runner.
+    """The reconstructions of every (split, time, channel, z-slab) chunk, in parallel on the task runner.
 
-    Chunks written by an earlier, interrupted run with the same input and settings are not
-    computed again; the stage is marked complete only when every chunk is in the store.
+    The chunks are grouped into tasks by work (``compute.tasks_per_worker`` tasks per worker,
+    at most ``compute.task_memory`` each): one task per group. Chunks written by an earlier,
+    interrupted run with the same input and settings are not computed again; the stage is
+    marked complete only when every chunk is in the store.
     """
     logger = get_run_logger()
     store = ScanStore(store_root)
@@ -90,22 +92,24 @@ def reconstruct_flow(config: RunConfig, store_root: str) -> str:
         return store_root
     t0 = time.perf_counter()
     total = len(pipeline.recon_chunks(store, config))
-    chunks = plan_reconstruct_task(store_root, config)
-    logger.info("%d of %d reconstruction chunks to compute (%s)", len(chunks), total, config.compute.cluster)
+    groups = plan_reconstruct_task(store_root, config)
+    todo = sum(len(g) for g in groups)
+    logger.info("%d of %d reconstruction chunks to compute in %d tasks (%s)", todo, total, len(groups),
+                config.compute.cluster)
     progress = ChunkProgress(total, "reconstruction chunks")  # a progress artifact in the UI
-    if total > len(chunks):
-        progress.advance(total - len(chunks))
-    futures = [reconstruct_chunk_task.submit(store_root, config, c) for c in chunks]
+    if total > todo:
+        progress.advance(total - todo)
+    futures = [reconstruct_group_task.submit(store_root, config, g) for g in groups]
     _log_dashboard(logger)
-    step = max(1, len(futures) // 10)
-    with tqdm(total=total, initial=total - len(chunks), desc="reconstruct", unit="chunk", dynamic_ncols=True,
+    done = total - todo
+    with tqdm(total=total, initial=done, desc="reconstruct", unit="chunk", dynamic_ncols=True,
               disable=not (config.train.progress and show_progress())) as bar:
         for i, fut in enumerate(as_completed(futures), 1):
-            fut.result()
-            progress.advance()
-            bar.update(1)
-            if i == len(futures) or i % step == 0:
-                logger.info("reconstructed %d/%d chunks", total - len(chunks) + i, total)
+            n = len(fut.result())  # chunks of the group: the artifact and the bar count chunks
+            done += n
+            progress.advance(n)
+            bar.update(n)
+            logger.info("reconstructed %d/%d chunks (%d/%d tasks)", done, total, i, len(futures))
     finish_reconstruct_task(store_root, config, time.perf_counter() - t0)
     return store_root
 

@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from tomodenoise import pipeline
 from tomodenoise.config import RunConfig
 from tomodenoise.io.store import ScanStore
+from tomodenoise.pipeline.reconstruction import ChunkGroup, plan_reconstruct, reconstruct_group
 
 
 # Caching: Prefect's own result cache is off (NO_CACHE). What is skipped on a rerun is decided by
@@ -42,14 +43,15 @@ def ingest_task(cfg: RunConfig) -> str:
 
 
 @task(cache_policy=NO_CACHE, name="plan-reconstruction")
-def plan_reconstruct_task(store_root: str, cfg: RunConfig) -> list[pipeline.Chunk]:
-    return pipeline.prepare_reconstruct(ScanStore(store_root), cfg)
+def plan_reconstruct_task(store_root: str, cfg: RunConfig) -> list[ChunkGroup]:
+    return plan_reconstruct(ScanStore(store_root), cfg)
 
 
-@task(cache_policy=NO_CACHE, name="reconstruct-chunk", retries=2, retry_delay_seconds=2, retry_condition_fn=_passing_failure,
-      task_run_name="recon-s{chunk.split}-t{chunk.time}-c{chunk.channel}-z{chunk.z_start}")
-def reconstruct_chunk_task(store_root: str, cfg: RunConfig, chunk: pipeline.Chunk) -> pipeline.Chunk:
-    return pipeline.reconstruct_chunk(ScanStore(store_root), cfg, chunk)
+@task(cache_policy=NO_CACHE, name="reconstruct-group", retries=2, retry_delay_seconds=2, retry_condition_fn=_passing_failure,
+      task_run_name="{group.name}")
+def reconstruct_group_task(store_root: str, cfg: RunConfig, group: ChunkGroup) -> ChunkGroup:
+    """The chunks of one group (a retry redoes only those without a completion marker)."""
+    return reconstruct_group(ScanStore(store_root), cfg, group)
 
 
 @task(cache_policy=NO_CACHE, name="finish-reconstruction")

@@ -1,0 +1,106 @@
+"""The units of reconstruction work (chunks) and the tasks they are grouped into.
+
+A chunk is one split, time step, channel and z-slab: one Zarr chunk of ``recon``, the unit
+of writing and of resume (one completion marker each). A task reconstructs a
+:class:`ChunkGroup`: consecutive chunks in (time, channel, z, split) order, so that the K
+splits of a slab are neighbours and the task reads the slab's sinogram once for all of
+them. How many chunks a group holds is :func:`tomodenoise.pipeline.sizing.group_size`'s
+answer: about ``compute.tasks_per_worker`` tasks per worker, and never more than
+``compute.task_memory`` of data (sinogram slab + output slab per chunk, float32).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ...config import RunConfig
+from ...io.store import ScanStore, z_slabs
+from ..sizing import group_size, grouped, parse_bytes
+
+__all__ = ["Chunk", "ChunkGroup", "chunk_bytes", "recon_chunks", "recon_groups"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One unit of reconstruction work: one split, time step, channel and z-slab."""
+
+    split: int
+    time: int
+    channel: int
+    z_start: int
+    z_stop: int
+
+    @property
+    def region(self) -> tuple[int, int, int, slice]:
+        return (self.split, self.time, self.channel, slice(self.z_start, self.z_stop))
+
+    @property
+    def label(self) -> str:
+        """``t<time>-c<channel>-z<z_start>-s<split>``: the chunk in the order groups are cut."""
+        return f"t{self.time}-c{self.channel}-z{self.z_start}-s{self.split}"
+
+
+@dataclass(frozen=True)
+class ChunkGroup:
+    """The chunks one task reconstructs, and the most data bytes it may hold (planned)."""
+
+    chunks: tuple[Chunk, ...]
+    nbytes: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.chunks:
+            raise ValueError("a chunk group needs at least one chunk")
+        object.__setattr__(self, "chunks", tuple(self.chunks))
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    @property
+    def name(self) -> str:
+        """``recon-<first chunk>..<last chunk>`` (``recon-<chunk>`` for a single one): the task's name."""
+        first, last = self.chunks[0].label, self.chunks[-1].label
+        return f"recon-{first}" if len(self.chunks) == 1 else f"recon-{first}..{last}"
+
+
+def _sizes(store: ScanStore) -> dict[str, int]:
+    """Sizes of the sinogram's dimensions, from its Zarr metadata (no xarray)."""
+    shape = store.array("sinogram").shape
+    return dict(zip(("time", "channel", "z", "angle", "det"), (int(s) for s in shape)))
+
+
+def recon_chunks(store: ScanStore, cfg: RunConfig) -> list[Chunk]:
+    """All reconstruction chunks, in (time, channel, z-slab, split) order."""
+    sizes = _sizes(store)
+    out = []
+    for t in range(sizes["time"]):
+        for c in range(sizes["channel"]):
+            for zs in z_slabs(sizes["z"], store.z_chunk):
+                for split in range(cfg.splits.k):
+                    out.append(Chunk(split, t, c, zs.start, zs.stop))
+    return out
+
+
+def chunk_bytes(store: ScanStore) -> int:
+    """Data bytes of the largest chunk: its sinogram slab (all angles of the widest time
+    step) plus its output slab, float32. What a task holds per chunk at most."""
+    sizes = _sizes(store)
+    n = int(store.attrs["geometry"]["n_pixels"])
+    nz = min(store.z_chunk, sizes["z"])
+    return 4 * nz * (sizes["angle"] * sizes["det"] + n * n)
+
+
+def recon_groups(store: ScanStore, cfg: RunConfig, chunks: list[Chunk]) -> list[ChunkGroup]:
+    """``chunks`` cut into the tasks that reconstruct them (see the module docstring)."""
+    if not chunks:
+        return []
+    unit = chunk_bytes(store)
+    limit = parse_bytes(cfg.compute.task_memory)
+    if unit > limit:
+        log.warning("one reconstruction chunk holds %.1f MiB, more than compute.task_memory = %s: one chunk per "
+                    "task (lower recon.z_chunk to make chunks smaller)", unit / 2**20, cfg.compute.task_memory)
+    size = group_size(len(chunks), unit, workers=cfg.compute.n_workers,
+                      tasks_per_worker=cfg.compute.tasks_per_worker, task_memory=limit)
+    return [ChunkGroup(tuple(g), unit * len(g)) for g in grouped(chunks, size)]
