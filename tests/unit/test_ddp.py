@@ -175,3 +175,49 @@ def test_the_train_stage_runs_two_ranks_from_the_store(tiny_store):
     store.clear_stage("train")
     pipeline.train(store, cfg)
     assert last.stat().st_mtime_ns == stamp and store.stage_info("train")["epochs"] == 2
+
+
+def test_ranks_started_by_hand_do_the_stage_bookkeeping(tiny_store, tmp_path):
+    """What deploy/slurm/train.sbatch runs (srun torchrun -m tomodenoise.pipeline.ddp --stage)."""
+    store, cfg = tiny_store
+    cfg = cfg.model_copy(deep=True)
+    cfg.train.epochs = 1
+    cfg.train.seed = 5  # another key than the other test's
+    cfg.save(tmp_path / "run.yaml")
+    launch_ranks(["-m", "tomodenoise.pipeline.ddp", "--store", str(store.root), "--config", str(tmp_path / "run.yaml"),
+                  "--stage"], 2, log_dir=tmp_path / "logs")
+    info = store.stage_info("train")
+    assert info["ranks"] == 2 and info["epochs"] == 1
+    assert pipeline.stage_current(store, "train", pipeline.key_for(store, cfg, "train"))
+    # the pipeline now skips the stage: the model is current
+    stamp = (store.model_dir / "best.pt").stat().st_mtime_ns
+    pipeline.train(store, cfg)
+    assert (store.model_dir / "best.pt").stat().st_mtime_ns == stamp
+
+
+def test_the_slurm_job_script_runs_torchrun_ranks(tiny_store, tmp_path):
+    """deploy/slurm/train.sbatch with stand-ins for srun and scontrol: the real torchrun, 2 gloo ranks."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    store, cfg = tiny_store
+    cfg = cfg.model_copy(deep=True)
+    cfg.train.epochs = 1
+    cfg.train.seed = 7
+    cfg.save(tmp_path / "run.yaml")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "srun").write_text('#!/bin/bash\nwhile [[ "$1" == --* ]]; do shift; done\nexec "$@"\n')
+    (fake / "scontrol").write_text("#!/bin/bash\necho localhost\n")
+    for f in fake.iterdir():
+        f.chmod(0o755)
+    venv = Path(sys.executable).parent.parent
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}", TOMODENOISE_ENV=str(venv), SLURM_JOB_NODELIST="n1",
+               SLURM_NNODES="1", SLURM_GPUS_PER_NODE="gpu:2", SLURM_JOB_ID="4242", OMP_NUM_THREADS="1")
+    script = Path(__file__).parents[2] / "deploy" / "slurm" / "train.sbatch"
+    r = subprocess.run(["bash", str(script), str(store.root), str(tmp_path / "run.yaml")], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert store.stage_info("train")["ranks"] == 2
+    assert pipeline.stage_current(store, "train", pipeline.key_for(store, cfg, "train"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from ..config import RunConfig
 from ..io.store import ScanStore
 
-__all__ = ["main", "progress_dir", "train_ranks"]
+__all__ = ["main", "progress_dir", "stage_record", "train_ranks"]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ def train_ranks(store: ScanStore, cfg: RunConfig, ranks: int, backend: str,
     import shutil
 
     from ..logs import summary
-    from ..train.checkpoint import load_raw
     from ..train.launch import launch_ranks
 
     folder = progress_dir(store)
@@ -64,12 +64,17 @@ def train_ranks(store: ScanStore, cfg: RunConfig, ranks: int, backend: str,
 
     launch_ranks(["-m", "tomodenoise.pipeline.ddp", "--store", str(store.root), "--config", str(run_yaml)],
                  ranks, log_dir=folder / "logs", progress_dir=folder, on_progress=follow)
-    best = store.model_dir / "best.pt"
+    return stage_record(store)
+
+
+def stage_record(store: ScanStore) -> dict[str, Any]:
+    """The train stage's record from what rank 0 wrote: ``last.pt`` (history, best epoch)."""
+    from ..train.checkpoint import load_raw
+
     raw = load_raw(store.model_dir / "last.pt")
-    metrics = raw.get("metrics", {})
-    best_val = raw.get("best_val_loss")
-    return dict(checkpoint=str(best), epochs=len(raw.get("history", [])), best_epoch=int(raw["best_epoch"]),
-                stopped=metrics.get("stopped") or "epochs", best_val_loss=best_val)
+    return dict(checkpoint=str(store.model_dir / "best.pt"), epochs=len(raw.get("history", [])),
+                best_epoch=int(raw["best_epoch"]), stopped=(raw.get("metrics") or {}).get("stopped") or "epochs",
+                best_val_loss=raw.get("best_val_loss"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,11 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     from ..train import train_n2i
     from ..train.distributed import dist_info
     from ..train.launch import init_rank_group, write_rank_progress
-    from .training import training_data
+    from .training import record_training, training_data
 
     p = argparse.ArgumentParser(prog="python -m tomodenoise.pipeline.ddp", description=main.__doc__)
     p.add_argument("--store", required=True, help="the scan's store folder (<output.root>/<scan_id>)")
     p.add_argument("--config", required=True, help="the run configuration YAML")
+    p.add_argument("--stage", action="store_true",
+                   help="do the train stage's bookkeeping as well (resume an interrupted training with the same "
+                        "settings, mark the stage done): for srun/torchrun started by hand")
     args = p.parse_args(argv)
     cfg = RunConfig.from_file(args.config)
     store = ScanStore(Path(args.store))
@@ -91,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     rank, world = dist_info()
     folder = progress_dir(store)
     try:
+        if args.stage:  # run by hand or by srun: this process group does the stage's bookkeeping too
+            cfg = _start_stage(store, cfg, rank)
         write_rank_progress(folder, rank, epoch=0, epochs=cfg.train.epochs, world=world, status="reading")
         splits, shape, normalisation = training_data(store, cfg)
 
@@ -99,14 +109,29 @@ def main(argv: list[str] | None = None) -> int:
                                 entry=entry)
 
         write_rank_progress(folder, rank, epoch=0, epochs=cfg.train.epochs, world=world, status="training")
+        t0 = time.perf_counter()
         res = train_n2i(splits, cfg.train, cfg.model, store.model_dir, run_config=cfg.model_dump(mode="json"),
                         on_epoch=on_epoch, volume_shape=shape, normalisation=normalisation)
         write_rank_progress(folder, rank, epoch=len(res.history) and res.history[-1]["epoch"],
                             epochs=cfg.train.epochs, world=world, status="done", stopped=res.stopped)
+        if args.stage and rank == 0:
+            record_training(store, cfg, stage_record(store), time.perf_counter() - t0, world)
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     return 0
+
+
+def _start_stage(store: ScanStore, cfg: RunConfig, rank: int) -> RunConfig:
+    """Rank 0 does :func:`~tomodenoise.pipeline.training.start_training`; every rank gets its
+    answer (resume or not) before any rank reads the data."""
+    import torch
+
+    from .training import start_training
+
+    decision = [start_training(store, cfg).resume if rank == 0 else None]
+    torch.distributed.broadcast_object_list(decision, src=0)
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"resume": decision[0]})})
 
 
 if __name__ == "__main__":  # pragma: no cover - run by the launcher

@@ -9,13 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from ..config import RunConfig
+from ..config import RunConfig, TrainConfig
 from ..io.store import ScanStore
 from ..logs import show_progress
 from .keys import invalidate_from, key_for, stage_current
 from .reconstruction import load_splits, volume_shape
 
-__all__ = ["channel_scales", "normalise_channels", "store_channel_scales", "train", "training_data",
+__all__ = ["channel_scales", "normalise_channels", "record_training", "start_training",
+           "store_channel_scales", "train", "training_data",
            "uses_channel_normalisation"]
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,13 @@ def channel_scales(splits: np.ndarray, shape: tuple[int, int, int]) -> dict[str,
     """
     nt, nc, nz = shape
     k, _, ny, nx = splits.shape
+    return _scales(splits.reshape(k, nt, nc, nz, ny, nx)[:, :, c] for c in range(nc))
+
+
+def _scales(channels) -> dict[str, list[float]]:
     means, stds = [], []
-    for c in range(nc):
-        v = splits.reshape(k, nt, nc, nz, ny, nx)[:, :, c].mean(axis=0, dtype=np.float64)
+    for split_block in channels:  # (split, ...) of one channel
+        v = np.asarray(split_block, dtype=np.float32).mean(axis=0, dtype=np.float64)
         m, s = float(v.mean()), float(v.std())
         means.append(m)
         stds.append(s if np.isfinite(s) and s > 1e-12 * max(1.0, abs(m)) else 1.0)
@@ -62,13 +67,7 @@ def normalise_channels(data: np.ndarray, channel_axis: int, scales: dict[str, li
 def store_channel_scales(store: ScanStore) -> dict[str, list[float]]:
     """:func:`channel_scales` of the store's reconstructions, read one channel at a time."""
     rec = store.array("recon")
-    means, stds = [], []
-    for c in range(rec.shape[2]):
-        v = np.asarray(rec[:, :, c], dtype=np.float32).mean(axis=0, dtype=np.float64)
-        m, s = float(v.mean()), float(v.std())
-        means.append(m)
-        stds.append(s if np.isfinite(s) and s > 1e-12 * max(1.0, abs(m)) else 1.0)
-    return {"mean": means, "std": stds}
+    return _scales(rec[:, :, c] for c in range(rec.shape[2]))
 
 
 def training_data(store: ScanStore, cfg: RunConfig) -> tuple[np.ndarray, tuple[int, int, int], dict | None]:
@@ -115,16 +114,7 @@ def train(store: ScanStore, cfg: RunConfig, on_epoch: Any = None) -> Path:
         log.warning("train.neighbour_axis = %s but the scan has one %s: the neighbour channels repeat the image",
                     tcfg.neighbour_axis, "time step" if axis == 0 else ("channel" if axis == 1 else "slice"))
     ranks, backend = resolve_ranks(tcfg.ranks, tcfg.device)
-    last = store.model_dir / "last.pt"
-    started = store.attrs.get("train_started", {})
-    if started.get("key") == key and last.exists() and tcfg.resume is None:
-        log.info("resuming the interrupted training from %s", last)
-        tcfg = tcfg.model_copy(update={"resume": str(last)})
-    else:
-        invalidate_from(store, "train")
-        store.update_attrs(train_started={"key": key})
-    if uses_channel_normalisation(store, cfg):
-        store.update_attrs(channel_normalisation=store_channel_scales(store))
+    tcfg = start_training(store, cfg, tcfg)
     t0 = time.perf_counter()
     if ranks > 1:
         from .ddp import train_ranks
@@ -136,8 +126,35 @@ def train(store: ScanStore, cfg: RunConfig, on_epoch: Any = None) -> Path:
                            on_epoch=on_epoch, volume_shape=shape, normalisation=normalisation)
         info = dict(checkpoint=str(result.checkpoint), epochs=len(result.history), best_epoch=result.best_epoch,
                     stopped=result.stopped, best_val_loss=_finite_or_none(result.best_val_loss))
-    store.mark_stage("train", key=key, seconds=round(time.perf_counter() - t0, 3), ranks=ranks, **info)
+    record_training(store, cfg, info, time.perf_counter() - t0, ranks)
     return Path(info["checkpoint"])
+
+
+def start_training(store: ScanStore, cfg: RunConfig, tcfg: TrainConfig | None = None) -> TrainConfig:
+    """The stage's bookkeeping before training; returns the training settings to use.
+
+    An interrupted training with the same key resumes from ``model/last.pt`` (``resume``
+    set); otherwise the old model is forgotten. The channel normalisation is written to the
+    store's attributes.
+    """
+    tcfg = tcfg or cfg.train
+    key = key_for(store, cfg, "train")
+    last = store.model_dir / "last.pt"
+    started = store.attrs.get("train_started", {})
+    if started.get("key") == key and last.exists() and tcfg.resume is None:
+        log.info("resuming the interrupted training from %s", last)
+        tcfg = tcfg.model_copy(update={"resume": str(last)})
+    else:
+        invalidate_from(store, "train")
+        store.update_attrs(train_started={"key": key})
+    if uses_channel_normalisation(store, cfg):
+        store.update_attrs(channel_normalisation=store_channel_scales(store))
+    return tcfg
+
+
+def record_training(store: ScanStore, cfg: RunConfig, info: dict[str, Any], seconds: float, ranks: int) -> None:
+    """Mark the train stage complete (``info``: checkpoint, epochs, best_epoch, stopped, best_val_loss)."""
+    store.mark_stage("train", key=key_for(store, cfg, "train"), seconds=round(seconds, 3), ranks=ranks, **info)
 
 
 def _finite_or_none(x: Any) -> float | None:

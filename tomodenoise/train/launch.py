@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["RankFailure", "init_rank_group", "launch_ranks", "read_rank_progress", "resolve_ranks",
+__all__ = ["RankFailure", "die_with_parent", "init_rank_group", "launch_ranks", "read_rank_progress", "resolve_ranks",
            "write_rank_progress"]
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ def init_rank_group(timeout_s: float, device: str = "auto") -> str:
     NCCL with this rank's GPU (``LOCAL_RANK``) when GPUs are used, gloo otherwise; every
     collective fails after ``timeout_s`` seconds instead of waiting for a dead rank.
     """
+    die_with_parent()
     use_cuda = device != "cpu" and torch.cuda.is_available()
     backend = "nccl" if use_cuda else "gloo"
     if use_cuda:
@@ -75,6 +76,21 @@ def init_rank_group(timeout_s: float, device: str = "auto") -> str:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local)))
     torch.distributed.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
     return backend
+
+
+def die_with_parent() -> None:
+    """Linux: this process gets SIGTERM when its launcher dies (a flow run killed with SIGKILL),
+    so no orphaned rank goes on training and writing checkpoints beside a rerun."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the launcher is already gone
+            os.kill(os.getpid(), signal.SIGTERM)
+    except OSError:  # no libc by that name: nothing to arrange
+        pass
 
 
 # --- progress files ---------------------------------------------------------------------------
