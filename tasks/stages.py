@@ -67,8 +67,9 @@ def train_task(store_root: str, cfg: RunConfig) -> str:
 
     def on_epoch(epoch: int, epochs: int, entry: dict) -> None:
         # a progress artifact in the UI: epochs done out of the most that may run
-        if "bar" not in progress:
-            progress["bar"] = ChunkProgress(epochs, "training epochs")
+        if "bar" not in progress:  # DDP: one artifact for all ranks, following the slowest
+            ranks = entry.get("ranks")
+            progress["bar"] = ChunkProgress(epochs, f"training epochs ({ranks} DDP ranks)" if ranks else "training epochs")
         bar = progress["bar"]
         bar.advance(max(0, epoch - bar.done))
 

@@ -221,3 +221,12 @@ def test_the_slurm_job_script_runs_torchrun_ranks(tiny_store, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert store.stage_info("train")["ranks"] == 2
     assert pipeline.stage_current(store, "train", pipeline.key_for(store, cfg, "train"))
+
+
+def test_the_ddp_benchmark_runs_on_tiny_data(tmp_path):
+    from tomodenoise.bench.ddp import run_ddp_benchmark
+
+    f = run_ddp_benchmark(tmp_path, ranks=2, size=24, slices=3, epochs=2, patch=16,
+                          params={"depth": 3, "width": 1})
+    assert f["one_process"]["steps"] == f["2_ranks"]["steps"] > 0
+    assert f["ratio_steps_per_s"] > 0 and (tmp_path / "ddp.json").exists()
