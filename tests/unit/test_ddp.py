@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from tomodenoise import pipeline
+from tomodenoise.pipeline import ddp
 from tomodenoise.config import ModelConfig, RunConfig
 from tomodenoise.simulate.scan import simulate_foam_scan
 from tomodenoise.train import load_checkpoint, train_n2i
@@ -162,7 +163,7 @@ def test_the_train_stage_runs_two_ranks_from_the_store(tiny_store):
     info = store.stage_info("train")
     assert info["ranks"] == 2 and info["epochs"] == 2 and ckpt.exists()
     assert seen and seen[-1][0] == 2 and seen[-1][2] == 2
-    progress = read_rank_progress(pipeline.ddp.progress_dir(store))
+    progress = read_rank_progress(ddp.progress_dir(store))
     assert sorted(progress) == [0, 1] and all(p["status"] == "done" for p in progress.values())
     files = sorted(p.name for p in store.model_dir.iterdir())
     assert "best.pt" in files and "last.pt" in files and not [f for f in files if f.endswith(".tmp")]
