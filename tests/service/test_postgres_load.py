@@ -300,3 +300,43 @@ def _prefect_version() -> str:
     import prefect
 
     return prefect.__version__
+
+
+def _locked_section(http: httpx.Client, run_id: str) -> tuple[float, float]:
+    """[start of the run's first subflow, end of its last subflow or task]: inside the store lock."""
+    subs = http.post("/flow_runs/filter", json={"flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}}
+                     ).raise_for_status().json()
+    tasks = http.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}}).raise_for_status().json()
+    assert len(subs) >= 4, [s["name"] for s in subs]  # ingest, reconstruct, train, denoise
+    starts = [_ts(s["start_time"]) for s in subs if s["start_time"]]
+    ends = [_ts(x["end_time"]) for x in subs + tasks if x["end_time"]]
+    return min(starts), max(ends)
+
+
+def test_one_scan_submitted_twice_runs_one_at_a_time(pg_service):
+    """The store lock: the second run waits for the first, then finds every stage complete."""
+    import xarray as xr
+
+    server, raw, out = pg_service["server"], pg_service["raw"], pg_service["out"]
+    scan = simulate_foam_scan(raw / "twice.h5", size=16, n_angles=16, n_slices=2, i0=200.0, seed=99,
+                              n_spheres=10)["scan"]
+    with Client(server.url) as api, _http(server) as http:
+        ids = [api.start_run(scan, overrides=TINY), api.start_run(scan, overrides=TINY)]
+        finals = [api.wait(i, timeout=300) for i in ids]
+        assert [f["state"] for f in finals] == ["COMPLETED", "COMPLETED"], (finals, pg_service["workers"].tails())
+        sections = sorted((_locked_section(http, i), i) for i in ids)
+        (a0, a1), first = sections[0]
+        (b0, b1), second = sections[1]
+        assert a1 <= b0, f"the two runs of one scan overlapped inside the lock: {sections}"
+        # both were RUNNING at once (so the lock, not the queue, kept them apart) ...
+        runs = {i: http.get(f"/flow_runs/{i}").raise_for_status().json() for i in ids}
+        both_running = _ts(runs[second]["start_time"]) < a1
+        logs = http.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [second]}}, "limit": 200}
+                         ).raise_for_status().json()
+        waited = any("waiting for it to finish" in entry["message"] for entry in logs)
+        assert waited == both_running, (both_running, [e["message"] for e in logs][-20:])
+    # ... and the second saw the first's results: no stage was redone after the first ended
+    stages = xr.open_zarr(out / "twice" / "scan.zarr").attrs["stages"]
+    assert all(_ts(stages[s]["finished"]) <= a1 + 1 for s in STAGES), (stages, a1, b0)
+    print(f"\nsame scan twice: first locked {a1 - a0:.1f} s, second waited "
+          f"{b0 - _ts(runs[second]['start_time']):.1f} s for the lock (both running at once: {both_running})")
