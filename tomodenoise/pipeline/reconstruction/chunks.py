@@ -6,7 +6,10 @@ of writing and of resume (one completion marker each). A task reconstructs a
 splits of a slab are neighbours and the task reads the slab's sinogram once for all of
 them. How many chunks a group holds is :func:`tomodenoise.pipeline.sizing.group_size`'s
 answer: about ``compute.tasks_per_worker`` tasks per worker, and never more than
-``compute.task_memory`` of data (sinogram slab + output slab per chunk, float32).
+``compute.task_memory`` of data (sinogram slab + output slab per chunk, float32). A task
+computes, writes and marks its chunks one after the other, so what it holds at once is one
+sinogram slab and one output slab, and the Zarr codec's copies of them while they are read
+and written: about two chunks' worth, whatever the group's size.
 """
 
 from __future__ import annotations
@@ -98,9 +101,10 @@ def recon_groups(store: ScanStore, cfg: RunConfig, chunks: list[Chunk]) -> list[
         return []
     unit = chunk_bytes(store)
     limit = parse_bytes(cfg.compute.task_memory)
-    if unit > limit:
-        log.warning("one reconstruction chunk holds %.1f MiB, more than compute.task_memory = %s: one chunk per "
-                    "task (lower recon.z_chunk to make chunks smaller)", unit / 2**20, cfg.compute.task_memory)
+    if 2 * unit > limit:  # a task computes one chunk at a time: its slabs plus the Zarr codec's copies of them
+        log.warning("one reconstruction chunk needs about %.1f MiB (sinogram and output slab, and their copies while "
+                    "read and written), more than compute.task_memory = %s: lower recon.z_chunk",
+                    2 * unit / 2**20, cfg.compute.task_memory)
     size = group_size(len(chunks), unit, workers=cfg.compute.n_workers,
                       tasks_per_worker=cfg.compute.tasks_per_worker, task_memory=limit)
     return [ChunkGroup(tuple(g), unit * len(g)) for g in grouped(chunks, size)]
