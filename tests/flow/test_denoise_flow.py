@@ -32,7 +32,21 @@ def trained(tmp_path_factory):
     store = pipeline.ingest(cfg)
     pipeline.reconstruct(store, cfg, progress=False)
     pipeline.train(store, cfg)
+    _randomise_weights(store.model_dir / "best.pt")
     return store, cfg
+
+
+def _randomise_weights(checkpoint) -> None:
+    """Random weights everywhere (a briefly trained MS-D still has a near-zero output layer, which
+    would hide differences in the last bits)."""
+    import torch
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    gen = torch.Generator().manual_seed(0)
+    for v in ckpt["state_dict"].values():
+        if v.is_floating_point():
+            v.copy_(torch.randn(v.shape, generator=gen) * 0.2)
+    torch.save(ckpt, checkpoint)
 
 
 def _copy(store: ScanStore, dst) -> ScanStore:

@@ -32,7 +32,21 @@ def trained(tmp_path_factory):
     store = pipeline.ingest(cfg)
     pipeline.reconstruct(store, cfg, progress=False)
     pipeline.train(store, cfg)
+    _randomise_weights(store.model_dir / "best.pt")
     return store, cfg
+
+
+def _randomise_weights(checkpoint) -> None:
+    """Random weights everywhere (a briefly trained MS-D still has a near-zero output layer, which
+    would hide differences in the last bits)."""
+    import torch
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    gen = torch.Generator().manual_seed(0)
+    for v in ckpt["state_dict"].values():
+        if v.is_floating_point():
+            v.copy_(torch.randn(v.shape, generator=gen) * 0.2)
+    torch.save(ckpt, checkpoint)
 
 
 def _fresh(store: ScanStore, tmp_path):
@@ -160,3 +174,25 @@ def test_each_process_loads_the_network_once(trained, tmp_path):
     os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     inference.cached_model(ckpt, "cpu")
     assert inference.model_loads() == n0 + 2
+
+
+def test_the_bytes_do_not_depend_on_the_threads_of_the_process(trained, tmp_path):
+    """A Dask worker runs PyTorch with compute.threads_per_worker threads; the single-process stage
+    must too, or its matrix products (and so its bytes) differ."""
+    import torch
+
+    store, cfg = trained
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for n in (2, 1):
+            torch.set_num_threads(n)
+            s = _fresh(store, tmp_path / f"threads{n}")
+            pipeline.denoise(s, cfg)
+            assert torch.get_num_threads() == n  # restored
+            results.append(np.asarray(s.array("denoised")[:]))
+        with inference.cpu_threads(1, "cpu"):
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(results[0], results[1])

@@ -9,6 +9,7 @@ from .models import cached_model, clear_model_cache, model_loads
 from .shards import (
     DenoiseChunk,
     Shard,
+    cpu_threads,
     denoise_chunks,
     denoise_current,
     denoise_shard,
@@ -17,6 +18,6 @@ from .shards import (
     shard_unit_bytes,
 )
 
-__all__ = ["DenoiseChunk", "Shard", "cached_model", "clear_model_cache", "denoise_block", "denoise_chunks",
+__all__ = ["DenoiseChunk", "Shard", "cached_model", "clear_model_cache", "cpu_threads", "denoise_block", "denoise_chunks",
            "denoise_current", "denoise_shard", "device_for", "finish_denoise", "model_loads", "prepare_denoise",
            "shard_unit_bytes"]

@@ -11,7 +11,9 @@ same shards one after another, so both give the same bytes.
 How many chunks one shard gets is decided by :func:`tomodenoise.pipeline.sizing.group_size`:
 about ``compute.tasks_per_worker`` shards per worker of ``compute.n_workers``, and at most
 ``compute.task_memory`` of data per shard (per chunk: the K splits with the halo the
-neighbour channels need, plus the output, float32).
+neighbour channels need, plus the output, float32). On a CPU a shard runs with
+``compute.threads_per_worker`` PyTorch threads wherever it runs (:func:`cpu_threads`): the
+bytes of a matrix product depend on the thread count.
 
 Markers of a key survive a killed run, so running again computes only the chunks without
 one. A new key (other input or settings upstream) starts with no markers, and so does another
@@ -24,6 +26,8 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +38,7 @@ from ..keys import key_for, stage_current
 from ..sizing import group_size, grouped
 from .models import cached_model, checkpoint_identity, model_loads
 
-__all__ = ["DenoiseChunk", "Shard", "denoise_chunks", "denoise_current", "denoise_shard", "finish_denoise",
+__all__ = ["DenoiseChunk", "Shard", "cpu_threads", "denoise_chunks", "denoise_current", "denoise_shard", "finish_denoise",
            "prepare_denoise", "shard_unit_bytes"]
 
 log = logging.getLogger(__name__)
@@ -166,15 +170,37 @@ def denoise_shard(store: ScanStore, cfg: RunConfig, shard: Shard,
     pdir = _progress_dir(store, key_for(store, cfg, "denoise"))
     inf = cfg.inference
     for chunk in shard.chunks:
-        out = denoise_block(store, model, meta, chunk.time, chunk.channel, slice(chunk.z_start, chunk.z_stop),
-                            batch_size=inf.batch_size, device=device, scales=scales, precision=inf.precision,
-                            tile=inf.tile, tile_overlap=inf.tile_overlap)
+        with cpu_threads(cfg.compute.threads_per_worker, device):
+            out = denoise_block(store, model, meta, chunk.time, chunk.channel, slice(chunk.z_start, chunk.z_stop),
+                                batch_size=inf.batch_size, device=device, scales=scales, precision=inf.precision,
+                                tile=inf.tile, tile_overlap=inf.tile_overlap)
         store.write_region("denoised", chunk.region, out)
         tmp = pdir / f".{chunk.marker}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps({"z": [chunk.z_start, chunk.z_stop], "shard": shard.index, "pid": os.getpid(),
                                    "device": device, "model_loads": model_loads()}))
         os.replace(tmp, pdir / chunk.marker)
     return shard
+
+
+@contextmanager
+def cpu_threads(n: int, device: str) -> Iterator[None]:
+    """PyTorch's CPU threads set to ``n`` (``compute.threads_per_worker``) while a CPU shard runs.
+
+    The bytes of a CPU matrix product depend on how many threads share it, so a shard uses the
+    threads of one Dask worker wherever it runs: in a worker (where this changes nothing), a
+    thread, or the single-process stage. That is what makes them all write the same bytes.
+    """
+    import torch
+
+    if str(device).startswith("cuda") or torch.get_num_threads() == n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def finish_denoise(store: ScanStore, cfg: RunConfig, seconds: float | None = None) -> None:
