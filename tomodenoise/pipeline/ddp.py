@@ -43,7 +43,9 @@ def train_ranks(store: ScanStore, cfg: RunConfig, ranks: int, backend: str,
     """
     import shutil
 
-    from ..logs import summary
+    from tqdm.auto import tqdm
+
+    from ..logs import show_progress, summary
     from ..train.launch import launch_ranks
 
     folder = progress_dir(store)
@@ -52,18 +54,26 @@ def train_ranks(store: ScanStore, cfg: RunConfig, ranks: int, backend: str,
     run_yaml = cfg.save(folder / "run.yaml")
     summary(log, f"training   {ranks} DDP ranks ({backend}); their logs: {folder / 'logs'}")
     seen = {"epoch": 0}
+    bar = tqdm(total=cfg.train.epochs, desc=f"N2I training, {ranks} ranks", unit="epoch", dynamic_ncols=True,
+               disable=not (cfg.train.progress and show_progress()))
 
     def follow(progress: dict[int, dict[str, Any]]) -> None:
-        if on_epoch is None or len(progress) < ranks:
+        if len(progress) < ranks:
             return
-        epoch = min(int(p.get("epoch", 0)) for p in progress.values())
+        epoch = min(int(p.get("epoch", 0)) for p in progress.values())  # the slowest rank
         if epoch > seen["epoch"]:
+            bar.update(epoch - seen["epoch"])
             seen["epoch"] = epoch
             entry = dict(progress[0].get("entry") or {}, ranks=ranks)
-            on_epoch(epoch, int(progress[0].get("epochs", cfg.train.epochs)), entry)
+            bar.set_postfix_str(f"train {entry.get('train_loss', float('nan')):.4g}", refresh=False)
+            if on_epoch is not None:
+                on_epoch(epoch, int(progress[0].get("epochs", cfg.train.epochs)), entry)
 
-    launch_ranks(["-m", "tomodenoise.pipeline.ddp", "--store", str(store.root), "--config", str(run_yaml)],
-                 ranks, log_dir=folder / "logs", progress_dir=folder, on_progress=follow)
+    try:
+        launch_ranks(["-m", "tomodenoise.pipeline.ddp", "--store", str(store.root), "--config", str(run_yaml)],
+                     ranks, log_dir=folder / "logs", progress_dir=folder, on_progress=follow)
+    finally:
+        bar.close()
     return stage_record(store)
 
 

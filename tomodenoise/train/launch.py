@@ -168,6 +168,7 @@ def launch_ranks(
         When a rank fails; the others are stopped.
     """
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -194,8 +195,12 @@ def launch_ranks(
     levels = [q.level for q in quiet]
     for q in quiet:
         q.setLevel(logging.CRITICAL)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         elastic_launch(config, sys.executable)(*args)
+    except SignalException as exc:  # the launcher stopped the ranks: stop as this process would have
+        _pass_on(int(exc.sigval), handlers)
+        raise
     except ChildFailedError as exc:
         # the rank that failed first; the others were stopped by the launcher (SIGTERM)
         own = {r: f for r, f in exc.failures.items() if f.exitcode != -signal.SIGTERM} or exc.failures
@@ -214,6 +219,22 @@ def launch_ranks(
         for q, level in zip(quiet, levels):
             q.setLevel(level)
     _report(progress_dir, on_progress)
+
+
+def _pass_on(signum: int, handlers: dict[int, Any]) -> None:
+    """Give a signal that torch elastic caught (it raises ``SignalException``) to the handler
+    this process had before the launch (the CLI's, Prefect's), or stop as Python would."""
+    handler = handlers.get(signum)
+    if threading.current_thread() is threading.main_thread():
+        for sig, h in handlers.items():
+            if h is not None:
+                signal.signal(sig, h)
+    if callable(handler):
+        handler(signum, None)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    if signum == signal.SIGTERM and handler == signal.SIG_DFL:
+        raise SystemExit(128 + signum)
 
 
 def _report(progress_dir: str | os.PathLike | None, on_progress: Callable | None) -> None:
