@@ -55,6 +55,15 @@ class Postgres:
             return ""
 
 
+def skip_or_fail(reason: str) -> None:
+    """Without PostgreSQL: skip the test on a laptop, fail it on CI (``CI=true``), which must run it."""
+    import pytest
+
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail(f"CI=true but PostgreSQL cannot run here: {reason}", pytrace=False)
+    pytest.skip(f"no PostgreSQL: {reason}")
+
+
 def find_bindir() -> Path | None:
     """The folder holding ``initdb`` and ``pg_ctl`` (newest Debian version first), or None."""
     candidates: list[Path] = []

@@ -43,17 +43,13 @@ def postgres():
     Skipped when the server binaries are missing, except with ``CI=true``: the CI machine must
     run the PostgreSQL tests (``.ci/run`` installs Debian's ``postgresql``), so there it fails.
     """
-    import os
-
-    from _postgres import PostgresMissing, start_postgres
+    from _postgres import PostgresMissing, skip_or_fail, start_postgres
 
     try:
         ctx = start_postgres()
         pg = ctx.__enter__()
     except PostgresMissing as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but PostgreSQL cannot run here: {exc}", pytrace=False)
-        pytest.skip(f"no PostgreSQL: {exc}")
+        skip_or_fail(str(exc))
     try:
         yield pg
     finally:

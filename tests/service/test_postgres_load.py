@@ -255,6 +255,7 @@ def test_twenty_scans_on_postgres_with_a_worker_killed(pg_service):
     # each store: every stage complete, recorded while a run of that scan held it
     import xarray as xr
 
+    resumed: dict[str, list[str]] = {}  # stages a resubmission found done by the run it replaced
     for scan, rs in per_scan.items():
         name = Path(scan).stem
         ds = xr.open_zarr(out / name / "scan.zarr")
@@ -265,6 +266,8 @@ def test_twenty_scans_on_postgres_with_a_worker_killed(pg_service):
         # stages finished before the completed run ended (seconds resolution)
         assert all(_ts(stages[s]["finished"]) <= _ts(done["end_time"]) + 1 for s in STAGES)
         assert (out / name / "report" / "metrics.json").exists()
+        if len(rs) > 1:
+            resumed[name] = [s for s in STAGES if _ts(stages[s]["finished"]) < _ts(done["start_time"])]
 
     completed = [r for r in runs if r["state_type"] == "COMPLETED"]
     minutes = (t_done - t0) / 60
@@ -276,7 +279,7 @@ def test_twenty_scans_on_postgres_with_a_worker_killed(pg_service):
         "submit_s": round(submit_s, 2), "wall_s": round(t_done - t0, 1),
         "runs_per_minute": round(len(completed) / minutes, 2),
         "longest_queue_wait_s": round(max(measured), 1), "median_queue_wait_s": round(sorted(measured)[len(measured) // 2], 1),
-        "killed_worker": killed, "resubmitted": resubmitted, "flow_runs": len(runs),
+        "killed_worker": killed, "resubmitted": resubmitted, "resumed_stages": resumed, "flow_runs": len(runs),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "command": "scripts/test -q -m postgres tests/service/test_postgres_load.py -s",
     }
