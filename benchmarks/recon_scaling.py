@@ -59,8 +59,6 @@ if __name__ == "__main__":
 
 import argparse
 import json
-import logging
-import platform
 import shlex
 import shutil
 import statistics
@@ -76,47 +74,24 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-FLOW1_TARGET = 1.1  # flow with 1 worker / baseline, at most
-SCALING_TARGET = 1.8  # throughput(2 workers) / throughput(1 worker), at least
+from benchmarks.recon_scaling_probes import (  # noqa: E402
+    CpuByRole,
+    LogTimes,
+    loadavg,
+    machine_info,
+    marker_stats,
+    markers,
+)
+
+FLOW1_TARGET = 1.1  # flow with 1 worker / baseline, at most (without the start-up allowance)
+SCALING_TARGET = 1.8  # throughput(2 workers) / throughput(1 worker), at least (information)
+STAGE_FACTOR = 1.1  # the stage target: flow seconds <= STAGE_FACTOR x raw seconds + STARTUP_ALLOWANCE_S
+STARTUP_ALLOWANCE_S = 5.0
+#: Scans measured by default: the user's scan (91 projections of 135 rows x 160 columns) and a large one.
+PRESETS = {"small": {"size": 160, "angles": 91, "slices": 135},
+           "large": {"size": 256, "angles": 720, "slices": 64}}
 VARIANTS = ("baseline", "flow1", "flow2")
 INFO_VARIANTS = ("pipeline_seq", "raw_pool1", "raw_pool2")
-
-
-# --- machine -------------------------------------------------------------------------------
-def machine_info() -> dict[str, Any]:
-    model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        affinity = None
-    try:
-        mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        mem_gib = None
-    return {
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": affinity,
-        "cpu_model": model,
-        "mem_gib": mem_gib,
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-    }
-
-
-def loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 # --- setup ---------------------------------------------------------------------------------
@@ -221,160 +196,6 @@ def _parent_flow():
         return {"seconds": time.perf_counter() - t0, "start_wall": start_wall}
 
     return bench_parent
-
-
-def markers(store) -> list[dict[str, Any]]:
-    """Chunk completion markers: wall time (mtime) and the worker's pid."""
-    out = []
-    for p in (store.root / "progress").glob("reconstruct-*/*.done"):
-        try:
-            pid = json.loads(p.read_text()).get("pid")
-        except (OSError, ValueError):
-            pid = None
-        out.append({"t": p.stat().st_mtime_ns / 1e9, "pid": pid})
-    return sorted(out, key=lambda m: m["t"])
-
-
-def marker_stats(ms: list[dict[str, Any]], start_wall: float, seconds: float) -> dict[str, Any]:
-    """Time to the first and last written chunk, and the steady per-chunk time of each worker."""
-    if not ms:
-        return {}
-    per_worker: dict[Any, list[float]] = {}
-    for m in ms:
-        per_worker.setdefault(m["pid"], []).append(m["t"])
-    gaps = [b - a for ts in per_worker.values() for a, b in zip(ts, ts[1:])]
-    return {
-        "first_chunk_s": ms[0]["t"] - start_wall,
-        "last_chunk_s": ms[-1]["t"] - start_wall,
-        "after_last_chunk_s": start_wall + seconds - ms[-1]["t"],
-        "chunks_per_worker": sorted(len(ts) for ts in per_worker.values()),
-        "median_chunk_interval_s": statistics.median(gaps) if gaps else None,
-    }
-
-
-class LogTimes(logging.Handler):
-    """Wall times of the log records that mark the Dask cluster's start-up in this process.
-
-    ``prefect_dask`` creates the cluster lazily, at the first ``submit`` (the chunk tasks;
-    the planning task runs in the flow's process), and logs "Creating a new Dask cluster";
-    the scheduler (in this process too) logs "Register worker" once per worker.
-    """
-
-    LOGGERS = ("prefect.task_runner.dask", "distributed.scheduler")
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.INFO)
-        self.creating: list[float] = []
-        self.registered: list[float] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = record.getMessage()
-        if msg.startswith("Creating a new Dask cluster"):
-            self.creating.append(record.created)
-        elif msg.startswith("Register worker"):
-            self.registered.append(record.created)
-
-    def __enter__(self) -> "LogTimes":
-        for name in self.LOGGERS:
-            logging.getLogger(name).addHandler(self)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for name in self.LOGGERS:
-            logging.getLogger(name).removeHandler(self)
-
-    def stats(self, start_wall: float, n_workers: int) -> dict[str, Any]:
-        if not self.creating or len(self.registered) < n_workers:
-            return {}
-        ready = sorted(self.registered)[n_workers - 1]
-        return {"cluster_create_at_s": self.creating[0] - start_wall,
-                "cluster_start_s": ready - self.creating[0],
-                "cluster_ready_at_s": ready - start_wall}
-
-
-class CpuByRole:
-    """CPU seconds spent during a timed region, by role, on the whole machine.
-
-    Roles: this process (the flow engine, the Dask scheduler and nannies, or the baseline's
-    own work), the Prefect server (the harness's subprocess), the workers (the Dask workers,
-    or the raw pool's processes, which this one spawned), and everything else on the machine
-    (``psutil.cpu_times`` less the above: other jobs). A sampling thread keeps each child's last CPU times, so children
-    that end inside the region (workers at cluster close) are counted up to their last
-    sample (0.2 s). On 2 cores every CPU second that is not a worker's is taken from the
-    workers when both compute.
-    """
-
-    def __init__(self) -> None:
-        import psutil
-
-        self.psutil = psutil
-        self.me = psutil.Process()
-        self.first: dict[int, float] = {}
-        self.last: dict[int, float] = {}
-        self.role: dict[int, str] = {}
-
-    @staticmethod
-    def _busy(t) -> float:
-        return t.user + t.system
-
-    def _classify(self, p) -> str:
-        try:
-            cmd = " ".join(p.cmdline())
-        except (self.psutil.Error, OSError):
-            return "other children"
-        if "uvicorn" in cmd or ("prefect" in cmd and "server" in cmd):
-            return "prefect server"
-        if "spawn_main" in cmd and "resource_tracker" not in cmd:
-            return "workers"
-        return "other children"
-
-    def _sample(self) -> None:
-        for p in self.me.children(recursive=True):
-            try:
-                t = self._busy(p.cpu_times())
-            except (self.psutil.Error, OSError):
-                continue
-            if p.pid not in self.first:
-                self.first[p.pid] = t
-                self.role[p.pid] = self._classify(p)
-            self.last[p.pid] = t
-
-    def __enter__(self) -> "CpuByRole":
-        import threading
-
-        self._sample()
-        self.t0 = time.perf_counter()
-        self.me0 = self._busy(self.me.cpu_times())
-        t = self.psutil.cpu_times()
-        self.all0, self.steal0 = self._busy(t), getattr(t, "steal", 0.0)
-        self._stop = threading.Event()
-
-        def loop() -> None:
-            while not self._stop.wait(0.2):
-                self._sample()
-
-        self._thread = threading.Thread(target=loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-        self.wall = time.perf_counter() - self.t0
-        self.me1 = self._busy(self.me.cpu_times())
-        t = self.psutil.cpu_times()
-        self.all1, self.steal1 = self._busy(t), getattr(t, "steal", 0.0)
-
-    def stats(self) -> dict[str, float]:
-        out = {"this process": self.me1 - self.me0, "prefect server": 0.0, "workers": 0.0,
-               "other children": 0.0}
-        for pid, t in self.last.items():
-            out[self.role[pid]] += t - self.first[pid]
-        out["rest of the machine"] = max(0.0, (self.all1 - self.all0) - sum(out.values()))
-        out["steal"] = self.steal1 - self.steal0  # CPU time the hypervisor gave to other machines
-        out["wall"] = self.wall
-        return {k: round(v, 3) for k, v in out.items()}
 
 
 def run_raw_pool(store, cfg, chunks, n_procs: int, baseline: np.ndarray) -> dict[str, Any]:
@@ -494,6 +315,15 @@ def summarise(runs: dict[str, list[dict[str, Any]]], n_chunks: int) -> dict[str,
         "flow1_over_baseline_pass": flow1_ratio <= FLOW1_TARGET,
         "scaling_2_over_1": scaling,
         "scaling_2_over_1_pass": scaling >= SCALING_TARGET,
+        # The stage target: the flow (cluster start-up and shutdown included) against the raw
+        # FBPs in one process, with a fixed start-up allowance; 1 and 2 workers each.
+        "stage_target": {v: {"stage_s": med[v], "raw_s": med["baseline"],
+                             "limit_s": STAGE_FACTOR * med["baseline"] + STARTUP_ALLOWANCE_S,
+                             "stage_over_raw": med[v] / med["baseline"],
+                             "stage_over_raw_after_startup": net[v] / med["baseline"] if net[v] else None,
+                             "startup_estimate_s": startup[v],
+                             "pass": med[v] <= STAGE_FACTOR * med["baseline"] + STARTUP_ALLOWANCE_S}
+                         for v in flows},
         # Informative only (not the targets): without the start-up estimate.
         "flow1_over_baseline_after_startup": net["flow1"] / med["baseline"] if net["flow1"] else None,
         "scaling_2_over_1_after_startup": net["flow1"] / net["flow2"] if net["flow1"] and net["flow2"] else None,
@@ -504,15 +334,15 @@ def _f(x: float | None, fmt: str = ".2f") -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def print_report(res: dict[str, Any]) -> None:
-    s, m = res["summary"], res["machine"]
+def print_report(res: dict[str, Any], sres: dict[str, Any]) -> None:
+    s, m = sres["summary"], res["machine"]
     print()
-    print("== Reconstruction scaling ==")
+    print(f"== Reconstruction scaling: {sres['name']} scan ==")
     print(f"command : {res['command']}")
     print(f"machine : {m['cpu_count']} CPUs ({m['cpu_model']}), {m['platform']}, OMP_NUM_THREADS={m['omp_num_threads']}")
     print(f"load    : before {res['loadavg_before']}, after {res['loadavg_after']}")
     print(f"API     : {res['api']['kind']} (server start-up {res['api']['startup_seconds']:.1f} s, not timed)")
-    w = res["work"]
+    w = sres["work"]
     print(f"work    : {w['n_chunks']} chunks = {w['k']} splits x {w['n_slabs']} z-slabs of {w['z_chunk']} slices; "
           f"{w['n_angles']} angles ({w['angles_per_split']} per split), {w['n_det']} columns -> {w['n_pixels']}^2")
     print(f"repeats : {res['args']['repeats']} (variants alternated; medians below)")
@@ -522,7 +352,7 @@ def print_report(res: dict[str, Any]) -> None:
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for v, label in (("baseline", "baseline (raw ASTRA, 1 process)"), ("flow1", "flow, 1 worker"),
                      ("flow2", "flow, 2 workers")):
-        raw = ", ".join(f"{r['seconds']:.2f}" for r in res["runs"][v])
+        raw = ", ".join(f"{r['seconds']:.2f}" for r in sres["runs"][v])
         g = (lambda key: _f(s[key].get(v))) if v != "baseline" else (lambda key: "-")
         print(f"| {label} | {s['median_seconds'][v]:.2f} | {raw} | {g('median_cluster_ready_at_s')} | "
               f"{g('median_first_chunk_s')} | {g('startup_estimate_s')} | {g('median_after_last_chunk_s')} | {g('median_zero_chunk_seconds')} | "
@@ -530,6 +360,11 @@ def print_report(res: dict[str, Any]) -> None:
               f"{s['throughput_chunks_per_s'][v]:.3f} |")
     print()
     ok = {True: "PASS", False: "FAIL"}
+    for v, label in (("flow1", "1 worker "), ("flow2", "2 workers")):
+        t = s["stage_target"][v]
+        print(f"stage, {label}: {t['stage_s']:.2f} s vs raw {t['raw_s']:.2f} s = {t['stage_over_raw']:.2f} x "
+              f"(start-up est. {_f(t['startup_estimate_s'])} s; after it {_f(t['stage_over_raw_after_startup'])} x); "
+              f"target <= {STAGE_FACTOR} x raw + {STARTUP_ALLOWANCE_S:g} s = {t['limit_s']:.2f} s {ok[t['pass']]}")
     print(f"flow1 / baseline            = {s['flow1_over_baseline']:.3f}  (target <= {FLOW1_TARGET}) "
           f"{ok[s['flow1_over_baseline_pass']]}")
     print(f"throughput 2 / 1 workers    = {s['scaling_2_over_1']:.3f}  (target >= {SCALING_TARGET}) "
@@ -554,7 +389,7 @@ def print_report(res: dict[str, Any]) -> None:
         print("|---|---:|" + "---:|" * len(roles))
         for v, c in cpu.items():
             print(f"| {v} | {c['wall']:.2f} | " + " | ".join(f"{c.get(k, 0.0):.2f}" for k in roles) + " |")
-    print(f"flow results == baseline (allclose, rtol 1e-5): {res['check']['all_match']}")
+    print(f"flow results == baseline (allclose, rtol 1e-5): {sres['check']['all_match']}")
     print(f"raw timings: {res['json']}")
 
 
@@ -562,9 +397,12 @@ def print_report(res: dict[str, Any]) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--size", type=int, default=256, help="detector width = reconstruction grid")
-    p.add_argument("--angles", type=int, default=2048, help="projection angles of the scan")
-    p.add_argument("--slices", type=int, default=64, help="detector rows (z slices)")
+    p.add_argument("--scans", default="small,large",
+                   help=f"comma-separated presets {', '.join(f'{k}={v}' for k, v in PRESETS.items())}; "
+                        "ignored when --size/--angles/--slices give one custom scan")
+    p.add_argument("--size", type=int, default=None, help="custom scan: detector width = reconstruction grid")
+    p.add_argument("--angles", type=int, default=None, help="custom scan: projection angles")
+    p.add_argument("--slices", type=int, default=None, help="custom scan: detector rows (z slices)")
     p.add_argument("--z-chunk", type=int, default=4, help="slices per chunk")
     p.add_argument("--k", type=int, default=4, help="Noise2Inverse splits")
     p.add_argument("--repeats", type=int, default=2, help="rounds of (baseline, 1 worker, 2 workers)")
@@ -575,7 +413,84 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--api", choices=("harness", "existing"), default="harness",
                    help="harness: temporary local Prefect server; existing: the configured PREFECT_API_URL")
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up flow run")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    custom = (args.size, args.angles, args.slices)
+    if any(v is not None for v in custom):
+        if any(v is None for v in custom):
+            p.error("a custom scan needs all of --size, --angles and --slices")
+        args.scan_specs = {"custom": {"size": args.size, "angles": args.angles, "slices": args.slices}}
+    else:
+        names = [n.strip() for n in args.scans.split(",") if n.strip()]
+        unknown = [n for n in names if n not in PRESETS]
+        if unknown or not names:
+            p.error(f"unknown scan preset(s) {unknown}; choose from {sorted(PRESETS)}")
+        args.scan_specs = {n: PRESETS[n] for n in names}
+    return args
+
+
+def scan_args(args: argparse.Namespace, spec: dict[str, int]) -> argparse.Namespace:
+    """``args`` with one scan's sizes."""
+    return argparse.Namespace(**{**vars(args), **spec})
+
+
+def bench_scan(name: str, args: argparse.Namespace, out: Path, parent) -> dict[str, Any]:
+    """All variants on one scan, ``args.repeats`` times; its runs, check and summary."""
+    from tomodenoise import pipeline
+    from tomodenoise.pipeline.reconstruction import recon_groups
+    from tomodenoise.recon import gpu_available
+
+    scan, sim_s = make_scan(out, args)
+    cfg = make_config(scan, out / "store", args)
+    t0 = time.perf_counter()
+    store = pipeline.ingest(cfg)  # skipped when the store already holds this scan
+    ingest_s = time.perf_counter() - t0
+    chunks = pipeline.recon_chunks(store, cfg)
+    geom = store.attrs["geometry"]
+    sres: dict[str, Any] = {"name": name}
+    sres["scan"] = {"path": str(scan), "simulate_seconds": sim_s, "store": str(store.root), "ingest_seconds": ingest_s}
+    sres["work"] = {"n_chunks": len(chunks), "k": args.k, "z_chunk": args.z_chunk,
+                    "n_slabs": len({(c.time, c.channel, c.z_start) for c in chunks}), "n_slices": args.slices,
+                    "n_angles": args.angles, "angles_per_split": args.angles // args.k, "n_det": geom["n_det"],
+                    "n_pixels": geom["n_pixels"], "center": geom["center"], "filter": cfg.recon.filter,
+                    "algorithm": cfg.recon.algorithm, "gpu": gpu_available() and cfg.recon.use_gpu != "no",
+                    "tasks": {n: len(recon_groups(store, with_workers(cfg, n), chunks)) for n in (1, 2)}}
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in (*VARIANTS, *INFO_VARIANTS)}
+    baseline = None
+    baseline_repeat_equal = True
+    for rep in range(args.repeats):
+        tag = f"[{name}, repeat {rep + 1}]"
+        load = loadavg()
+        with CpuByRole() as cpu:
+            secs, rec = run_baseline(store, cfg, chunks)
+        if baseline is not None:
+            baseline_repeat_equal &= bool(np.array_equal(rec, baseline))
+        baseline = rec
+        runs["baseline"].append({"seconds": secs, "loadavg": load, "cpu_seconds": cpu.stats()})
+        print(f"{tag} baseline: {secs:.2f} s", flush=True)
+        r = run_sequential(store, cfg, baseline)
+        runs["pipeline_seq"].append(r)
+        print(f"{tag} pipeline_seq (info): {r['seconds']:.2f} s, matches baseline: {r['allclose_baseline']}",
+              flush=True)
+        for v, n in (("raw_pool1", 1), ("raw_pool2", 2)):
+            r = run_raw_pool(store, cfg, chunks, n, baseline)
+            runs[v].append(r)
+            print(f"{tag} {v} (info): {r['seconds']:.2f} s, matches baseline: {r['allclose_baseline']}", flush=True)
+        for v, n in (("flow1", 1), ("flow2", 2)):
+            r = run_flow(parent, store, cfg, n, baseline)
+            runs[v].append(r)
+            print(f"{tag} {v}: {r['seconds']:.2f} s (cluster ready at {_f(r.get('cluster_ready_at_s'))} s, "
+                  f"first chunk at {_f(r.get('first_chunk_s'))} s, zero-chunk subflow {r['zero_chunk_seconds']:.2f} s, "
+                  f"matches baseline: {r.get('allclose_baseline')})", flush=True)
+    sres["runs"] = runs
+    flows_ = [r for v in ("flow1", "flow2") for r in runs[v]]
+    sres["check"] = {
+        "all_match": all(r.get("allclose_baseline") for v in ("flow1", "flow2", *INFO_VARIANTS) for r in runs[v]),
+        "max_abs_diff": max((r.get("max_abs_diff", float("nan")) for r in flows_), default=None),
+        "baseline_repeats_identical": baseline_repeat_equal,
+        "chunks_written_each_run": sorted({r["chunks_written"] for r in flows_}),
+    }
+    sres["summary"] = summarise(runs, len(chunks))
+    return sres
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -593,25 +508,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "machine": machine_info(),
         "loadavg_before": loadavg(),
-        "targets": {"flow1_over_baseline_max": FLOW1_TARGET, "scaling_2_over_1_min": SCALING_TARGET},
+        "targets": {"stage_max": f"{STAGE_FACTOR} x raw + {STARTUP_ALLOWANCE_S:g} s",
+                    "stage_factor": STAGE_FACTOR, "startup_allowance_s": STARTUP_ALLOWANCE_S,
+                    "flow1_over_baseline_max": FLOW1_TARGET, "scaling_2_over_1_min": SCALING_TARGET},
+        "scans": {},
     }
-    from tomodenoise import pipeline
-    from tomodenoise.recon import gpu_available
-
-    scan, sim_s = make_scan(out, args)
-    cfg = make_config(scan, out / "store", args)
-    t0 = time.perf_counter()
-    store = pipeline.ingest(cfg)  # skipped when the store already holds this scan
-    ingest_s = time.perf_counter() - t0
-    chunks = pipeline.recon_chunks(store, cfg)
-    geom = store.attrs["geometry"]
-    res["scan"] = {"path": str(scan), "simulate_seconds": sim_s, "store": str(store.root), "ingest_seconds": ingest_s}
-    res["work"] = {"n_chunks": len(chunks), "k": args.k, "z_chunk": args.z_chunk,
-                   "n_slabs": len({(c.time, c.channel, c.z_start) for c in chunks}), "n_slices": args.slices,
-                   "n_angles": args.angles, "angles_per_split": args.angles // args.k, "n_det": geom["n_det"],
-                   "n_pixels": geom["n_pixels"], "center": geom["center"], "filter": cfg.recon.filter,
-                   "algorithm": cfg.recon.algorithm, "gpu": gpu_available() and cfg.recon.use_gpu != "no"}
-
     from contextlib import ExitStack
 
     with ExitStack() as stack:
@@ -628,48 +529,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         res["api"] = {"kind": api, "startup_seconds": time.perf_counter() - t0}
         parent = _parent_flow()
         res["warmup_seconds"] = None if args.no_warmup else warm_up(parent, out)
+        for name, spec in args.scan_specs.items():
+            res["scans"][name] = bench_scan(name, scan_args(args, spec), out, parent)
 
-        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in (*VARIANTS, *INFO_VARIANTS)}
-        baseline = None
-        baseline_repeat_equal = True
-        for rep in range(args.repeats):
-            load = loadavg()
-            with CpuByRole() as cpu:
-                secs, rec = run_baseline(store, cfg, chunks)
-            if baseline is not None:
-                baseline_repeat_equal &= bool(np.array_equal(rec, baseline))
-            baseline = rec
-            runs["baseline"].append({"seconds": secs, "loadavg": load, "cpu_seconds": cpu.stats()})
-            print(f"[repeat {rep + 1}] baseline: {secs:.2f} s", flush=True)
-            r = run_sequential(store, cfg, baseline)
-            runs["pipeline_seq"].append(r)
-            print(f"[repeat {rep + 1}] pipeline_seq (info): {r['seconds']:.2f} s, matches baseline: "
-                  f"{r['allclose_baseline']}", flush=True)
-            for v, n in (("raw_pool1", 1), ("raw_pool2", 2)):
-                r = run_raw_pool(store, cfg, chunks, n, baseline)
-                runs[v].append(r)
-                print(f"[repeat {rep + 1}] {v} (info): {r['seconds']:.2f} s, matches baseline: "
-                      f"{r['allclose_baseline']}", flush=True)
-            for v, n in (("flow1", 1), ("flow2", 2)):
-                r = run_flow(parent, store, cfg, n, baseline)
-                runs[v].append(r)
-                print(f"[repeat {rep + 1}] {v}: {r['seconds']:.2f} s (cluster ready at {_f(r.get('cluster_ready_at_s'))} s, "
-                      f"first chunk at {_f(r.get('first_chunk_s'))} s, zero-chunk subflow {r['zero_chunk_seconds']:.2f} s, "
-                      f"matches baseline: {r.get('allclose_baseline')})", flush=True)
-
-    res["runs"] = runs
     res["loadavg_after"] = loadavg()
-    flows_ = [r for v in ("flow1", "flow2") for r in runs[v]]
-    res["check"] = {
-        "all_match": all(r.get("allclose_baseline") for v in ("flow1", "flow2", *INFO_VARIANTS) for r in runs[v]),
-        "max_abs_diff": max((r.get("max_abs_diff", float("nan")) for r in flows_), default=None),
-        "baseline_repeats_identical": baseline_repeat_equal,
-        "chunks_written_each_run": sorted({r["chunks_written"] for r in flows_}),
-    }
-    res["summary"] = summarise(runs, len(chunks))
+    scans = res["scans"].values()
+    res["check"] = {"all_match": all(sr["check"]["all_match"] for sr in scans)}
+    res["stage_target_pass"] = all(t["pass"] for sr in scans for t in sr["summary"]["stage_target"].values())
     res["json"] = str(out / "recon_scaling.json")
     (out / "recon_scaling.json").write_text(json.dumps(res, indent=2))
-    print_report(res)
+    for sr in scans:
+        print_report(res, sr)
+    print()
+    print(f"stage target (<= {STAGE_FACTOR} x raw + {STARTUP_ALLOWANCE_S:g} s) on every scan, 1 and 2 workers: "
+          f"{'PASS' if res['stage_target_pass'] else 'FAIL'}")
     return res
 
 

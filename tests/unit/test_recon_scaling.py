@@ -30,10 +30,13 @@ def test_recon_scaling_smoke(tmp_path):
     res = rs.main(["--size", "32", "--angles", "48", "--slices", "4", "--z-chunk", "2", "--k", "2",
                    "--repeats", "1", "--n-spheres", "40", "--no-warmup", "--out", str(out)])
 
-    data = json.loads((out / "recon_scaling.json").read_text())
-    assert data["summary"] == json.loads(json.dumps(res["summary"]))
+    top = json.loads((out / "recon_scaling.json").read_text())
+    assert list(top["scans"]) == ["custom"]  # --size/--angles/--slices: one custom scan, no presets
+    data = top["scans"]["custom"]
+    assert data["summary"] == json.loads(json.dumps(res["scans"]["custom"]["summary"]))
     n_chunks = data["work"]["n_chunks"]
     assert n_chunks == 2 * 2  # 2 splits x 2 z-slabs
+    assert data["work"]["tasks"] == {"1": 2, "2": 4}  # 4 chunks in ~3 tasks per worker: groups of 2, of 1
     for variant in ("baseline", "flow1", "flow2"):
         runs = data["runs"][variant]
         assert len(runs) == 1
@@ -51,10 +54,18 @@ def test_recon_scaling_smoke(tmp_path):
     cpu = data["summary"]["median_cpu_seconds"]
     assert cpu["flow1"]["workers"] > 0 and cpu["flow2"]["workers"] > 0
     assert cpu["baseline"]["this process"] > 0 and cpu["baseline"]["workers"] == 0
-    assert data["check"]["all_match"] is True
+    assert data["check"]["all_match"] is True and top["check"]["all_match"] is True
     for key in ("flow1_over_baseline", "scaling_2_over_1"):
         assert data["summary"][key] > 0  # computed; the targets are not asserted (no timing tests)
-    assert data["machine"]["cpu_count"] >= 1 and data["loadavg_before"] is not None
+    # the stage target, per flow: stage vs raw seconds, the limit 1.1 x raw + 5 s, the start-up apart
+    for variant in ("flow1", "flow2"):
+        t = data["summary"]["stage_target"][variant]
+        assert t["stage_s"] == data["summary"]["median_seconds"][variant]
+        assert t["raw_s"] == data["summary"]["median_seconds"]["baseline"]
+        assert abs(t["limit_s"] - (1.1 * t["raw_s"] + 5.0)) < 1e-9
+        assert t["pass"] == (t["stage_s"] <= t["limit_s"]) and t["startup_estimate_s"] is not None
+    assert top["stage_target_pass"] == all(t["pass"] for t in data["summary"]["stage_target"].values())
+    assert top["machine"]["cpu_count"] >= 1 and top["loadavg_before"] is not None
 
     # Independently: the store's reconstruction (written by the last flow run) is the baseline's.
     from tomodenoise import pipeline
