@@ -91,7 +91,7 @@ def plan_denoise_task(store_root: str, cfg: RunConfig, checkpoint: str | None = 
 
 
 @task(cache_policy=NO_CACHE, name="denoise-shard", retries=2, retry_delay_seconds=2, retry_condition_fn=_passing_failure,
-      task_run_name="denoise-{shard.label}")
+      task_run_name="{shard.name}")
 def denoise_shard_task(store_root: str, cfg: RunConfig, shard: pipeline.Shard,
                        checkpoint: str | None = None) -> pipeline.Shard:
     return pipeline.denoise_shard(ScanStore(store_root), cfg, shard, checkpoint)

@@ -74,7 +74,7 @@ def test_shards_are_sized_by_work_and_cover_every_chunk_once(trained, tmp_path):
     # 3 chunks over 2 workers x 1 task each: shards of 2 chunks
     assert [len(s.chunks) for s in shards] == [2, 1]
     assert [c for s in shards for c in s.chunks] == pipeline.denoise_chunks(store)
-    assert shards[0].label == "t0-c0-z0+1" and shards[1].label == "t0-c0-z4"
+    assert shards[0].name == "denoise-t0-c0-z0..t0-c0-z2" and shards[1].name == "denoise-t0-c0-z4"
     # the memory bound cuts shards smaller: one chunk's data is 4 x 24 x 24 x (4 splits x 4 images + 2)
     assert inference.shard_unit_bytes(store, cfg) == 4 * 24 * 24 * (4 * 4 + 2)
     small = cfg.model_copy(deep=True)

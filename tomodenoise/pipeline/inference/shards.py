@@ -58,8 +58,12 @@ class DenoiseChunk:
         return (self.time, self.channel, slice(self.z_start, self.z_stop))
 
     @property
+    def label(self) -> str:
+        return f"t{self.time}-c{self.channel}-z{self.z_start}"
+
+    @property
     def marker(self) -> str:
-        return f"t{self.time}-c{self.channel}-z{self.z_start}.done"
+        return f"{self.label}.done"
 
 
 @dataclass(frozen=True)
@@ -71,10 +75,14 @@ class Shard:
 
     @property
     def label(self) -> str:
-        """``t0-c0-z0`` for one chunk, ``t0-c0-z0+3`` for it and the 3 chunks after it."""
-        first = self.chunks[0]
-        more = f"+{len(self.chunks) - 1}" if len(self.chunks) > 1 else ""
-        return f"t{first.time}-c{first.channel}-z{first.z_start}{more}"
+        """``t0-c0-z0`` for one chunk, ``t0-c0-z0..t0-c0-z6`` for its first and last chunk."""
+        first, last = self.chunks[0].label, self.chunks[-1].label
+        return first if len(self.chunks) == 1 else f"{first}..{last}"
+
+    @property
+    def name(self) -> str:
+        """``denoise-<label>``: the task's name."""
+        return f"denoise-{self.label}"
 
     @property
     def n_slices(self) -> int:
