@@ -7,7 +7,8 @@ Two measurements in one run (``python -m tomodenoise.bench.inference``; < 3 min 
     denoised by :func:`tomodenoise.pipeline.denoise_shard` tasks on a Dask ``LocalCluster``
     of 1 and then 2 worker processes (the cluster the flows use, ``compute.cluster = local``),
     each from no markers. Reported: the seconds from the first submit to the last shard
-    (cluster start-up apart, given on its own), the ratio 1 / 2 workers, and whether the
+    (cluster start-up and the workers' imports apart, given on their own; the
+    network's one load per worker is in), the ratio 1 / 2 workers, and whether the
     2-worker result equals the single-process stage bitwise.
 (b) **Slices per second** of :func:`tomodenoise.denoise.denoise` with K = 4 leave-one-out
     inputs averaged at 512 x 512 with the default MS-D (100 layers, width 1) in this process,
@@ -65,6 +66,12 @@ def _forget_denoise(store) -> None:
     store.clear_stage("denoise", "report")
 
 
+def _import_core() -> None:
+    import torch  # noqa: F401
+
+    from .. import denoise, pipeline  # noqa: F401
+
+
 def _sharded_run(store, cfg, n_workers: int) -> dict[str, Any]:
     """Start a LocalCluster of ``n_workers``, run every shard on it, close it."""
     from distributed import Client, LocalCluster
@@ -75,12 +82,15 @@ def _sharded_run(store, cfg, n_workers: int) -> dict[str, Any]:
     run_cfg = cfg.model_copy(deep=True)
     run_cfg.compute.cluster, run_cfg.compute.n_workers = "local", n_workers
     kwargs = dict(dask_runner_kwargs(run_cfg.compute)["cluster_kwargs"])
-    kwargs.update(dashboard_address=None)
+    kwargs.update(dashboard_address=":0")
     _forget_denoise(store)
     t0 = time.perf_counter()
     with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
         client.wait_for_workers(n_workers)
         started = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        client.run(_import_core)  # a worker's one-off imports (torch, the core), apart from the work
+        imports = time.perf_counter() - t1
         shards = pipeline.prepare_denoise(store, run_cfg)
         t1 = time.perf_counter()
         futures = [client.submit(pipeline.denoise_shard, store, run_cfg, s, pure=False) for s in shards]
@@ -89,11 +99,11 @@ def _sharded_run(store, cfg, n_workers: int) -> dict[str, Any]:
     pipeline.finish_denoise(store, run_cfg, seconds)
     info = store.stage_info("denoise")
     return {"workers": n_workers, "shards": len(shards), "chunks": info["chunks"], "processes": info["processes"],
-            "seconds": round(seconds, 3), "cluster_start_s": round(started, 3),
+            "seconds": round(seconds, 3), "cluster_start_s": round(started, 3), "worker_imports_s": round(imports, 3),
             "denoised": np.asarray(store.array("denoised")[:])}
 
 
-def bench_sharded(out: Path, *, size: int = 96, n_slices: int = 16, z_chunk: int = 2,
+def bench_sharded(out: Path, *, size: int = 128, n_slices: int = 24, z_chunk: int = 2,
                   msd: dict[str, Any] | None = None, workers: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
     """(a): the same store denoised by shards on each number of workers, and in this process."""
     from .. import pipeline
@@ -150,18 +160,22 @@ def bench_slices_per_second(*, size: int = 512, n_slices: int = 2, k: int = 4, b
                           + ("" if dev.type == "cuda" else ": open (measured on a CPU here)")}
 
 
-def run_inference_benchmark(out: str | Path, *, store_size: int = 96, store_slices: int = 16, z_chunk: int = 2,
+def run_inference_benchmark(out: str | Path, *, store_size: int = 128, store_slices: int = 24, z_chunk: int = 2,
                             store_msd: dict[str, Any] | None = None, speed_size: int = 512, speed_slices: int = 2,
                             speed_msd: dict[str, Any] | None = None, device: str = "auto") -> dict[str, Any]:
     """Both measurements; writes ``inference.json`` under ``out`` and returns it."""
     from .common import machine
 
+    import os
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    res = {"machine": machine(),
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    res = {"machine": machine(), "loadavg_before": load and [round(x, 2) for x in load],
            "sharded": bench_sharded(out / "sharded", size=store_size, n_slices=store_slices, z_chunk=z_chunk,
                                     msd=store_msd),
            "speed": bench_slices_per_second(size=speed_size, n_slices=speed_slices, msd=speed_msd, device=device)}
+    res["loadavg_after"] = [round(x, 2) for x in os.getloadavg()] if load else None
     (out / "inference.json").write_text(json.dumps(res, indent=2))
     return res
 
@@ -170,12 +184,14 @@ def format_report(res: dict[str, Any]) -> str:
     from .common import machine_line
 
     a, b = res["sharded"], res["speed"]
-    lines = [f"machine: {machine_line(res['machine'])}",
+    lines = [f"machine: {machine_line(res['machine'])}; load average (1, 5, 15 min) before "
+             f"{res.get('loadavg_before')}, after {res.get('loadavg_after')}",
              f"(a) sharded inference, {a['chunks']} chunks of {a['z_chunk']} slices at {a['size']}x{a['size']}, "
              f"MS-D {a['msd']}; one process: {a['single_process_s']:.2f} s"]
     for r in a["runs"]:
         lines.append(f"    {r['workers']} worker(s): {r['seconds']:.2f} s for {r['shards']} shards on "
-                     f"{r['processes']} process(es) (cluster start {r['cluster_start_s']:.1f} s); "
+                     f"{r['processes']} process(es) (apart: cluster start {r['cluster_start_s']:.1f} s, worker imports "
+                     f"{r['worker_imports_s']:.1f} s); "
                      f"bitwise equal to one process: {r['equals_single_process']}")
     if a["speedup_2_vs_1"] is not None:
         lines.append(f"    1 / 2 workers: {a['speedup_2_vs_1']:.2f}x")
@@ -189,8 +205,8 @@ def format_report(res: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m tomodenoise.bench.inference", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="bench-inference", help="working folder (default: %(default)s)")
-    p.add_argument("--store-size", type=int, default=96, help="(a) slice size of the store")
-    p.add_argument("--store-slices", type=int, default=16, help="(a) slices of the store")
+    p.add_argument("--store-size", type=int, default=128, help="(a) slice size of the store")
+    p.add_argument("--store-slices", type=int, default=24, help="(a) slices of the store")
     p.add_argument("--z-chunk", type=int, default=2, help="(a) slices per chunk")
     p.add_argument("--speed-size", type=int, default=512, help="(b) slice size")
     p.add_argument("--speed-slices", type=int, default=2, help="(b) slices timed (after one of warm-up)")
