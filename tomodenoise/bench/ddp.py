@@ -64,6 +64,15 @@ def run_ddp_benchmark(out: str | os.PathLike, *, ranks: int = 2, size: int = 128
     res = train_n2i(splits, one.train, one.model, out / "one")
     wall_one = time.perf_counter() - t0
     r1, s1, n1 = rate(res.history)
+    threads = torch.get_num_threads()
+    if device == "cpu" and threads > 1:  # the same process on one core: what each rank has
+        torch.set_num_threads(1)
+        try:
+            r1t, s1t, _ = rate(train_n2i(splits, one.train, one.model, out / "one-thread").history)
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        r1t = s1t = None
 
     many = cfg.model_copy(deep=True)
     many.train.batch_size = batch
@@ -78,7 +87,9 @@ def run_ddp_benchmark(out: str | os.PathLike, *, ranks: int = 2, size: int = 128
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
                    + (f", {torch.cuda.get_device_name()}" if device != "cpu" and torch.cuda.is_available() else ""),
         "data": [int(v) for v in splits.shape], "network": model, "epochs": epochs, "effective_batch": ranks * batch,
-        "one_process": {"steps": n1, "train_s": round(s1, 2), "wall_s": round(wall_one, 2), "steps_per_s": round(r1, 3)},
+        "one_process": {"steps": n1, "train_s": round(s1, 2), "wall_s": round(wall_one, 2), "steps_per_s": round(r1, 3),
+                        "threads": threads},
+        "one_process_one_thread": None if r1t is None else {"train_s": round(s1t, 2), "steps_per_s": round(r1t, 3)},
         f"{ranks}_ranks": {"steps": n2, "train_s": round(s2, 2), "wall_s": round(wall_many, 2),
                            "steps_per_s": round(r2, 3)},
         "ratio_steps_per_s": round(r2 / r1, 3),
@@ -107,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"DDP training on {f['machine']}: data {f['data']}, {f['network']}, effective batch {f['effective_batch']}")
     print(f"  1 process : {one['steps']} steps in {one['train_s']} s = {one['steps_per_s']} steps/s "
           f"(wall {one['wall_s']} s)")
+    if f["one_process_one_thread"]:
+        print(f"  1 process, 1 thread: {f['one_process_one_thread']['steps_per_s']} steps/s "
+              f"(the 1 process above had {one['threads']} threads)")
     print(f"  {a.ranks} ranks   : {many['steps']} steps in {many['train_s']} s = {many['steps_per_s']} steps/s "
           f"(wall {many['wall_s']} s, start-up included)")
     print(f"  ratio {a.ranks} ranks / 1 process: {f['ratio_steps_per_s']}x steps/s")

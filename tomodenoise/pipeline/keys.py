@@ -46,8 +46,8 @@ _KEY_FIELDS: dict[str, dict[str, Any]] = {
     "ingest": {"input": {"exclude": {"scan_id"}}, "preprocess": {}, "time": {},
                "channels": {"include": {"select"}}, "recon": {"include": {"n_pixels", "z_chunk"}}},
     "reconstruct": {"splits": {}, "recon": {"exclude": {"use_gpu", "z_chunk"}}},
-    "train": {"model": {}, "train": {"exclude": {"progress", "device", "resume"}}, "channels": {"include": {"normalise"}}},
-    "denoise": {},
+    "train": {"model": {}, "train": {"exclude": {"progress", "device", "resume", "rank_timeout"}}, "channels": {"include": {"normalise"}}},
+    "denoise": {"inference": {"include": {"precision", "tile", "tile_overlap", "batch_size"}}},
 }
 
 
