@@ -2,8 +2,8 @@
 
 Each stage reads from and writes to ``<out>/<scan_id>/`` (see :mod:`tomodenoise.io.store`)
 and marks itself complete there only when all its output is written. The Prefect flows
-(``flows/``) call exactly these functions, cutting the reconstruction into one task per
-chunk; a notebook can call them directly::
+(``flows/``) call exactly these functions, grouping the reconstruction's and the denoising's chunks into
+tasks sized by their work; a notebook can call them directly::
 
     from tomodenoise.config import RunConfig
     from tomodenoise import pipeline
