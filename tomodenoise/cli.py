@@ -249,6 +249,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .methods import available_methods, parse_methods
+    from .methods.compare import compare
+    from .methods.load import load_scan
+
+    out = Path(args.out)
+    if args.config:
+        spec = yaml.safe_load(Path(args.config).read_text()) or {}
+        methods = spec.get("methods", spec) if isinstance(spec, dict) else spec
+    else:
+        methods = args.methods or "fbp,sirt,tv,gaussian,bm3d,noise2self,sdr,n2i"
+    configs = parse_methods(methods)  # bad names fail here, before any reading
+    logs.configure(out / "compare.log", _verbosity_now())
+    log.info("tomodenoise %s", " ".join(sys.argv[1:]))
+    scan = load_scan(args.scan, reference=args.reference, second=args.second,
+                     slices=tuple(args.slices) if args.slices else None)
+    summary(log, f"{scan.name}: {scan.shape[0]} slices of {scan.shape[1]} x {scan.shape[2]} from "
+                 f"{scan.angles.size} projections; reference: {'yes' if scan.clean is not None else 'none'}; "
+                 f"methods: {', '.join(m.label for m in configs)} (known: {', '.join(available_methods())})")
+    result = compare(scan, configs, out, steps=args.steps, minutes=args.minutes, seed=args.seed,
+                     device=args.device, log=lambda msg: summary(log, msg))
+    failed = [r["label"] for r in result["rows"] if r["status"] == "failed"]
+    summary(log, f"table: {out / 'compare.md'}; panel: {out / 'panel.png'}; log: {out / 'compare.log'}")
+    return 1 if failed else 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     cfg = demo_config() if args.demo else RunConfig()
     sys.stdout.write(cfg.to_yaml())
@@ -334,6 +360,20 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--ingredients", help="xrdct: folder with Patterns.h5 and catalyst_particles_*.tif (default: "
                                          "../shared/data/xrdct_ingredients if present, else built-in phases)")
     b.set_defaults(func=cmd_bench)
+
+    cm = sub.add_parser("compare", parents=[common], help="run several denoising methods on one scan: table and panel")
+    cm.add_argument("scan", help="static scan (any format `run` reads); a `<stem>_clean.npy` beside it is the reference")
+    cm.add_argument("--methods", help="comma-separated names (default fbp,sirt,tv,gaussian,bm3d,noise2self,sdr,n2i)")
+    cm.add_argument("-c", "--config", help="YAML list of methods with parameters ({method: tv, weight: 0.05}, ...)")
+    cm.add_argument("--out", required=True, help="folder for compare.md, compare.json, panel.png")
+    cm.add_argument("--reference", help="clean volume .npy (z, y, x) for PSNR/SSIM and the supervised methods")
+    cm.add_argument("--second", help="a repeat scan of the same object (Noise2Noise)")
+    cm.add_argument("--slices", type=int, nargs=2, metavar=("START", "STOP"), help="detector rows to use")
+    cm.add_argument("--steps", type=int, default=500, help="training steps of every learned method (default 500)")
+    cm.add_argument("--minutes", type=float, default=None, help="wall-clock cap per learned method")
+    cm.add_argument("--seed", type=int, default=0)
+    cm.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    cm.set_defaults(func=cmd_compare)
 
     g = sub.add_parser("config", parents=[common], help="print a configuration as YAML")
     g.add_argument("--demo", action="store_true", help="the demo's configuration instead of the defaults")

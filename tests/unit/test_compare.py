@@ -1,0 +1,91 @@
+"""The comparison: both runs of every method, the table, the panel, skipped and failed rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from tomodenoise.methods import Scan, parse_method, parse_methods
+from tomodenoise.methods.compare import compare, rank_check, Row, upsnr_split
+from tomodenoise.methods.sample import foam_scan
+
+
+@pytest.fixture(scope="module")
+def scan() -> Scan:
+    return foam_scan(0, n_slices=3, n_det=32, n_angles=96, i0=50)
+
+
+def test_parse_methods_names_dicts_and_errors():
+    ms = parse_methods("fbp,gaussian")
+    assert [m.label for m in ms] == ["fbp", "gaussian"]
+    assert type(parse_method({"method": "gaussian", "name": "g2"})).__name__ == "Gaussian"
+    with pytest.raises(ValueError, match="unknown method 'nope'.*valid methods: fbp"):
+        parse_method("nope")
+    with pytest.raises(ValueError, match="given twice: fbp"):
+        parse_methods(["fbp", {"method": "fbp"}])
+    with pytest.raises(ValueError):  # strict: an unknown parameter is an error
+        parse_method({"method": "fbp", "wieght": 1})
+
+
+def test_upsnr_split_holds_out_three_groups(scan):
+    seen, held = upsnr_split(scan, 6)
+    assert seen.angles.size == scan.angles.size // 2 and len(held) == 3
+    assert not set(np.round(seen.angles, 9)) & set(np.round(scan.angles[3::6], 9))
+
+
+def test_compare_writes_table_panel_and_ranks(tmp_path, scan):
+    lines: list[str] = []
+    res = compare(scan, ["fbp", {"method": "gaussian"}], tmp_path, steps=5, log=lines.append)
+    rows = {r["label"]: r for r in res["rows"]}
+    assert rows["fbp"]["status"] == rows["gaussian"]["status"] == "ok"
+    assert rows["gaussian"]["psnr"] > rows["fbp"]["psnr"] + 1  # a tuned filter beats the FBP on this noise
+    assert rows["gaussian"]["upsnr"] > rows["fbp"]["upsnr"]    # and uPSNR sees it without the reference
+    assert res["reported_slices"] == [1, 2] and res["tune_slice"] == 0
+    assert (tmp_path / "panel.png").stat().st_size > 1000
+    md = (tmp_path / "compare.md").read_text()
+    assert "| gaussian |" in md and "uPSNR" in md
+    assert json.loads((tmp_path / "compare.json").read_text())["rows"][0]["label"] == "fbp"
+    assert len(lines) == 2 and lines[0].startswith("[1/2] fbp: PSNR")
+
+
+def test_methods_that_need_what_the_scan_lacks_are_skipped(tmp_path, scan):
+    bare = replace(scan, clean=None, second=None, _cache={})
+    res = compare(bare, ["fbp", "supervised", "noise2noise"], tmp_path, steps=5)
+    rows = {r["label"]: r for r in res["rows"]}
+    assert rows["supervised"]["status"] == "skipped" and "clean reference" in rows["supervised"]["reason"]
+    assert rows["noise2noise"]["status"] == "skipped" and "repeat scan" in rows["noise2noise"]["reason"]
+    assert rows["fbp"]["psnr"] is None and rows["fbp"]["upsnr"] is not None  # no reference: uPSNR only
+
+
+def test_a_failing_method_is_reported_and_the_others_go_on(tmp_path, scan):
+    bad = parse_method({"method": "sirt", "iterations": 5})
+    object.__setattr__(bad, "run", lambda s, c: (_ for _ in ()).throw(RuntimeError("boom")))
+    res = compare(scan, [bad, "fbp"], tmp_path, steps=5)
+    assert [r["status"] for r in res["rows"]] == ["failed", "ok"]
+    assert "boom" in res["rows"][0]["reason"] and (tmp_path / "work" / "sirt" / "error.txt").is_file()
+
+
+def test_rank_check_counts_snapshots():
+    rows = [Row("a", "a", upsnr=10, psnr_eval=11), Row("b", "b", upsnr=12, psnr_eval=13),
+            Row("c", "c", upsnr=11, psnr_eval=12, snapshots=[{"upsnr": 9, "psnr_eval": 10}])]
+    rc = rank_check(rows)
+    assert rc["points"] == 4 and rc["spearman"] == pytest.approx(1.0)
+
+
+def test_compare_command_on_a_simulated_scan(tmp_path, capsys):
+    from tomodenoise.cli import main
+    from tomodenoise.simulate.scan import simulate_foam_scan
+
+    path = simulate_foam_scan(tmp_path / "foam.h5", size=32, n_angles=64, n_slices=3, i0=100.0, seed=1,
+                              n_spheres=30)["scan"]
+    out = tmp_path / "cmp"
+    assert main(["compare", str(path), "--methods", "fbp,gaussian", "--out", str(out), "--steps", "5"]) == 0
+    printed = capsys.readouterr()
+    assert "reference: yes" in printed.out + printed.err  # <stem>_clean.npy found beside the scan
+    assert "[2/2] gaussian: PSNR" in printed.out + printed.err
+    assert (out / "compare.md").is_file() and (out / "panel.png").is_file() and (out / "compare.log").is_file()
+    assert main(["compare", str(path), "--methods", "fbp,nope", "--out", str(out)]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err

@@ -1,0 +1,204 @@
+"""Run several methods on one scan and judge them alike.
+
+Every method runs twice:
+
+1. on the whole scan: the volume that is shown, scored by PSNR/SSIM against ``scan.clean``
+   when there is one (over every slice except the one the methods tune on);
+2. on the projections of three of six interlaced angle groups: its output ``f`` is scored by
+   uPSNR against the FBPs ``a, b, c`` of the other three groups
+   (:func:`tomodenoise.metrics.upsnr`), which needs no ground truth. With a clean reference
+   the same output's true PSNR is kept too, and the rank correlation of uPSNR with the true
+   PSNR across methods (and their snapshots, e.g. training checkpoints) tells whether uPSNR
+   can be trusted to rank methods on real scans.
+
+:func:`compare` returns the rows and writes ``compare.json``, ``compare.md`` and
+``panel.png`` (:mod:`.report`) to ``out``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import metrics
+from ..splits import split_indices
+from .base import Context, MethodConfig, Scan
+from .registry import parse_methods
+
+__all__ = ["Row", "compare", "rank_check", "upsnr_split", "UPSNR_GROUPS"]
+
+#: interlaced angle groups of the uPSNR protocol: the method sees 3, three are held out
+UPSNR_GROUPS = 6
+
+
+@dataclass
+class Row:
+    """One method's line of the comparison."""
+
+    label: str
+    method: str
+    status: str = "ok"  #: ok, skipped (needs what the scan lacks) or failed
+    reason: str = ""
+    psnr: float | None = None
+    ssim: float | None = None
+    upsnr: float | None = None
+    psnr_eval: float | None = None  #: true PSNR of the uPSNR run's output (the rank check)
+    seconds: float | None = None
+    train_seconds: float | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+
+
+def upsnr_split(scan: Scan, groups: int = UPSNR_GROUPS) -> tuple[Scan, list[np.ndarray]]:
+    """The scan of groups ``0..groups-4`` (what the method sees) and the held-out groups' FBPs."""
+    if groups < 4:
+        raise ValueError(f"the uPSNR protocol needs at least 4 angle groups, got {groups}")
+    idx = split_indices(scan.angles.size, groups)
+    seen = np.concatenate(idx[: groups - 3])
+    return scan.subset(seen), [scan.fbp(i) for i in idx[groups - 3:]]
+
+
+def _finite(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def rank_check(rows: list[Row]) -> dict[str, Any] | None:
+    """Spearman correlation of uPSNR with the true PSNR over methods and snapshots."""
+    pts = [(r.upsnr, r.psnr_eval) for r in rows if r.status == "ok"]
+    pts += [(s.get("upsnr"), s.get("psnr_eval")) for r in rows for s in r.snapshots]
+    pts = [(u, p) for u, p in pts if u is not None and p is not None]
+    if len(pts) < 3:
+        return None
+    from scipy.stats import spearmanr
+
+    rho, pval = spearmanr([u for u, _ in pts], [p for _, p in pts])
+    return {"spearman": float(rho), "p_value": float(pval), "points": len(pts)}
+
+
+class _Scorer:
+    """PSNR/SSIM/uPSNR over the reported slices, with one data range for every method."""
+
+    def __init__(self, scan: Scan, keep: np.ndarray, held: list[np.ndarray]) -> None:
+        self.scan, self.keep, self.held = scan, keep, [h[keep] for h in held]
+        ref = scan.clean if scan.clean is not None else scan.fbp()
+        lo, hi = np.percentile(ref[keep], [0.1, 99.9]) if scan.clean is None else (ref.min(), ref.max())
+        self.data_range = float(hi - lo) or 1.0
+
+    def full(self, vol: np.ndarray) -> tuple[float | None, float | None]:
+        if self.scan.clean is None:
+            return None, None
+        ref = self.scan.clean[self.keep]
+        return (_finite(metrics.psnr(ref, vol[self.keep], data_range=self.data_range)),
+                _finite(metrics.ssim(ref, vol[self.keep], data_range=self.data_range)))
+
+    def unsupervised(self, vol: np.ndarray) -> tuple[float | None, float | None]:
+        a, b, c = self.held
+        u = _finite(metrics.upsnr(vol[self.keep], a, b, c, data_range=self.data_range))
+        p = None if self.scan.clean is None else _finite(
+            metrics.psnr(self.scan.clean[self.keep], vol[self.keep], data_range=self.data_range))
+        return u, p
+
+
+def _missing(m: MethodConfig, scan: Scan) -> str:
+    lacks = {"clean": scan.clean is None, "second": scan.second is None}
+    what = {"clean": "a clean reference (--reference)", "second": "a repeat scan of the object (--second)"}
+    return ", ".join(what[n] for n in m.needs if lacks.get(n))
+
+
+def _check_volume(vol: Any, shape: tuple[int, int, int], label: str) -> np.ndarray:
+    v = np.asarray(vol, dtype=np.float32)
+    if v.shape != shape:
+        raise ValueError(f"{label} returned a volume of shape {v.shape}, expected {shape}")
+    return v
+
+
+def compare(
+    scan: Scan,
+    methods: str | list[Any],
+    out: str | Path,
+    *,
+    steps: int = 500,
+    minutes: float | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    groups: int = UPSNR_GROUPS,
+    log: Callable[[str], None] = lambda msg: None,
+) -> dict[str, Any]:
+    """Run ``methods`` (names or configs) on ``scan``; write the table and panel to ``out``.
+
+    A method that needs what the scan lacks is skipped with the reason; one that fails is
+    reported as failed (its traceback in ``out/work/<label>/error.txt``) and the others go on.
+    """
+    from .report import write_report
+
+    configs = parse_methods(methods)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    z = scan.shape[0]
+    tune = 0 if z >= 2 else -1
+    keep = np.array([k for k in range(z) if k != tune])
+    eval_scan, held = upsnr_split(scan, groups)
+    scorer = _Scorer(scan, keep, held)
+    rows: list[Row] = []
+    volumes: dict[str, np.ndarray] = {}
+    for i, m in enumerate(configs, 1):
+        row = Row(label=m.label, method=str(getattr(m, "method")))
+        rows.append(row)
+        lacking = _missing(m, scan)
+        if lacking:
+            row.status, row.reason = "skipped", f"needs {lacking}"
+            log(f"[{i}/{len(configs)}] {m.label}: skipped, {row.reason}")
+            continue
+        work = out / "work" / m.label
+        try:
+            t0 = time.perf_counter()
+            res = m.run(scan, Context(seed=seed, device=device, steps=steps, minutes=minutes, tune_slice=tune,
+                                      work_dir=work / "full", log=log))
+            row.seconds = time.perf_counter() - t0
+            vol = _check_volume(res.volume, scan.shape, m.label)
+            row.train_seconds, row.params = res.train_seconds, dict(res.params)
+            row.psnr, row.ssim = scorer.full(vol)
+            volumes[m.label] = vol
+            ev = m.run(eval_scan, Context(seed=seed, device=device, steps=steps, minutes=minutes, tune_slice=tune,
+                                          work_dir=work / "upsnr", log=lambda msg: None))
+            row.upsnr, row.psnr_eval = scorer.unsupervised(_check_volume(ev.volume, scan.shape, m.label))
+            for name, snap in ev.snapshots.items():
+                u, p = scorer.unsupervised(_check_volume(snap, scan.shape, m.label))
+                row.snapshots.append({"label": name, "upsnr": u, "psnr_eval": p})
+        except Exception as exc:  # one failing method must not lose the others
+            row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}"
+            work.mkdir(parents=True, exist_ok=True)
+            (work / "error.txt").write_text(traceback.format_exc())
+            log(f"[{i}/{len(configs)}] {m.label}: FAILED, {row.reason} (traceback in {work / 'error.txt'})")
+            continue
+        log(f"[{i}/{len(configs)}] {_line(row)}")
+    result = {
+        "scan": scan.name, "shape": list(scan.shape), "n_angles": int(scan.angles.size),
+        "reported_slices": keep.tolist(), "tune_slice": tune, "upsnr_groups": groups,
+        "data_range": scorer.data_range, "steps": steps, "seed": seed, "device": device,
+        "rows": [asdict(r) for r in rows], "rank_check": rank_check(rows),
+        "methods": [m.model_dump(mode="json") for m in configs],
+    }
+    (out / "compare.json").write_text(json.dumps(result, indent=2, default=str))
+    write_report(result, scan, volumes, keep, out)
+    return result
+
+
+def _fmt(v: float | None, unit: str = "") -> str:
+    return "-" if v is None else f"{v:.2f}{unit}"
+
+
+def _line(row: Row) -> str:
+    parts = [f"{row.label}:"]
+    if row.psnr is not None:
+        parts.append(f"PSNR {_fmt(row.psnr, ' dB')}, SSIM {_fmt(row.ssim)},")
+    parts.append(f"uPSNR {_fmt(row.upsnr, ' dB')}, {row.seconds:.1f} s")
+    return " ".join(parts)
