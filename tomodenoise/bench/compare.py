@@ -24,7 +24,7 @@ import numpy as np
 from ..config import ModelConfig
 from .common import FoamGeometry, log, machine, machine_line, resolve_phantom, simulate
 
-__all__ = ["checks", "foam_compare_scan", "main", "METHODS"]
+__all__ = ["checks", "foam_compare_scan", "main", "METHODS", "n2i_time_to", "time_saved"]
 
 
 def _learned(method: str, **kw: Any) -> dict[str, Any]:
@@ -76,6 +76,38 @@ def checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def n2i_time_to(rows: list[dict[str, Any]], target: float) -> float | None:
+    """Training seconds N2I needed to reach PSNR ``target`` (from its snapshots, interpolated)."""
+    n2i = next((r for r in rows if r["label"] == "n2i" and r["status"] == "ok"), None)
+    if n2i is None:
+        return None
+    pts = sorted((s["train_seconds"], s["psnr"]) for s in n2i["snapshots"]
+                 if s.get("train_seconds") is not None and s.get("psnr") is not None)
+    if n2i["train_seconds"] is not None and n2i["psnr"] is not None:
+        pts.append((n2i["train_seconds"], n2i["psnr"]))
+    prev = (0.0, None)
+    for t, q in pts:
+        if q >= target:
+            if prev[1] is None or q == prev[1]:
+                return float(t)
+            return float(prev[0] + (t - prev[0]) * (target - prev[1]) / (q - prev[1]))
+        prev = (t, q)
+    return None
+
+
+def time_saved(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For SBD and GainTuning: their training time vs N2I's from scratch to the same PSNR."""
+    out = []
+    for r in rows:
+        if r["method"] not in ("sbd", "gaintuning") or r["status"] != "ok" or r["psnr"] is None:
+            continue
+        n2i = n2i_time_to(rows, r["psnr"])
+        out.append({"method": r["label"], "psnr": r["psnr"], "train_seconds": r["train_seconds"],
+                    "pretrain_seconds": r["params"].get("pretrain_seconds"), "n2i_seconds_to_same_psnr": n2i,
+                    "saved_seconds": None if n2i is None or r["train_seconds"] is None else n2i - r["train_seconds"]})
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="python -m tomodenoise.bench.compare", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="bench-output/compare")
@@ -108,9 +140,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for c in found:
         verdict = {True: "PASS", False: "FAIL", None: "n/a"}[c["pass"]]
         log(f"  {verdict}  {c['check']}  ({c['a']} vs {c['b']})")
+    saved = time_saved(result["rows"])
+    for t in saved:
+        log(f"  {t['method']}: {t['psnr']:.2f} dB after {t['train_seconds']} s of training; N2I from scratch "
+            f"needed {t['n2i_seconds_to_same_psnr']} s for that PSNR")
     cmd = "python -m tomodenoise.bench.compare " + " ".join(sys.argv[1:] if argv is None else argv)
     record = {"command": cmd, "machine": mach, "seconds": time.perf_counter() - t0, "phantom": source,
-              "checks": found, "rank_check": result["rank_check"], "rows": result["rows"]}
+              "checks": found, "time_saved": saved, "rank_check": result["rank_check"], "rows": result["rows"]}
     (out / "compare_checks.json").write_text(json.dumps(record, indent=2, default=str))
     with open(out / "compare.md", "a") as f:
         f.write("\n## Checks\n\n" + "\n".join(

@@ -145,7 +145,8 @@ class MethodResult:
 
     ``snapshots``: optional intermediate outputs on the same input (label -> ``(z, y, x)``,
     e.g. checkpoints of a training run), scored like the final volume so that the uPSNR check
-    can rank checkpoints too. ``train_seconds``: time spent training (learned methods),
+    can rank checkpoints too; ``info["snapshot_seconds"]`` (label -> training seconds so far)
+    lets the comparison tell how long a method took to reach a quality. ``train_seconds``: time spent training (learned methods),
     ``seconds``: the whole run (set by the comparison).
     """
 

@@ -54,6 +54,8 @@ class Row:
     seconds: float | None = None
     train_seconds: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    #: per snapshot: label, psnr (full run), train_seconds (when the method gives
+    #: ``info["snapshot_seconds"]``), upsnr and psnr_eval (uPSNR run)
     snapshots: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -167,12 +169,16 @@ def compare(
             row.train_seconds, row.params = res.train_seconds, dict(res.params)
             row.psnr, row.ssim = scorer.full(vol)
             volumes[m.label] = vol
+            when = res.info.get("snapshot_seconds", {})
+            full_snaps = {name: {"label": name, "psnr": scorer.full(_check_volume(v, scan.shape, m.label))[0],
+                                 "train_seconds": when.get(name)} for name, v in res.snapshots.items()}
             ev = m.run(eval_scan, Context(seed=seed, device=device, steps=steps, minutes=minutes, tune_slice=tune,
                                           work_dir=work / "upsnr", log=lambda msg: None))
             row.upsnr, row.psnr_eval = scorer.unsupervised(_check_volume(ev.volume, scan.shape, m.label))
             for name, snap in ev.snapshots.items():
                 u, p = scorer.unsupervised(_check_volume(snap, scan.shape, m.label))
-                row.snapshots.append({"label": name, "upsnr": u, "psnr_eval": p})
+                full_snaps.setdefault(name, {"label": name}).update(upsnr=u, psnr_eval=p)
+            row.snapshots = list(full_snaps.values())
         except Exception as exc:  # one failing method must not lose the others
             row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}"
             work.mkdir(parents=True, exist_ok=True)
