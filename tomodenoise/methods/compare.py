@@ -32,6 +32,7 @@ from .. import metrics
 from ..splits import split_indices
 from .base import Context, MethodConfig, Scan
 from .registry import parse_methods
+from .tuning import fov_mask
 
 __all__ = ["Row", "compare", "rank_check", "upsnr_split", "UPSNR_GROUPS"]
 
@@ -86,26 +87,45 @@ def rank_check(rows: list[Row]) -> dict[str, Any] | None:
 
 
 class _Scorer:
-    """PSNR/SSIM/uPSNR over the reported slices, with one data range for every method."""
+    """PSNR/SSIM/uPSNR over the reported slices, inside the field of view, with one data
+    range for every method.
+
+    PSNR and uPSNR use the pixels of the reconstruction disk (:func:`.tuning.fov_mask`):
+    outside it no projection constrains the object, and methods differ there only by how
+    they extrapolate (FBP's own values are in the simulated reference's corners). SSIM
+    needs whole images, so it uses the largest square inside the disk.
+    """
 
     def __init__(self, scan: Scan, keep: np.ndarray, held: list[np.ndarray]) -> None:
-        self.scan, self.keep, self.held = scan, keep, [h[keep] for h in held]
+        self.scan, self.keep = scan, keep
+        n = scan.shape[-1]
+        self.mask = fov_mask(n) if scan.shape[-2] == n else np.ones(scan.shape[-2:], bool)
+        half = max(int(n / (2 * math.sqrt(2))) - 1, 3)
+        mid_y, mid_x = scan.shape[-2] // 2, n // 2
+        self.square = (slice(max(mid_y - half, 0), mid_y + half), slice(max(mid_x - half, 0), mid_x + half))
+        self.held = [self._disk(h) for h in held]
         ref = scan.clean if scan.clean is not None else scan.fbp()
-        lo, hi = np.percentile(ref[keep], [0.1, 99.9]) if scan.clean is None else (ref.min(), ref.max())
+        vals = self._disk(ref)
+        lo, hi = np.percentile(vals, [0.1, 99.9]) if scan.clean is None else (vals.min(), vals.max())
         self.data_range = float(hi - lo) or 1.0
+
+    def _disk(self, vol: np.ndarray) -> np.ndarray:
+        """``(slices, pixels)``: the reported slices' pixels inside the field of view."""
+        return vol[self.keep][:, self.mask]
 
     def full(self, vol: np.ndarray) -> tuple[float | None, float | None]:
         if self.scan.clean is None:
             return None, None
-        ref = self.scan.clean[self.keep]
-        return (_finite(metrics.psnr(ref, vol[self.keep], data_range=self.data_range)),
-                _finite(metrics.ssim(ref, vol[self.keep], data_range=self.data_range)))
+        ref, sq = self.scan.clean[self.keep], (slice(None), *self.square)
+        return (_finite(metrics.psnr(self._disk(self.scan.clean), self._disk(vol), data_range=self.data_range)),
+                _finite(metrics.ssim(ref[sq], vol[self.keep][sq], data_range=self.data_range)))
 
     def unsupervised(self, vol: np.ndarray) -> tuple[float | None, float | None]:
         a, b, c = self.held
-        u = _finite(metrics.upsnr(vol[self.keep], a, b, c, data_range=self.data_range))
+        f = self._disk(vol)
+        u = _finite(metrics.upsnr(f, a, b, c, data_range=self.data_range))
         p = None if self.scan.clean is None else _finite(
-            metrics.psnr(self.scan.clean[self.keep], vol[self.keep], data_range=self.data_range))
+            metrics.psnr(self._disk(self.scan.clean), f, data_range=self.data_range))
         return u, p
 
 

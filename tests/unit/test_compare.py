@@ -48,7 +48,8 @@ def test_compare_writes_table_panel_and_ranks(tmp_path, scan):
     md = (tmp_path / "compare.md").read_text()
     assert "| gaussian |" in md and "uPSNR" in md
     assert json.loads((tmp_path / "compare.json").read_text())["rows"][0]["label"] == "fbp"
-    assert len(lines) == 2 and lines[0].startswith("[1/2] fbp: PSNR")
+    assert lines[0].startswith("[1/2] fbp: PSNR") and lines[-1].startswith("[2/2] gaussian: PSNR")
+    assert any(line.startswith("gaussian: sigma=") for line in lines)  # the tuned parameter is told
 
 
 def test_methods_that_need_what_the_scan_lacks_are_skipped(tmp_path, scan):
