@@ -38,21 +38,35 @@ SBD_FORMAT = "tomodenoise-sbd"
 
 
 def simulate_pairs(scan: Scan, i0: float, *, n_phantoms: int, n_spheres: int, slices_per_phantom: int,
-                   absorption: float = FOAM_ABSORPTION, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                   absorption: float = FOAM_ABSORPTION, seed: int = 0,
+                   match_attenuation: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
     """(noisy FBP, clean FBP), each ``(n_phantoms * slices_per_phantom, y, x)``, of random foams
-    scanned at ``scan``'s geometry with Poisson noise at ``i0``."""
+    scanned at ``scan``'s geometry with Poisson noise at ``i0``, and the attenuation factor used.
+
+    With ``match_attenuation`` the simulated line integrals are scaled so that their mean is
+    the scan's (a material of the scan's density: the noise of a projection depends on how much
+    it attenuates, and the network sees the scan's value range); otherwise the factor is 1.
+    """
     n_det = scan.sino.shape[2]
     pixel = 2.0 / n_det
-    noisy, clean = [], []
+    sinos = []
     for p in range(n_phantoms):
         rng = np.random.default_rng([seed, p, 5150])
         spheres = generate_foam(rng, n_spheres=n_spheres)
         z = rng.uniform(-0.5, 0.5, slices_per_phantom)
-        sino = project_foam(spheres, scan.angles, n_det, z, pixel, supersampling=1)
+        sinos.append(project_foam(spheres, scan.angles, n_det, z, pixel, supersampling=1))
+    factor = 1.0
+    if match_attenuation:
+        sim_mean = float(np.mean([s.mean() for s in sinos]))
+        factor = float(np.mean(scan.sino)) / sim_mean if sim_mean > 0 else 1.0
+    noisy, clean = [], []
+    for p, sino in enumerate(sinos):
+        rng = np.random.default_rng([seed, p, 5151])
+        sino = sino * factor
         noisy_sino = poisson_noise(sino * pixel, i0, absorption, rng) / pixel
         noisy.append(fbp(noisy_sino, scan.angles, center=scan.center))
         clean.append(fbp(sino, scan.angles, center=scan.center))
-    return np.concatenate(noisy).astype(np.float32), np.concatenate(clean).astype(np.float32)
+    return np.concatenate(noisy).astype(np.float32), np.concatenate(clean).astype(np.float32), factor
 
 
 def save_pretrained(path: Path, model: nn.Module, model_cfg: ModelConfig, normalisation: dict[str, float],
@@ -89,6 +103,7 @@ class SimulationBased(LearnedConfig):
     slices_per_phantom: int = Field(4, ge=1, description="Detector rows simulated per phantom")
     absorption: float = Field(FOAM_ABSORPTION, gt=0, description="Absorption factor of the noise model (foam benchmark)")
     i0: float | None = Field(None, gt=0, description="Photons per pixel to simulate; estimated from the scan when empty")
+    match_attenuation: bool = Field(True, description="Scale the simulated foams to the scan's mean line integral")
     pretrained: str | None = Field(None, description="Reuse this pretraining file (skips simulation and training)")
 
     def pretrain(self, scan: Scan, ctx: Context) -> tuple[nn.Module, dict[str, Any]]:
@@ -103,9 +118,10 @@ class SimulationBased(LearnedConfig):
         noise = estimate_noise(scan, absorption=self.absorption)
         i0 = self.i0 if self.i0 is not None else noise.i0
         with Timer() as sim:
-            noisy, clean = simulate_pairs(scan, i0, n_phantoms=self.n_phantoms, n_spheres=self.n_spheres,
-                                          slices_per_phantom=self.slices_per_phantom, absorption=self.absorption,
-                                          seed=ctx.seed)
+            noisy, clean, factor = simulate_pairs(
+                scan, i0, n_phantoms=self.n_phantoms, n_spheres=self.n_spheres,
+                slices_per_phantom=self.slices_per_phantom, absorption=self.absorption, seed=ctx.seed,
+                match_attenuation=self.match_attenuation)
         norm = normalisation_of(noisy)
         m, s = norm["mean"], norm["std"]
         inp, tgt = (noisy - m) / s, (clean - m) / s
@@ -119,12 +135,13 @@ class SimulationBased(LearnedConfig):
         path = Path(ctx.work_dir) / "sbd.pt"
         meta = {"i0": float(i0), "i0_estimated": noise.i0, "i0_given": noise.i0_given,
                 "absorption": float(self.absorption), "n_phantoms": self.n_phantoms,
+                "attenuation_factor": factor,
                 "geometry": {"n_det": int(scan.sino.shape[2]), "n_angles": int(scan.angles.size)},
                 "simulate_seconds": float(sim.seconds), "fit_seconds": float(stats["seconds"]),
                 "pretrain_seconds": float(sim.seconds + stats["seconds"]), "steps": int(stats["steps"]),
                 "final_loss": stats["loss"]}
         save_pretrained(path, model, self.model, norm, **meta)
-        ctx.log(f"sbd: pretrained on {len(noisy)} simulated slices at I0 = {i0:.3g} "
+        ctx.log(f"sbd: pretrained on {len(noisy)} simulated slices at I0 = {i0:.3g}, attenuation x{factor:.3g} "
                 f"({meta['pretrain_seconds']:.1f} s) -> {path}")
         model_cfg = self.model.model_dump(mode="json")
         return model, {**meta, "model": model_cfg, "normalisation": norm, "path": str(path), "simulated": True}
@@ -137,6 +154,7 @@ class SimulationBased(LearnedConfig):
         return MethodResult(
             volume=volume,
             params={"i0": meta.get("i0"), "absorption": meta.get("absorption"), "n_phantoms": meta.get("n_phantoms"),
+                    "attenuation_factor": meta.get("attenuation_factor"),
                     "pretrained": meta["path"]},
             train_seconds=float(seconds),
             info={"noise": noise.as_dict(), "simulated": meta["simulated"],
