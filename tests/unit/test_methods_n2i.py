@@ -62,6 +62,9 @@ def test_n2i_runs_via_parse_method_respects_the_step_budget_and_snapshots(scan, 
     labels = list(res.snapshots)
     steps_at = [int(lab.split("@step")[1]) for lab in labels]
     assert all(lab.startswith("n2i@step") for lab in labels) and len(labels) == 3
+    when = res.info["snapshot_seconds"]
+    assert list(when) == labels and all(b > a > 0 for a, b in zip(list(when.values()), list(when.values())[1:]))
+    assert max(when.values()) <= res.train_seconds
     assert steps_at == sorted(steps_at) and steps_at[-1] == 21
     assert all(v.shape == scan.shape and np.isfinite(v).all() for v in res.snapshots.values())
     # checkpoints differ along the run

@@ -112,16 +112,18 @@ class Noise2Inverse(LearnedConfig):
         )
         marks = sorted({max(1, round(epochs * (i + 1) / self.snapshots)) for i in range(self.snapshots)})
         snap_dir = out_dir / "snapshots"
+        when: dict[str, float] = {}
 
         def keep_snapshot(epoch: int, _epochs: int, entry: dict) -> None:
             if epoch in marks:
                 snap_dir.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(out_dir / "last.pt", snap_dir / f"step{int(entry['step'])}.pt")
+                when[f"{self.label}@step{int(entry['step'])}"] = float(entry.get("elapsed_s", entry["seconds"]))
 
         with Timer() as t:
             res = train_n2i(splits[:, used], cfg, self.model, out_dir, on_epoch=keep_snapshot)
         done = int(res.history[-1]["step"]) if res.history else 0
-        ctx.log(f"n2i: {done} steps in {epochs} epochs on {keep.size} slices x {self.k} splits, "
+        ctx.log(f"{self.label}: {done} steps in {epochs} epochs on {keep.size} slices x {self.k} splits, "
                 f"best epoch {res.best_epoch}, {t.seconds:.1f} s")
 
         def run_model(model) -> np.ndarray:
@@ -132,12 +134,13 @@ class Noise2Inverse(LearnedConfig):
         snaps = {}
         for path in sorted(snap_dir.glob("step*.pt"), key=lambda p: int(p.stem[4:])) if snap_dir.exists() else []:
             model, _ = load_checkpoint(path, device=cfg.device)
-            snaps[f"n2i@{path.stem}"] = run_model(model)
+            snaps[f"{self.label}@{path.stem}"] = run_model(model)
         return MethodResult(
             volume=volume.astype(np.float32),
             params={"k": self.k, "strategy": self.strategy, "steps": done, "epochs": epochs,
                     "patches_per_slice": reps, "best_epoch": res.best_epoch},
             train_seconds=t.seconds, snapshots=snaps,
             info={"train_slices": keep.tolist(), "val_slices": val_idx.tolist(), "stopped": res.stopped,
-                  "best_val_loss": res.best_val_loss, "history": res.history},
+                  "best_val_loss": res.best_val_loss, "history": res.history,
+                  "snapshot_seconds": {name: when[name] for name in snaps if name in when}},
         )
