@@ -90,3 +90,14 @@ def test_compare_command_on_a_simulated_scan(tmp_path, capsys):
     assert (out / "compare.md").is_file() and (out / "panel.png").is_file() and (out / "compare.log").is_file()
     assert main(["compare", str(path), "--methods", "fbp,nope", "--out", str(out)]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err
+
+
+def test_tomogan_with_a_repeat_scan_target_needs_the_repeat_not_the_clean(tmp_path, scan):
+    from tomodenoise.methods.compare import compare as run
+
+    bare = replace(scan, clean=None, second=None, _cache={})
+    gan = {"method": "tomogan", "target": "second", "name": "gan_n2n"}
+    assert parse_method(gan).required() == ("second",) and parse_method("tomogan").required() == ("clean",)
+    rows = {r["label"]: r for r in run(bare, [gan, "fbp"], tmp_path, steps=2)["rows"]}
+    assert rows["gan_n2n"]["status"] == "skipped" and "repeat scan" in rows["gan_n2n"]["reason"]
+    assert "clean" not in rows["gan_n2n"]["reason"]

@@ -171,6 +171,10 @@ class MethodConfig(BaseModel):
     def run(self, scan: Scan, ctx: Context) -> MethodResult:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def required(self) -> tuple[str, ...]:
+        """What this config needs of the scan (``needs``, unless a parameter changes it)."""
+        return self.needs
+
     @property
     def label(self) -> str:
         """Name in tables and panels."""

@@ -132,7 +132,7 @@ class _Scorer:
 def _missing(m: MethodConfig, scan: Scan) -> str:
     lacks = {"clean": scan.clean is None, "second": scan.second is None}
     what = {"clean": "a clean reference (--reference)", "second": "a repeat scan of the object (--second)"}
-    return ", ".join(what[n] for n in m.needs if lacks.get(n))
+    return ", ".join(what[n] for n in m.required() if lacks.get(n))
 
 
 def _check_volume(vol: Any, shape: tuple[int, int, int], label: str) -> np.ndarray:

@@ -255,6 +255,9 @@ class TomoGAN(LearnedConfig):
     d_lr: float = Field(1e-4, gt=0, description="Discriminator Adam learning rate (TomoGAN: 1e-4)")
     augment: bool = Field(True, description="Random rotations/flips of the training pairs")
 
+    def required(self) -> tuple[str, ...]:
+        return ("second",) if self.target == "second" else ("clean",)
+
     @model_validator(mode="after")
     def _perceptual_needs_weights(self) -> TomoGAN:
         if self.w_perc > 0 and not self.feature_weights:
