@@ -5,8 +5,8 @@ Every method runs twice:
 1. on the whole scan: the volume that is shown, scored by PSNR/SSIM against ``scan.clean``
    when there is one (over every slice except the one the methods tune on);
 2. on the projections of three of six interlaced angle groups: its output ``f`` is scored by
-   uPSNR against the FBPs ``a, b, c`` of the other three groups
-   (:func:`tomodenoise.metrics.upsnr`), which needs no ground truth. With a clean reference
+   uPSNR against the FBPs ``a, b, c`` of the other three groups (:func:`symmetric_upsnr`,
+   :func:`tomodenoise.metrics.upsnr` averaged over the roles), which needs no ground truth. With a clean reference
    the same output's true PSNR is kept too, and the rank correlation of uPSNR with the true
    PSNR across methods (and their snapshots, e.g. training checkpoints) tells whether uPSNR
    can be trusted to rank methods on real scans.
@@ -34,7 +34,7 @@ from .base import Context, MethodConfig, Scan
 from .registry import parse_methods
 from .tuning import fov_mask
 
-__all__ = ["Row", "compare", "rank_check", "upsnr_split", "UPSNR_GROUPS"]
+__all__ = ["Row", "compare", "rank_check", "symmetric_upsnr", "upsnr_split", "UPSNR_GROUPS"]
 
 #: interlaced angle groups of the uPSNR protocol: the method sees 3, three are held out
 UPSNR_GROUPS = 6
@@ -67,6 +67,20 @@ def upsnr_split(scan: Scan, groups: int = UPSNR_GROUPS) -> tuple[Scan, list[np.n
     idx = split_indices(scan.angles.size, groups)
     seen = np.concatenate(idx[: groups - 3])
     return scan.subset(seen), [scan.fbp(i) for i in idx[groups - 3:]]
+
+
+def symmetric_upsnr(f: np.ndarray, held: list[np.ndarray], data_range: float) -> float:
+    """uPSNR of ``f`` against three held-out FBPs, with uMSE averaged over the three ways of
+    picking the one compared with ``f`` (:func:`tomodenoise.metrics.umse`).
+
+    Each term is unbiased; the average compares ``f`` with all three held-out FBPs and
+    estimates the noise from all three pairs, which lowers the variance of the estimate (on
+    small scans it is what limits uPSNR: the noise term is as large as the data term, and a
+    good method's uMSE is their small difference). ``nan`` when the estimate is not positive.
+    """
+    a, b, c = held
+    u = float(np.mean([metrics.umse(f, a, b, c), metrics.umse(f, b, c, a), metrics.umse(f, c, a, b)]))
+    return 10.0 * math.log10(data_range ** 2 / u) if u > 0 else float("nan")
 
 
 def _finite(v: float | None) -> float | None:
@@ -121,9 +135,8 @@ class _Scorer:
                 _finite(metrics.ssim(ref[sq], vol[self.keep][sq], data_range=self.data_range)))
 
     def unsupervised(self, vol: np.ndarray) -> tuple[float | None, float | None]:
-        a, b, c = self.held
         f = self._disk(vol)
-        u = _finite(metrics.upsnr(f, a, b, c, data_range=self.data_range))
+        u = _finite(symmetric_upsnr(f, self.held, self.data_range))
         p = None if self.scan.clean is None else _finite(
             metrics.psnr(self._disk(self.scan.clean), f, data_range=self.data_range))
         return u, p
