@@ -11,7 +11,7 @@ from torch import nn
 from tomodenoise.config import ModelConfig
 from tomodenoise.methods import Context, Scan, parse_method
 from tomodenoise.methods.sample import foam_scan
-from tomodenoise.methods.supervised import Noise2Noise, Supervised, pair_batches, training_slices
+from tomodenoise.methods.supervised import Noise2Noise, Supervised, cross_fit_folds, pair_batches
 from tomodenoise.methods.tomogan import (Discriminator, TomoGAN, load_feature_network, perceptual_loss,
                                          vgg_features)
 from tomodenoise.methods.training import make_model
@@ -94,9 +94,17 @@ def test_state_dict_given_as_torchscript_is_a_clear_error(tmp_path):
 
 # --- data handling ---------------------------------------------------------------------------
 
-def test_training_slices_hold_out_the_tune_slice():
-    assert training_slices(3, 1) == [0, 2]
-    assert training_slices(1, 0) == [0] and training_slices(3, -1) == [0, 1, 2]
+@pytest.mark.parametrize("n", [2, 3, 6])
+def test_cross_fit_folds_denoise_every_slice_once_and_never_with_its_own_reference(n):
+    folds = cross_fit_folds(n)
+    applied = sorted(z for _, ap in folds for z in ap)
+    assert applied == list(range(n))
+    for train, ap in folds:
+        assert train and not set(train) & set(ap)
+
+
+def test_one_slice_is_in_sample():
+    assert cross_fit_folds(1) == [([0], [0])]
 
 
 def test_pair_batches_crop_and_augment_input_and_target_alike():
@@ -121,18 +129,19 @@ def test_missing_clean_and_missing_second_are_clear_errors(scan):
 
 # --- training --------------------------------------------------------------------------------
 
-def test_supervised_beats_fbp_and_never_sees_the_tune_slice(scan):
+def test_supervised_beats_fbp_and_no_slice_is_denoised_with_its_own_reference(scan):
     res = Supervised(model=MODEL, steps=100, lr=1e-2).run(scan, ctx())
     assert res.volume.shape == scan.shape and res.volume.dtype == np.float32
-    assert res.params["train_slices"] == [0, 2] and res.params["held_out"] == 1
+    assert res.params["folds"] == 2
     gain = score(scan, res.volume) - score(scan, scan.fbp())
-    assert gain > 2.0, f"supervised only {gain:.2f} dB over FBP"
-    # the tune slice's reference is never used: changing it changes nothing
+    assert gain > 1.0, f"supervised only {gain:.2f} dB over FBP"
+    # slice 1's reference trains only the network of the other fold: its own output is unchanged
     other = Scan(sino=scan.sino, angles=scan.angles, clean=scan.clean.copy())
     other.clean[1] = 0.0
     res2 = Supervised(model=MODEL, steps=10).run(other, ctx())
     res3 = Supervised(model=MODEL, steps=10).run(scan, ctx())
-    np.testing.assert_allclose(res2.volume, res3.volume, atol=1e-6 * float(np.abs(res3.volume).max()))
+    np.testing.assert_allclose(res2.volume[1], res3.volume[1], atol=1e-6 * float(np.abs(res3.volume).max()))
+    assert not np.allclose(res2.volume[[0, 2]], res3.volume[[0, 2]])
 
 
 def test_noise2noise_beats_fbp_and_apply_to_choices(scan):
@@ -158,7 +167,7 @@ def test_tomogan_without_adversary_or_perceptual_is_plain_mse_training(scan):
 def test_tomogan_adversarial_training_runs_and_learns(scan):
     res = TomoGAN(model=MODEL, steps=30, lr=1e-2, w_adv=1e-2).run(scan, ctx())
     assert res.volume.shape == scan.shape and np.isfinite(res.volume).all()
-    assert res.params["w_adv"] == 1e-2 and res.params["train_slices"] == [0, 2]
+    assert res.params["w_adv"] == 1e-2 and res.params["folds"] == 2
     assert res.info["d_loss"] is not None and np.isfinite(res.info["adv"])
     assert res.info["mse"] < res.info["loss_start"]  # the MSE part went down from the start
     n2n = TomoGAN(model=MODEL, steps=3, target="second", d_steps=1).run(scan, ctx())

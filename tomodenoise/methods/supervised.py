@@ -4,16 +4,17 @@ Both train the configured network with :func:`~tomodenoise.methods.training.fit`
 patches of image pairs and differ only in the target:
 
 * :class:`Supervised` (``method: supervised``) maps the FBP of the noisy scan to the clean
-  reference ``scan.clean`` (a simulation's noise-free FBP or a high-dose scan). The slice the
-  comparison tunes and validates on (``ctx.tune_slice``) is left out of training when the
-  scan has at least two slices, so that it stays unseen.
+  reference ``scan.clean`` (a simulation's noise-free FBP or a high-dose scan). It is
+  cross-fitted (:func:`cross_fit_folds`): one network per fold of slices, each trained on the
+  other fold, so every slice is denoised by a network that never saw its clean reference
+  (a one-slice scan is trained and applied in-sample, and says so).
 * :class:`Noise2Noise` (``method: noise2noise``, Lehtinen et al. 2018, "Noise2Noise: learning
   image restoration without clean data") maps the FBP of the scan to the FBP of an independent
   repeat scan of the same object and, symmetrically, the repeat's FBP to the scan's. With
   independent zero-mean noise the expected target is the clean image, so the MSE minimiser is
   the same as with clean targets.
 
-:func:`pair_batches` and :func:`training_slices` are shared with :mod:`.tomogan`.
+:func:`pair_batches` and :func:`cross_fit_folds` are shared with :mod:`.tomogan`.
 """
 
 from __future__ import annotations
@@ -28,27 +29,17 @@ from pydantic import Field
 from .base import Context, MethodResult, Scan, Timer
 from .training import Batch, LearnedConfig, apply, fit, make_model, normalisation_of, random_patches
 
-__all__ = ["Noise2Noise", "Supervised", "pair_batches", "repeat_pairs", "training_slices"]
+__all__ = ["Noise2Noise", "Supervised", "cross_fit_folds", "pair_batches", "repeat_pairs"]
 
 
-def training_slices(n_slices: int, tune_slice: int) -> list[int]:
-    """The z indices to train a supervised method on: all but ``tune_slice`` when >= 2 slices.
-
-    Parameters
-    ----------
-    n_slices : int
-        Slices of the scan.
-    tune_slice : int
-        ``ctx.tune_slice`` (``-1``: nothing held out).
-
-    Returns
-    -------
-    list of int
-        Every slice when there is one slice or no valid tuning slice, else every other slice.
-    """
-    if n_slices >= 2 and 0 <= tune_slice < n_slices:
-        return [k for k in range(n_slices) if k != tune_slice]
-    return list(range(n_slices))
+def cross_fit_folds(n_slices: int) -> list[tuple[list[int], list[int]]]:
+    """``(train, apply)`` z indices of two folds (odd and even slices), so that no slice is
+    denoised by a network trained on its own clean reference; one slice: trained and applied
+    on it (in-sample, the only choice)."""
+    if n_slices < 2:
+        return [([0], [0])]
+    even, odd = list(range(0, n_slices, 2)), list(range(1, n_slices, 2))
+    return [(odd, even), (even, odd)]
 
 
 def _dihedral(a: np.ndarray, k: int) -> np.ndarray:
@@ -130,21 +121,27 @@ class Supervised(LearnedConfig):
     augment: bool = Field(True, description="Random rotations/flips of the training pairs")
 
     def run(self, scan: Scan, ctx: Context) -> MethodResult:
-        """Train on every slice but ``ctx.tune_slice`` (when >= 2 slices), denoise the FBP."""
+        """Train one network per fold on the other fold's slices, denoise each fold's FBP."""
         if scan.clean is None:
             raise ValueError("supervised needs a clean reference: a simulation or a high-dose scan "
                              "(scan.clean is None)")
         noisy = scan.fbp()
-        zs = training_slices(scan.shape[0], ctx.tune_slice)
-        norm = normalisation_of(noisy[zs])
-        model, stats, seconds = _train_and_apply(self, noisy[zs], scan.clean[zs], norm, ctx, self.augment)
-        held = [k for k in range(scan.shape[0]) if k not in zs]
-        ctx.log(f"{self.label}: {stats['steps']} steps on slices {zs}, loss {stats['loss']:.4g}")
+        volume = np.empty(noisy.shape, np.float32)
+        seconds, steps, losses = 0.0, 0, []
+        folds = cross_fit_folds(scan.shape[0])
+        for train_zs, apply_zs in folds:
+            norm = normalisation_of(noisy[train_zs])
+            model, stats, secs = _train_and_apply(self, noisy[train_zs], scan.clean[train_zs], norm, ctx, self.augment)
+            volume[apply_zs] = apply(model, noisy[apply_zs], norm, batch_size=self.batch_size)
+            seconds, steps = seconds + secs, stats["steps"]
+            losses.append(stats["loss"])
+        ctx.log(f"{self.label}: {steps} steps x {len(folds)} folds, loss {np.mean(losses):.4g}")
         return MethodResult(
-            volume=apply(model, noisy, norm, batch_size=self.batch_size),
-            params={"train_slices": zs, "held_out": held[0] if held else None,
-                    "note": "trained without the tuning slice" if held else "one slice: trained on it"},
-            train_seconds=seconds, info={"steps": stats["steps"], "loss": stats["loss"], "normalisation": norm})
+            volume=volume,
+            params={"folds": len(folds), "steps_per_fold": steps,
+                    "note": "cross-fitted: no slice denoised by a network trained on it" if len(folds) > 1
+                    else "one slice: trained and applied on it (in-sample)"},
+            train_seconds=seconds, info={"steps": steps, "loss": losses, "folds": folds})
 
 
 class Noise2Noise(LearnedConfig):

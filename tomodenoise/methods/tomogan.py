@@ -32,7 +32,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from .base import Context, MethodResult, Scan, Timer
-from .supervised import pair_batches, repeat_pairs, training_slices
+from .supervised import cross_fit_folds, pair_batches, repeat_pairs
 from .training import Batch, LearnedConfig, apply, make_model, normalisation_of
 
 __all__ = ["Discriminator", "TomoGAN", "load_feature_network", "perceptual_loss", "train_gan", "vgg_features"]
@@ -266,24 +266,20 @@ class TomoGAN(LearnedConfig):
                              "Set w_perc: 0 to train without the perceptual loss")
         return self
 
-    def _pairs(self, scan: Scan, ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int] | str]:
-        """(inputs, targets, the volume to denoise, the training slices)."""
+    def _folds(self, scan: Scan) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]]:
+        """Per network: (inputs, targets, the FBP slices it denoises, their z indices)."""
         if self.target == "second":
             f1, f2 = repeat_pairs(scan, "tomogan with target 'second'")
-            return np.concatenate([f1, f2]), np.concatenate([f2, f1]), f1, "all"
+            return [(np.concatenate([f1, f2]), np.concatenate([f2, f1]), f1, list(range(scan.shape[0])))]
         if scan.clean is None:
             raise ValueError("tomogan needs a clean reference: a simulation or a high-dose scan (scan.clean is None);"
                              " or set target: second with a repeat scan")
         noisy = scan.fbp()
-        zs = training_slices(scan.shape[0], ctx.tune_slice)
-        return noisy[zs], scan.clean[zs], noisy, zs
+        return [(noisy[tr], scan.clean[tr], noisy[ap], ap) for tr, ap in cross_fit_folds(scan.shape[0])]
 
-    def run(self, scan: Scan, ctx: Context) -> MethodResult:
-        """Train generator and discriminator alternately, denoise the scan's FBP with the generator."""
-        inputs, targets, volume, zs = self._pairs(scan, ctx)
-        features = None
-        if self.w_perc > 0:
-            features = load_feature_network(self.feature_weights, self.feature_net, self.feature_layer, ctx.device)
+    def _train(self, inputs: np.ndarray, targets: np.ndarray, features: nn.Module | None,
+               ctx: Context) -> tuple[nn.Module, dict[str, float], dict[str, Any]]:
+        """The trained generator, its normalisation and the training stats."""
         norm = normalisation_of(inputs)
         gen = make_model(self.model, ctx.seed, ctx.device)
         disc = None
@@ -292,14 +288,31 @@ class TomoGAN(LearnedConfig):
             disc = Discriminator(1, self.d_features, self.d_layers).to(ctx.device)
         batches = pair_batches(inputs, targets, norm, batch_size=self.batch_size, patch_size=self.patch_size,
                                augment=self.augment)
+        stats = train_gan(gen, disc, features, batches, ctx, steps=self.steps or ctx.steps, lr=self.lr,
+                          d_lr=self.d_lr, d_steps=self.d_steps, w_adv=self.w_adv, w_mse=self.w_mse,
+                          w_perc=self.w_perc)
+        return gen, norm, stats
+
+    def run(self, scan: Scan, ctx: Context) -> MethodResult:
+        """Train generator and discriminator alternately (one pair per cross-fitting fold with a
+        clean target), denoise the scan's FBP with the generator(s)."""
+        folds = self._folds(scan)
+        features = None
+        if self.w_perc > 0:
+            features = load_feature_network(self.feature_weights, self.feature_net, self.feature_layer, ctx.device)
+        volume = np.empty(scan.shape, np.float32)
+        all_stats = []
         with Timer() as t:
-            stats = train_gan(gen, disc, features, batches, ctx, steps=self.steps or ctx.steps, lr=self.lr,
-                              d_lr=self.d_lr, d_steps=self.d_steps, w_adv=self.w_adv, w_mse=self.w_mse,
-                              w_perc=self.w_perc)
-        ctx.log(f"{self.label}: {stats['steps']} steps, generator loss {stats['loss']:.4g}")
+            for inputs, targets, fbp_slices, zs in folds:
+                gen, norm, stats = self._train(inputs, targets, features, ctx)
+                volume[zs] = apply(gen, fbp_slices, norm, batch_size=self.batch_size)
+                all_stats.append(stats)
+        stats = {k: v for k, v in all_stats[-1].items() if k != "loss"}
+        stats["loss"] = float(np.mean([s["loss"] for s in all_stats]))
+        ctx.log(f"{self.label}: {stats['steps']} steps x {len(folds)} network(s), generator loss {stats['loss']:.4g}")
         return MethodResult(
-            volume=apply(gen, volume, norm, batch_size=self.batch_size),
+            volume=volume,
             params={"w_adv": self.w_adv, "w_mse": self.w_mse, "w_perc": self.w_perc, "target": self.target,
-                    "train_slices": zs, "feature_net": self.feature_net if self.w_perc > 0 else None},
-            train_seconds=t.seconds, info={**stats, "normalisation": norm})
+                    "folds": len(folds), "feature_net": self.feature_net if self.w_perc > 0 else None},
+            train_seconds=t.seconds, info={**stats, "normalisation": norm, "fold_slices": [f[3] for f in folds]})
 
