@@ -44,8 +44,9 @@ def test_plan_steps_never_exceeds_the_budget_and_is_exact_when_it_can_be(steps, 
 
 def test_n2i_holds_out_the_tuning_slice():
     train, val = n2i_slices(10, tune_slice=0)
-    assert 0 in val and 0 not in train and set(train) | set(val) == set(range(10))
-    assert set(split_slices(10, 0.1)[1]) < set(val)  # the default middle block is kept too
+    assert val.tolist() == [0] and train.tolist() == list(range(1, 10))  # only the tuning slice is held out
+    train, val = n2i_slices(10, tune_slice=-1)  # no tuning slice: the default middle block
+    assert val.tolist() == split_slices(10, 0.1)[1].tolist() and set(train) | set(val) == set(range(10))
     train, val = n2i_slices(1, tune_slice=-1)
     assert train.tolist() == [0] and val.size == 0
 

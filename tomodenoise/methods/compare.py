@@ -193,6 +193,8 @@ def compare(
             log(f"[{i}/{len(configs)}] {m.label}: skipped, {row.reason}")
             continue
         work = out / "work" / m.label
+        for sub in ("full", "upsnr"):
+            (work / sub).mkdir(parents=True, exist_ok=True)
         try:
             t0 = time.perf_counter()
             res = m.run(scan, Context(seed=seed, device=device, steps=steps, minutes=minutes, tune_slice=tune,

@@ -87,8 +87,9 @@ def write_report(result: dict[str, Any], scan: Scan, volumes: dict[str, np.ndarr
     lines = [f"# Comparison on {result['scan']}", "",
              f"Volume {tuple(result['shape'])} (z, y, x) from {result['n_angles']} projections; PSNR/SSIM over "
              f"slices {result['reported_slices']} against the reference (slice {result['tune_slice']} is where "
-             "methods tune their parameter); uPSNR of each method run on 3 of "
-             f"{result['upsnr_groups']} interlaced angle groups against the FBPs of the other 3; data range "
+             f"methods tune their parameter), inside the field-of-view disk (SSIM: the square inside it); uPSNR of "
+             f"each method run on {result['upsnr_groups'] - 3} of {result['upsnr_groups']} interlaced angle groups "
+             "against the FBPs of the other 3 (averaged over their roles); data range "
              f"{result['data_range']:.4g}; {result['steps']} steps for every learned method; seed {result['seed']}, "
              f"device {result['device']}.", "", table(result), ""]
     if rc:

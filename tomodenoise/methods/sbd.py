@@ -41,7 +41,7 @@ def simulate_pairs(scan: Scan, i0: float, *, n_phantoms: int, n_spheres: int, sl
                    absorption: float = FOAM_ABSORPTION, seed: int = 0,
                    match_attenuation: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
     """(noisy FBP, clean FBP), each ``(n_phantoms * slices_per_phantom, y, x)``, of random foams
-    scanned at ``scan``'s geometry with Poisson noise at ``i0``, and the attenuation factor used.
+    scanned at ``scan``'s geometry (angles, detector width; rotation axis at the centre) with Poisson noise at ``i0``, and the attenuation factor used.
 
     With ``match_attenuation`` the simulated line integrals are scaled so that their mean is
     the scan's (a material of the scan's density: the noise of a projection depends on how much
@@ -64,8 +64,10 @@ def simulate_pairs(scan: Scan, i0: float, *, n_phantoms: int, n_spheres: int, sl
         rng = np.random.default_rng([seed, p, 5151])
         sino = sino * factor
         noisy_sino = poisson_noise(sino * pixel, i0, absorption, rng) / pixel
-        noisy.append(fbp(noisy_sino, scan.angles, center=scan.center))
-        clean.append(fbp(sino, scan.angles, center=scan.center))
+        # projected about the detector centre, so reconstructed about it: the pairs carry no
+        # centre error, like the scan's FBP about its own axis
+        noisy.append(fbp(noisy_sino, scan.angles))
+        clean.append(fbp(sino, scan.angles))
     return np.concatenate(noisy).astype(np.float32), np.concatenate(clean).astype(np.float32), factor
 
 
