@@ -162,12 +162,12 @@ class GainTuning(LearnedConfig):
         gains = torch.cat([g.detach().cpu().flatten() for g in tuned.gains])
         torch.save({"gains": [g.detach().cpu() for g in tuned.gains], "targets": tuned.targets,
                     "pretrained": pre["path"]}, Path(ctx.work_dir) / "gaintuning_gains.pt")
-        ctx.log(f"gaintuning: {gains.numel()} gains tuned in {stats['seconds']:.1f} s; "
+        ctx.log(f"{self.label}: {gains.numel()} gains tuned in {stats['seconds']:.1f} s; "
                 f"N2I validation loss {val_before:.4g} -> {val_after:.4g}")
         return MethodResult(
             volume=volume,
             params={"k": self.k, "lr": self.lr, "pretrained": pre["path"], "pretrained_kind": pre["kind"],
-                    "n_gains": int(gains.numel())},
+                    "n_gains": int(gains.numel()), "pretrain_seconds": float(pre["pretrain_seconds"])},
             train_seconds=float(stats["seconds"]),
             snapshots={"pretrained": untuned},
             info={"pretrain_seconds": pre["pretrain_seconds"], "tune_seconds": float(stats["seconds"]),

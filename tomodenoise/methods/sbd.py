@@ -156,7 +156,7 @@ class SimulationBased(LearnedConfig):
         return MethodResult(
             volume=volume,
             params={"i0": meta.get("i0"), "absorption": meta.get("absorption"), "n_phantoms": meta.get("n_phantoms"),
-                    "attenuation_factor": meta.get("attenuation_factor"),
+                    "attenuation_factor": meta.get("attenuation_factor"), "pretrain_seconds": float(seconds),
                     "pretrained": meta["path"]},
             train_seconds=float(seconds),
             info={"noise": noise.as_dict(), "simulated": meta["simulated"],
