@@ -185,3 +185,32 @@ def test_integer_search_with_bounds_finds_the_peak(scan):
     values = [v for v, _ in got.tried]
     assert all(isinstance(v, int) and 1 <= v <= 60 for v in values) and len(set(calls)) == len(calls)
     assert abs(got.value - 37) <= 4 and got.slice == 2 and got.by == "psnr"
+
+
+@pytest.mark.parametrize("which", ["tv", "bm3d"])
+def test_unsupervised_tuning_scales_the_parameter_to_the_number_of_projections(which, monkeypatch):
+    """Tuned without a reference, on 3 of 6 angle groups: every trial on the subset gets the
+    tried value rescaled (TV: n/n_full, BM3D: sqrt(n_full/n)); the full scan gets it as is."""
+    from tomodenoise.methods import tv as tv_module
+
+    calls: list[tuple[int, float]] = []
+    if which == "tv":
+        def fake(s, w, iterations, nonneg):
+            calls.append((s.angles.size, float(w)))
+            return s.fbp() / (1.0 + w)
+        monkeypatch.setattr(tv_module, "tv_reconstruct", fake)
+        spec, name, scale = {"method": "tv", "grid": [0.5, 2.0]}, "weight", lambda n, full: n / full
+    else:
+        def fake_bm3d(vol, sigma):
+            calls.append((-1, float(sigma)))
+            return vol / (1.0 + sigma)
+        monkeypatch.setattr(classical, "bm3d_filter", fake_bm3d)
+        spec, name, scale = {"method": "bm3d"}, "sigma_psd", lambda n, full: (full / n) ** 0.5
+    scan = dataclasses.replace(foam_scan(0, n_slices=2, n_det=16, n_angles=48), clean=None, _cache={})
+    res = parse_method(spec).run(scan, Context(seed=0, tune_slice=0))
+    assert res.params["tuned_by"] == "umse"
+    tried = {round(v, 9) for v, _ in res.params["tried"]}
+    assert calls[-1][1] == pytest.approx(res.params[name])  # the full scan: as tuned
+    factor = scale(24, 48)  # the subset: 3 of 6 groups = 24 of 48 projections
+    assert all(round(w / factor, 9) in tried for _, w in calls[:-1])
+    assert factor != 1.0

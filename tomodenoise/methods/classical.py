@@ -117,8 +117,12 @@ class BM3D(MethodConfig):
         estimate = float(estimate_sigma(scan.fbp()[s].astype(np.float64)))
         estimate = max(estimate, 1e-6 * float(np.abs(scan.fbp()).max() or 1.0))
 
+        n_full = scan.angles.size
+
         def run_with(sigma: float, sc: Scan) -> np.ndarray:
-            return bm3d_filter(sc.fbp(), sigma)
+            # sigma is the full scan's noise level: an FBP of fewer projections (the unsupervised
+            # tuning's input) is noisier by sqrt(n_full / n)
+            return bm3d_filter(sc.fbp(), sigma * float(np.sqrt(n_full / sc.angles.size)))
 
         res = _tuned_run("sigma_psd", self.label, self.sigma_psd, run_with, [estimate * f for f in self.factors],
                          scan, ctx, refine=2)

@@ -200,8 +200,12 @@ class TVRecon(MethodConfig):
 
     def run(self, scan: Scan, ctx: Context) -> MethodResult:
         """Reconstruct ``scan`` slice by slice; the weight and how it was chosen go in ``params``."""
+        n_full = scan.angles.size
+
         def run_with(w: float, s: Scan) -> np.ndarray:
-            return tv_reconstruct(s, w, self.iterations, self.nonneg)
+            # w is the full scan's weight: the data term sums over projections, so a scan of
+            # fewer (the unsupervised tuning's input) takes the weight in proportion
+            return tv_reconstruct(s, w * s.angles.size / n_full, self.iterations, self.nonneg)
 
         params: dict = {"iterations": self.iterations, "nonneg": self.nonneg}
         with Timer() as t:
