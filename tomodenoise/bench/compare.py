@@ -65,7 +65,7 @@ def checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     def gt(a: str, b: str, margin: float = 0.0, what: str = "") -> dict[str, Any]:
         ok = None if a not in p or b not in p else p[a] > p[b] + margin
         return {"check": what or f"{a} > {b}" + (f" {margin:+g} dB" if margin else ""), "a": p.get(a),
-                "b": p.get(b), "pass": ok}
+                "b": p.get(b), "a_label": a, "b_label": b, "pass": ok}
 
     return [
         gt("sdr", "noise2self", what="reconstruct-split-denoise (noise2self) < split-denoise-reconstruct (sdr)"),
@@ -74,6 +74,13 @@ def checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         gt("n2i", "supervised", -1.0, what="n2i within 1 dB of supervised (n2i > supervised - 1 dB)"),
         gt("n2i", "bm3d"), gt("n2i", "tv"), gt("n2i", "noise2self"),
     ]
+
+
+def _versus(c: dict[str, Any]) -> str:
+    def one(label: str, v: float | None) -> str:
+        return f"{label} " + ("missing" if v is None else f"{v:.2f} dB")
+
+    return f"{one(c['a_label'], c['a'])} vs {one(c['b_label'], c['b'])}"
 
 
 def n2i_time_to(rows: list[dict[str, Any]], target: float) -> tuple[float | None, bool]:
@@ -152,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     found = checks(result["rows"])
     for c in found:
         verdict = {True: "PASS", False: "FAIL", None: "n/a"}[c["pass"]]
-        log(f"  {verdict}  {c['check']}  ({c['a']} vs {c['b']})")
+        log(f"  {verdict}  {c['check']}  ({_versus(c)})")
     saved = time_saved(result["rows"])
     for t in saved:
         n2i = t["n2i_seconds_to_same_psnr"]
@@ -167,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with open(out / "compare.md", "a") as f:
         f.write("\n## Checks\n\n" + "\n".join(
             f"- {({True: 'PASS', False: 'FAIL', None: 'n/a'})[c['pass']]}: {c['check']} "
-            f"({c['a']} vs {c['b']})" for c in found) + f"\n\nCommand: `{cmd}`; {machine_line(mach)}; "
+            f"({_versus(c)})" for c in found) + f"\n\nCommand: `{cmd}`; {machine_line(mach)}; "
             f"{record['seconds']:.0f} s in all.\n")
     log(f"compare: wrote {out / 'compare.md'} ({record['seconds']:.0f} s)")
     return record

@@ -74,7 +74,7 @@ def write_panel(path: Path, scan: Scan, volumes: dict[str, np.ndarray], k: int, 
         ax.imshow(img[ys, xs], cmap="gray", vmin=lo, vmax=hi)
         ax.set_title(title, fontsize=9)
     fig.suptitle(f"{result['scan']}: slice {k}, region y {ys.start}:{ys.stop}, x {xs.start}:{xs.stop}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (3.3 * nrows)))  # room for the title above the first row
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
