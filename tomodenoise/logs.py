@@ -240,6 +240,24 @@ def show_progress() -> bool:
     return os.environ.get(ENV_VERBOSITY, str(NORMAL)) != str(QUIET)
 
 
+class _OffConsole(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.console = False
+        return True
+
+
+@contextmanager
+def summaries_to_file_only(name: str) -> Iterator[None]:
+    """While the block runs, the stage summaries of logger ``name`` go to the run log only
+    (for a stage run inside another, e.g. N2I training inside a comparison that prints its own lines)."""
+    lg, flt = logging.getLogger(name), _OffConsole()
+    lg.addFilter(flt)
+    try:
+        yield
+    finally:
+        lg.removeFilter(flt)
+
+
 def summary(logger: logging.Logger, msg: str, *args: Any) -> None:
     """Log a stage's one-line summary: shown on a normal console, and in the run log."""
     logger.info(msg, *args, extra={"console": True})

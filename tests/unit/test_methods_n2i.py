@@ -166,3 +166,27 @@ def test_noise2self_methods_run_via_parse_method(scan, tmp_path, spec):
     assert res.params["steps"] == 15 and res.train_seconds > 0
     assert res.params["grid"] == spec.get("grid", 4)
     assert not np.allclose(res.volume, scan.fbp())
+
+
+def test_n2i_inside_compare_keeps_the_training_summary_off_the_console(scan, tmp_path):
+    """train_n2i's 'training ... ends by' line is for a run of its own; inside the comparison it
+    goes to the run log only (the record reaches handlers with console=False)."""
+    import logging
+
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record)
+
+    lg = logging.getLogger("tomodenoise.train")
+    h, level = Keep(), lg.level
+    lg.addHandler(h)
+    lg.setLevel(logging.INFO)
+    try:
+        parse_method({"method": "n2i", "model": TINY, "snapshots": 0}).run(scan, ctx_for(tmp_path, steps=4))
+    finally:
+        lg.removeHandler(h)
+        lg.setLevel(level)
+    training = [r for r in seen if r.getMessage().startswith("training")]
+    assert training and all(getattr(r, "console", None) is False for r in training)

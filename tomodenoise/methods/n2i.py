@@ -24,6 +24,7 @@ from pydantic import Field
 
 from ..config import TrainConfig
 from ..denoise import denoise
+from ..logs import summaries_to_file_only
 from ..train import load_checkpoint, split_slices, train_n2i
 from .base import Context, MethodResult, Scan, Timer
 from .training import LearnedConfig
@@ -118,7 +119,7 @@ class Noise2Inverse(LearnedConfig):
                 shutil.copyfile(out_dir / "last.pt", snap_dir / f"step{int(entry['step'])}.pt")
                 when[f"{self.label}@step{int(entry['step'])}"] = float(entry.get("elapsed_s", entry["seconds"]))
 
-        with Timer() as t:
+        with Timer() as t, summaries_to_file_only("tomodenoise.train"):
             res = train_n2i(splits[:, used], cfg, self.model, out_dir, on_epoch=keep_snapshot)
         done = int(res.history[-1]["step"]) if res.history else 0
         ctx.log(f"{self.label}: {done} steps in {epochs} epochs on {keep.size} slices x {self.k} splits, "
