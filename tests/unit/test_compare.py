@@ -33,7 +33,9 @@ def test_parse_methods_names_dicts_and_errors():
 def test_upsnr_split_holds_out_three_groups(scan):
     seen, held = upsnr_split(scan, 6)
     assert seen.angles.size == scan.angles.size // 2 and len(held) == 3
-    assert not set(np.round(seen.angles, 9)) & set(np.round(scan.angles[3::6], 9))
+    held_angles = set(np.round(np.concatenate([scan.angles[g::6] for g in (3, 4, 5)]), 9))
+    assert not set(np.round(seen.angles, 9)) & held_angles
+    assert len(set(np.round(seen.angles, 9)) | held_angles) == scan.angles.size
 
 
 def test_compare_writes_table_panel_and_ranks(tmp_path, scan):
@@ -144,3 +146,13 @@ def test_benchmark_checks_and_time_saved_from_rows():
     assert gt["n2i_seconds_to_same_psnr"] == 30.0 and gt["saved_reused"] == 28.0
     verdict = {c["check"]: c["pass"] for c in checks(rows)}
     assert verdict["n2i > bm3d"] is False and verdict["X:1 > 1:X"] is None  # no 1:X row: not judged
+
+
+def test_compare_on_one_slice_and_an_angle_count_not_divisible_by_six(tmp_path):
+    one = foam_scan(2, n_slices=1, n_det=24, n_angles=50, i0=50)
+    res = compare(one, ["fbp", "gaussian"], tmp_path, steps=2)
+    assert res["tune_slice"] == -1 and res["reported_slices"] == [0]
+    rows = {r["label"]: r for r in res["rows"]}
+    assert all(r["status"] == "ok" for r in rows.values())
+    assert rows["gaussian"]["params"].get("tuning_note", "").startswith("one-slice scan")
+    assert rows["gaussian"]["upsnr"] is not None
