@@ -214,3 +214,26 @@ def test_unsupervised_tuning_scales_the_parameter_to_the_number_of_projections(w
     factor = scale(24, 48)  # the subset: 3 of 6 groups = 24 of 48 projections
     assert all(round(w / factor, 9) in tried for _, w in calls[:-1])
     assert factor != 1.0
+
+
+def test_sirt_tuning_continues_from_the_counts_already_run(monkeypatch):
+    """Each tried count continues the nearest smaller one already run: the tuning costs about
+    its largest count instead of the sum of all it tried, and the result equals SIRT from zero."""
+    from tomodenoise.recon import sirt as sirt_from_zero
+
+    ran: list[int] = []
+    real = classical.sirt
+
+    def counting(*a, iterations, **k):
+        ran.append(iterations)
+        return real(*a, iterations=iterations, **k)
+
+    monkeypatch.setattr(classical, "sirt", counting)
+    scan = foam_scan(1, n_slices=2, n_det=16, n_angles=32)
+    res = SIRT(grid=[4, 8, 16], max_iterations=32).run(scan, Context(seed=0, tune_slice=0))
+    tried = [int(v) for v, _ in res.params["tried"]]
+    final = res.params["iterations"]
+    assert ran[-1] == final  # the whole scan, from zero
+    tuning = sum(ran[:-1])
+    assert max(tried) <= tuning < 0.5 * sum(tried), (ran, tried)
+    np.testing.assert_array_equal(res.volume, sirt_from_zero(scan.sino, scan.angles, iterations=final))

@@ -66,9 +66,26 @@ class SIRT(MethodConfig):
     min_constraint: float | None = Field(None, description="Lower bound on the values (e.g. 0)")
 
     def run(self, scan: Scan, ctx: Context) -> MethodResult:
-        """SIRT of every slice; ``params['iterations']`` and how it was chosen."""
+        """SIRT of every slice; ``params['iterations']`` and how it was chosen.
+
+        While tuning, each count continues from the largest smaller one already run on the
+        same scan (SIRT's iterate is all its state), so a grid costs its largest count.
+        """
+        done: list[tuple[Scan, dict[int, np.ndarray]]] = []  # per scan object: iterations -> result
+
         def run_with(its: int, s: Scan) -> np.ndarray:
-            return sirt(s.sino, s.angles, center=s.center, iterations=int(its), min_constraint=self.min_constraint)
+            its = int(its)
+            cache = next((c for obj, c in done if obj is s), None)
+            if cache is None:
+                cache = {}
+                done.append((s, cache))
+            below = max((m for m in cache if m <= its), default=0)
+            if below == its:
+                return cache[its]
+            vol = sirt(s.sino, s.angles, center=s.center, iterations=its - below,
+                       min_constraint=self.min_constraint, initial=cache.get(below))
+            cache[its] = vol
+            return vol
 
         res = _tuned_run("iterations", self.label, self.iterations, run_with, [float(g) for g in self.grid],
                          scan, ctx, integer=True, bounds=(1, self.max_iterations))

@@ -81,6 +81,7 @@ def sirt(
     min_constraint: float | None = None,
     projector: str = "linear",
     pixel_size: float = 1.0,
+    initial: np.ndarray | None = None,
 ) -> np.ndarray:
     """SIRT reconstruction of parallel-beam sinograms, slice by slice.
 
@@ -104,6 +105,9 @@ def sirt(
         CPU projector (ignored on the GPU).
     pixel_size : float
         As in :func:`fbp`.
+    initial : numpy.ndarray, optional
+        ``(z, y, x)`` images to start from (default zero): a SIRT result of ``m`` iterations
+        continued by ``iterations`` more is the result of ``m + iterations`` from zero.
 
     Returns
     -------
@@ -112,9 +116,11 @@ def sirt(
     """
     sino3, ang = as_sinogram_stack(sinogram, angles)
     ps = check_pixel_size(pixel_size)
+    start = None if initial is None else np.asarray(initial, dtype=np.float32).reshape(
+        (sino3.shape[0],) + np.shape(initial)[-2:]) * np.float32(ps)
     with sirt_reconstructor(ang, sino3.shape[2], center=center, n_pixels=n_pixels, iterations=iterations,
                             use_gpu=use_gpu, min_constraint=min_constraint, projector=projector) as r:
-        rec = r.reconstruct(sino3)
+        rec = r.reconstruct(sino3, initial=start)
     if ps != 1.0:
         rec /= np.float32(ps)
     return rec

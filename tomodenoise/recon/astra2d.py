@@ -62,12 +62,14 @@ class SliceReconstructor:
             raise
 
     def reconstruct(self, sino3: np.ndarray, rows: np.ndarray | None = None,
-                    out: np.ndarray | None = None) -> np.ndarray:
+                    out: np.ndarray | None = None, initial: np.ndarray | None = None) -> np.ndarray:
         """Reconstruct every slice of ``sino3`` ``(z, angle, det)``; ``(z, y, x)`` float32.
 
         ``rows``: the projections (indices along ``angle``) that make up this
         reconstructor's angles, e.g. one split of a whole sinogram slab: only one slice's
         rows are copied at a time. ``out``: a ``(z, n, n)`` float32 array to fill.
+        ``initial``: ``(z, n, n)`` starting images of an iterative algorithm (default zero), e.g.
+        an earlier SIRT result to continue from.
         """
         if self._alg_id is None:
             raise RuntimeError("this SliceReconstructor is closed")
@@ -78,11 +80,14 @@ class SliceReconstructor:
                              f"{n_rows} angles, {self.width} detector columns")
         if out is None:
             out = np.empty((sino3.shape[0], self.n_pixels, self.n_pixels), dtype=np.float32)
+        if initial is not None and np.shape(initial) != out.shape:
+            raise ValueError(f"initial images of shape {np.shape(initial)} do not fit {out.shape}")
         astra = self._astra
         for iz in range(sino3.shape[0]):
             s = sino3[iz] if rows is None else sino3[iz][rows]
             astra.data2d.store(self._sino_id, centre_slice(s, self.plan))
-            astra.data2d.store(self._rec_id, 0.0)
+            astra.data2d.store(self._rec_id, 0.0 if initial is None
+                               else np.ascontiguousarray(initial[iz], dtype=np.float32))
             astra.algorithm.run(self._alg_id, self.iterations)
             out[iz] = astra.data2d.get_shared(self._rec_id)
         return out
