@@ -269,7 +269,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                  f"{scan.angles.size} projections; reference: {'yes' if scan.clean is not None else 'none'}; "
                  f"methods: {', '.join(m.label for m in configs)}")
     result = compare(scan, configs, out, steps=args.steps, minutes=args.minutes, seed=args.seed,
-                     device=args.device, log=lambda msg: summary(log, msg))
+                     device=args.device, log=lambda msg: summary(log, msg), resume=not args.fresh)
     failed = [r["label"] for r in result["rows"] if r["status"] == "failed"]
     summary(log, f"table: {out / 'compare.md'}; panel: {out / 'panel.png'}; log: {out / 'compare.log'}")
     return 1 if failed else 0
@@ -373,6 +373,8 @@ def make_parser() -> argparse.ArgumentParser:
     cm.add_argument("--minutes", type=float, default=None, help="wall-clock cap per learned method")
     cm.add_argument("--seed", type=int, default=0)
     cm.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    cm.add_argument("--fresh", action="store_true",
+                    help="run every method again (default: reuse the methods an earlier run into --out finished)")
     cm.set_defaults(func=cmd_compare)
 
     g = sub.add_parser("config", parents=[common], help="print a configuration as YAML")

@@ -156,3 +156,22 @@ def test_compare_on_one_slice_and_an_angle_count_not_divisible_by_six(tmp_path):
     assert all(r["status"] == "ok" for r in rows.values())
     assert rows["gaussian"]["params"].get("tuning_note", "").startswith("one-slice scan")
     assert rows["gaussian"]["upsnr"] is not None
+
+
+def test_a_rerun_reuses_finished_methods_and_reruns_changed_ones(tmp_path, scan, monkeypatch):
+    from tomodenoise.methods.classical import Gaussian
+
+    calls = []
+    real = Gaussian.run
+    monkeypatch.setattr(Gaussian, "run", lambda self, s, c: calls.append(self.sigma) or real(self, s, c))
+    lines: list[str] = []
+    first = compare(scan, ["fbp", {"method": "gaussian", "sigma": 1.0}], tmp_path, steps=3)
+    assert len(calls) == 2  # full run and uPSNR run
+    again = compare(scan, ["fbp", {"method": "gaussian", "sigma": 1.0}], tmp_path, steps=3, log=lines.append)
+    assert len(calls) == 2 and "reused" in lines[-1]
+    assert again["rows"] == first["rows"]
+    assert (tmp_path / "work" / "gaussian" / "volume.npy").is_file()
+    compare(scan, [{"method": "gaussian", "sigma": 2.0}], tmp_path, steps=3)  # another config: run again
+    assert calls[2:] == [2.0, 2.0]
+    compare(scan, [{"method": "gaussian", "sigma": 2.0}], tmp_path, steps=3, resume=False)
+    assert len(calls) == 6

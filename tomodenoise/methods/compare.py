@@ -17,6 +17,7 @@ Every method runs twice:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -155,6 +156,75 @@ def _check_volume(vol: Any, shape: tuple[int, int, int], label: str) -> np.ndarr
     return v
 
 
+@dataclass
+class _Setting:
+    """What every method of one comparison shares."""
+
+    scan: Scan
+    eval_scan: Scan
+    scorer: _Scorer
+    tune: int
+    steps: int
+    minutes: float | None
+    seed: int
+    device: str
+    log: Callable[[str], None]
+
+    def context(self, work: Path, quiet: bool = False) -> Context:
+        return Context(seed=self.seed, device=self.device, steps=self.steps, minutes=self.minutes,
+                       tune_slice=self.tune, work_dir=work, log=(lambda msg: None) if quiet else self.log)
+
+
+def _run_one(m: MethodConfig, row: Row, st: _Setting, work: Path) -> np.ndarray:
+    """Both runs of one method, scored into ``row``; the full run's volume."""
+    shape = st.scan.shape
+    t0 = time.perf_counter()
+    res = m.run(st.scan, st.context(work / "full"))
+    row.seconds = time.perf_counter() - t0
+    vol = _check_volume(res.volume, shape, m.label)
+    row.train_seconds, row.params = res.train_seconds, dict(res.params)
+    row.psnr, row.ssim = st.scorer.full(vol)
+    when = res.info.get("snapshot_seconds", {})
+    snaps = {name: {"label": name, "psnr": st.scorer.full(_check_volume(v, shape, m.label))[0],
+                    "train_seconds": when.get(name)} for name, v in res.snapshots.items()}
+    ev = m.run(st.eval_scan, st.context(work / "upsnr", quiet=True))
+    row.upsnr, row.psnr_eval = st.scorer.unsupervised(_check_volume(ev.volume, shape, m.label))
+    for name, snap in ev.snapshots.items():
+        u, p = st.scorer.unsupervised(_check_volume(snap, shape, m.label))
+        snaps.setdefault(name, {"label": name}).update(upsnr=u, psnr_eval=p)
+    row.snapshots = list(snaps.values())
+    return vol
+
+
+def _key(m: MethodConfig, st: _Setting, groups: int) -> str:
+    """What a finished method's result depends on: its config, the shared settings, the data."""
+    h = hashlib.sha1()
+    for a in (st.scan.sino, st.scan.angles, st.scan.clean, None if st.scan.second is None else st.scan.second.sino):
+        h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
+    h.update(json.dumps([m.model_dump(mode="json"), type(m).__name__, st.scan.center, st.steps, st.minutes,
+                         st.seed, st.device, groups, st.tune], sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _load_done(work: Path, key: str, shape: tuple[int, ...]) -> tuple[Row, np.ndarray] | None:
+    """The row and volume of an earlier run of the same method on the same data, if it finished."""
+    try:
+        done = json.loads((work / "done.json").read_text())
+        vol = np.load(work / "volume.npy")
+    except (OSError, ValueError):
+        return None
+    if done.get("key") != key or vol.shape != tuple(shape):
+        return None
+    return Row(**done["row"]), vol
+
+
+def _save_done(work: Path, key: str, row: Row, vol: np.ndarray) -> None:
+    np.save(work / "volume.npy", vol)
+    tmp = work / "done.json.tmp"
+    tmp.write_text(json.dumps({"key": key, "row": asdict(row)}, default=str))
+    tmp.replace(work / "done.json")  # written last: its presence means the method finished
+
+
 def compare(
     scan: Scan,
     methods: str | list[Any],
@@ -166,11 +236,15 @@ def compare(
     device: str = "cpu",
     groups: int = UPSNR_GROUPS,
     log: Callable[[str], None] = lambda msg: None,
+    resume: bool = True,
 ) -> dict[str, Any]:
     """Run ``methods`` (names or configs) on ``scan``; write the table and panel to ``out``.
 
     A method that needs what the scan lacks is skipped with the reason; one that fails is
     reported as failed (its traceback in ``out/work/<label>/error.txt``) and the others go on.
+    With ``resume``, a method that finished in an earlier run into the same ``out`` with the
+    same config, settings and data is not run again (its ``work/<label>/done.json`` and
+    ``volume.npy`` are reused), so an interrupted comparison restarts where it stopped.
     """
     from .report import write_report
 
@@ -181,50 +255,42 @@ def compare(
     tune = 0 if z >= 2 else -1
     keep = np.array([k for k in range(z) if k != tune])
     eval_scan, held = upsnr_split(scan, groups)
-    scorer = _Scorer(scan, keep, held)
+    st = _Setting(scan, eval_scan, _Scorer(scan, keep, held), tune, steps, minutes, seed, device, log)
     rows: list[Row] = []
     volumes: dict[str, np.ndarray] = {}
     for i, m in enumerate(configs, 1):
         row = Row(label=m.label, method=str(getattr(m, "method")))
-        rows.append(row)
         lacking = _missing(m, scan)
         if lacking:
             row.status, row.reason = "skipped", f"needs {lacking}"
+            rows.append(row)
             log(f"[{i}/{len(configs)}] {m.label}: skipped, {row.reason}")
             continue
         work = out / "work" / m.label
+        key = _key(m, st, groups)
+        earlier = _load_done(work, key, scan.shape) if resume else None
+        if earlier is not None:
+            row, volumes[m.label] = earlier
+            rows.append(row)
+            log(f"[{i}/{len(configs)}] {_line(row)} (finished in an earlier run: reused)")
+            continue
+        rows.append(row)
         for sub in ("full", "upsnr"):
             (work / sub).mkdir(parents=True, exist_ok=True)
+        (work / "done.json").unlink(missing_ok=True)
         try:
-            t0 = time.perf_counter()
-            res = m.run(scan, Context(seed=seed, device=device, steps=steps, minutes=minutes, tune_slice=tune,
-                                      work_dir=work / "full", log=log))
-            row.seconds = time.perf_counter() - t0
-            vol = _check_volume(res.volume, scan.shape, m.label)
-            row.train_seconds, row.params = res.train_seconds, dict(res.params)
-            row.psnr, row.ssim = scorer.full(vol)
-            volumes[m.label] = vol
-            when = res.info.get("snapshot_seconds", {})
-            full_snaps = {name: {"label": name, "psnr": scorer.full(_check_volume(v, scan.shape, m.label))[0],
-                                 "train_seconds": when.get(name)} for name, v in res.snapshots.items()}
-            ev = m.run(eval_scan, Context(seed=seed, device=device, steps=steps, minutes=minutes, tune_slice=tune,
-                                          work_dir=work / "upsnr", log=lambda msg: None))
-            row.upsnr, row.psnr_eval = scorer.unsupervised(_check_volume(ev.volume, scan.shape, m.label))
-            for name, snap in ev.snapshots.items():
-                u, p = scorer.unsupervised(_check_volume(snap, scan.shape, m.label))
-                full_snaps.setdefault(name, {"label": name}).update(upsnr=u, psnr_eval=p)
-            row.snapshots = list(full_snaps.values())
+            volumes[m.label] = _run_one(m, row, st, work)
         except Exception as exc:  # one failing method must not lose the others
             row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}"
-            work.mkdir(parents=True, exist_ok=True)
             (work / "error.txt").write_text(traceback.format_exc())
             log(f"[{i}/{len(configs)}] {m.label}: FAILED, {row.reason} (traceback in {work / 'error.txt'})")
             continue
+        _save_done(work, key, row, volumes[m.label])
         log(f"[{i}/{len(configs)}] {_line(row)}")
     result = {
         "scan": scan.name, "shape": list(scan.shape), "n_angles": int(scan.angles.size),
         "reported_slices": keep.tolist(), "tune_slice": tune, "upsnr_groups": groups,
-        "data_range": scorer.data_range, "steps": steps, "seed": seed, "device": device,
+        "data_range": st.scorer.data_range, "steps": steps, "seed": seed, "device": device,
         "rows": [asdict(r) for r in rows], "rank_check": rank_check(rows),
         "methods": [m.model_dump(mode="json") for m in configs],
     }
