@@ -307,5 +307,6 @@ def _line(row: Row) -> str:
     parts = [f"{row.label}:"]
     if row.psnr is not None:
         parts.append(f"PSNR {_fmt(row.psnr, ' dB')}, SSIM {_fmt(row.ssim)},")
-    parts.append(f"uPSNR {_fmt(row.upsnr, ' dB')}, {row.seconds:.1f} s")
+    parts.append(f"uPSNR {_fmt(row.upsnr, ' dB') if row.upsnr is not None else '- (estimate not positive)'}, "
+                 f"{row.seconds:.1f} s")
     return " ".join(parts)

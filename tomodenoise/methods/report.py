@@ -92,6 +92,10 @@ def write_report(result: dict[str, Any], scan: Scan, volumes: dict[str, np.ndarr
              "against the FBPs of the other 3 (averaged over their roles); data range "
              f"{result['data_range']:.4g}; {result['steps']} steps for every learned method; seed {result['seed']}, "
              f"device {result['device']}.", "", table(result), ""]
+    unresolved = [r["label"] for r in result["rows"] if r["status"] == "ok" and r["upsnr"] is None]
+    if unresolved:
+        lines += [f"uPSNR '-' ({', '.join(unresolved)}): the uMSE estimate was not positive, i.e. the method's error "
+                  "is below what the held-out projections can resolve on this scan (more slices help).", ""]
     if rc:
         lines += [f"uPSNR vs true PSNR over {rc['points']} outputs (methods and snapshots): Spearman "
                   f"{rc['spearman']:.3f} (p = {rc['p_value']:.3g}).", ""]
