@@ -85,8 +85,9 @@ def write_report(result: dict[str, Any], scan: Scan, volumes: dict[str, np.ndarr
     k = int(keep[len(keep) // 2])
     rc = result.get("rank_check")
     lines = [f"# Comparison on {result['scan']}", "",
-             f"Volume {tuple(result['shape'])} (z, y, x) from {result['n_angles']} projections; PSNR/SSIM over "
-             f"slices {result['reported_slices']} against the reference (slice {result['tune_slice']} is where "
+             f"Volume {tuple(result['shape'])} (z, y, x) from {result['n_angles']} projections; "
+             + ("PSNR/SSIM against the reference" if scan.clean is not None else "no reference (uPSNR only)")
+             + f" over slices {result['reported_slices']} (slice {result['tune_slice']} is where "
              f"methods tune their parameter), inside the field-of-view disk (SSIM: the square inside it); uPSNR of "
              f"each method run on {result['upsnr_groups'] - 3} of {result['upsnr_groups']} interlaced angle groups "
              "against the FBPs of the other 3 (averaged over their roles); data range "
