@@ -119,7 +119,7 @@ def report(exc: BaseException) -> int:
     if not _state["reported"]:
         _state["reported"] = True
         why = "interrupted (Ctrl-C)" if code == 130 else "stopped by SIGTERM"
-        log.error("%s: what was written so far is kept (chunks, the training's checkpoint); run the same "
+        log.error("%s: what was written so far is kept (chunks, checkpoints, finished methods); run the same "
                   "command again to resume", why, exc_info=exc)
     return code
 
