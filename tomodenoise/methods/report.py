@@ -67,14 +67,13 @@ def write_panel(path: Path, scan: Scan, volumes: dict[str, np.ndarray], k: int, 
     n = len(images)
     cols = min(n, 4)
     nrows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(3 * cols, 3.3 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3 * cols, 3.3 * nrows), squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for ax, (title, img) in zip(axes.flat, images):
         ax.imshow(img[ys, xs], cmap="gray", vmin=lo, vmax=hi)
         ax.set_title(title, fontsize=9)
     fig.suptitle(f"{result['scan']}: slice {k}, region y {ys.start}:{ys.stop}, x {xs.start}:{xs.stop}", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (3.3 * nrows)))  # room for the title above the first row
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
