@@ -119,8 +119,8 @@ class _Scorer:
         mid_y, mid_x = scan.shape[-2] // 2, n // 2
         self.square = (slice(max(mid_y - half, 0), mid_y + half), slice(max(mid_x - half, 0), mid_x + half))
         self.held = [self._disk(h) for h in held]
-        ref = scan.clean if scan.clean is not None else scan.fbp()
-        vals = self._disk(ref)
+        self.clean = None if scan.clean is None else self._disk(scan.clean)  #: the reference's disk pixels
+        vals = self.clean if self.clean is not None else self._disk(scan.fbp())
         lo, hi = np.percentile(vals, [0.1, 99.9]) if scan.clean is None else (vals.min(), vals.max())
         self.data_range = float(hi - lo) or 1.0
 
@@ -132,14 +132,13 @@ class _Scorer:
         if self.scan.clean is None:
             return None, None
         ref, sq = self.scan.clean[self.keep], (slice(None), *self.square)
-        return (_finite(metrics.psnr(self._disk(self.scan.clean), self._disk(vol), data_range=self.data_range)),
+        return (_finite(metrics.psnr(self.clean, self._disk(vol), data_range=self.data_range)),
                 _finite(metrics.ssim(ref[sq], vol[self.keep][sq], data_range=self.data_range)))
 
     def unsupervised(self, vol: np.ndarray) -> tuple[float | None, float | None]:
         f = self._disk(vol)
         u = _finite(symmetric_upsnr(f, self.held, self.data_range))
-        p = None if self.scan.clean is None else _finite(
-            metrics.psnr(self._disk(self.scan.clean), f, data_range=self.data_range))
+        p = None if self.clean is None else _finite(metrics.psnr(self.clean, f, data_range=self.data_range))
         return u, p
 
 
@@ -169,6 +168,14 @@ class _Setting:
     seed: int
     device: str
     log: Callable[[str], None]
+    data_hash: str = ""  #: of the scan's arrays, computed once for every method's resume key
+
+    def __post_init__(self) -> None:
+        h = hashlib.sha1()
+        second = None if self.scan.second is None else self.scan.second.sino
+        for a in (self.scan.sino, self.scan.angles, self.scan.clean, second):
+            h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
+        self.data_hash = h.hexdigest()
 
     def context(self, work: Path, quiet: bool = False) -> Context:
         return Context(seed=self.seed, device=self.device, steps=self.steps, minutes=self.minutes,
@@ -198,9 +205,7 @@ def _run_one(m: MethodConfig, row: Row, st: _Setting, work: Path) -> np.ndarray:
 
 def _key(m: MethodConfig, st: _Setting, groups: int) -> str:
     """What a finished method's result depends on: its config, the shared settings, the data."""
-    h = hashlib.sha1()
-    for a in (st.scan.sino, st.scan.angles, st.scan.clean, None if st.scan.second is None else st.scan.second.sino):
-        h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
+    h = hashlib.sha1(st.data_hash.encode())
     h.update(json.dumps([m.model_dump(mode="json"), type(m).__name__, st.scan.center, st.steps, st.minutes,
                          st.seed, st.device, groups, st.tune], sort_keys=True, default=str).encode())
     return h.hexdigest()
