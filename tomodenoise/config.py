@@ -34,6 +34,8 @@ class InputConfig(_Strict):
         None, description="Dark fields kept apart from the scan (like flats); replaces the darks found in the scan")
     slices: tuple[int, int] | None = Field(None, description="Detector rows [start, stop) to process; all when empty")
     scan_id: str | None = Field(None, description="Name of the output folder; the file stem when empty")
+    entry: str | None = Field(None, description="NeXus/HDF5 entry to read in a file with several (e.g. "
+                                                "/entry2); empty: the first entry a reader understands")
 
 
 class PreprocessConfig(_Strict):
@@ -184,6 +186,9 @@ class OutputConfig(_Strict):
     root: str = Field("tomodenoise-output", description="Folder under which <scan_id>/ is written")
     previews: int = Field(3, ge=0, description="Number of preview slices written as PNG")
     overwrite: bool = Field(False, description="Replace results of a different scan stored under the same scan id")
+    export: list[Literal["ome-zarr", "tiff"]] = Field(
+        default_factory=list, description="Also write the denoised volume (and the FBP) as multiscale OME-Zarr "
+                                          "(napari, Fiji) and/or a TIFF stack under <scan_id>/export/")
 
 
 class RunConfig(_Strict):
