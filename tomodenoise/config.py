@@ -100,24 +100,31 @@ class ModelConfig(_Strict):
     """The denoising network, by registry name and its parameters."""
 
     name: str = Field("msd", description="Registry name: msd, unet, dncnn (tomodenoise.models.available_models())")
-    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the network")
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the network; empty for "
+                                                                     "msd: sized by the recipe (depth 30, width 1)")
 
 
 class TrainConfig(_Strict):
     """Noise2Inverse training."""
 
     strategy: Literal["X:1", "1:X"] = "X:1"
-    epochs: int = Field(50, ge=1)
-    batch_size: int = Field(4, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    patch_size: int | None = Field(None, ge=8, description="Random square patches of this size; whole slices when empty")
-    patches_per_slice: int = Field(1, ge=1, description="Patches drawn per (slice, split) in one epoch")
+    epochs: int | Literal["auto"] = Field(
+        "auto", description="Epochs; auto: enough for the recipe's planned steps (the time budget usually ends "
+                            "the run first)")
+    batch_size: int | Literal["auto"] = Field("auto", description="Batch; auto: 4 on a CPU, 16 on a GPU")
+    lr: float | Literal["auto"] = Field("auto", description="Adam's learning rate; auto: 2e-3 (measured)")
+    patch_size: int | Literal["auto"] | None = Field(
+        "auto", description="Random square patches of this size; empty: whole slices; auto: 128 px, whole "
+                            "slices of at most 160 px")
+    patches_per_slice: int | Literal["auto"] = Field(
+        "auto", description="Patches drawn per (slice, split) in one epoch; auto: about 100 steps an epoch")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Held-out slices for the N2I validation loss")
     val_slices: list[int] | None = Field(None, description="Explicit held-out z slices (overrides val_fraction)")
     augment: bool = Field(True, description="The 8 rotations and flips of the square, one at random per training pair")
-    neighbours: int = Field(0, ge=0, le=8, description="Inputs of this many neighbours on each side (slices, "
-                                                        "time steps or channels: neighbour_axis) as extra input "
-                                                        "channels (the target stays one image); 0 = one channel")
+    neighbours: int | Literal["auto"] = Field(
+        "auto", description="Inputs of this many neighbours on each side (slices, time steps or channels: "
+                            "neighbour_axis) as extra input channels (the target stays one image); 0 = one "
+                            "channel; auto: 2 when the axis has 5 or more, fewer on thinner volumes")
     neighbour_axis: Literal["z", "time", "channel"] = Field(
         "z", description="Axis of the neighbours: z (slices), time (time steps of a dynamic scan: the "
                          "time-neighbour variant) or channel (XRD-CT)")
@@ -145,6 +152,34 @@ class TrainConfig(_Strict):
                                                          "before the training fails (a dead rank never hangs it)")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="bf16 autocast on GPUs that support it (auto), always (bf16) or never (fp32)")
+
+    @field_validator("epochs", "batch_size", "patches_per_slice")
+    @classmethod
+    def _positive(cls, v: int | str) -> int | str:
+        if v != "auto" and int(v) < 1:
+            raise ValueError("must be >= 1 or 'auto'")
+        return v
+
+    @field_validator("lr")
+    @classmethod
+    def _positive_lr(cls, v: float | str) -> float | str:
+        if v != "auto" and not float(v) > 0:
+            raise ValueError("must be > 0 or 'auto'")
+        return v
+
+    @field_validator("patch_size")
+    @classmethod
+    def _patch(cls, v: int | str | None) -> int | str | None:
+        if v not in (None, "auto") and int(v) < 8:
+            raise ValueError("must be >= 8, empty (whole slices) or 'auto'")
+        return v
+
+    @field_validator("neighbours")
+    @classmethod
+    def _neighbours(cls, v: int | str) -> int | str:
+        if v != "auto" and not 0 <= int(v) <= 8:
+            raise ValueError("must be 0..8 or 'auto'")
+        return v
 
     @field_validator("ranks")
     @classmethod

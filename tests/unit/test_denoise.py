@@ -81,7 +81,7 @@ def test_bad_strategy():
 def test_denoise_checkpoint_uses_the_stored_strategy_and_normalisation(tmp_path):
     s = splits(z=4, n=16)
     res = train_n2i(
-        s, TrainConfig(epochs=1, progress=False, strategy="1:X", val_fraction=0.25),
+        s, TrainConfig(epochs=1, progress=False, strategy="1:X", val_fraction=0.25, neighbours=0, patch_size=None),
         ModelConfig(name="msd", params={"depth": 3}), tmp_path,
     )
     a = denoise_checkpoint(res.checkpoint, s, device="cpu")

@@ -167,7 +167,8 @@ def test_gaintuning_from_n2i_checkpoint(scan, tmp_path):
     from tomodenoise.config import TrainConfig
     from tomodenoise.train import train_n2i
 
-    cfg = TrainConfig(epochs=3, batch_size=4, lr=1e-2, progress=False, val_fraction=0.34, early_stopping=0)
+    cfg = TrainConfig(epochs=3, batch_size=4, lr=1e-2, progress=False, val_fraction=0.34, early_stopping=0,
+                      neighbours=0, patch_size=None)
     train_n2i(scan.split_fbps(4), cfg, MSD, tmp_path / "n2i")
     ckpt = tmp_path / "n2i" / "best.pt"
     out = GainTuning(model=MSD, pretrained=str(ckpt)).run(scan, Context(seed=0, steps=30, work_dir=tmp_path))

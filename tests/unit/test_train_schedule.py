@@ -23,7 +23,8 @@ def discs(seed: int, k: int = 4, z: int = 6, n: int = 24, sigma: float = 0.5) ->
 
 
 def cfg(**kw) -> TrainConfig:
-    base = dict(epochs=6, batch_size=4, lr=3e-3, progress=False, val_fraction=0.34, early_stopping=0)
+    base = dict(epochs=6, batch_size=4, lr=3e-3, progress=False, val_fraction=0.34, early_stopping=0, neighbours=0,
+                patch_size=None, patches_per_slice=1)
     return TrainConfig(**(base | kw))
 
 

@@ -14,6 +14,7 @@ run again and continues from ``model/last.pt``.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -54,7 +55,8 @@ def train_ranks(store: ScanStore, cfg: RunConfig, ranks: int, backend: str,
     run_yaml = cfg.save(folder / "run.yaml")
     summary(log, f"training   {ranks} DDP ranks ({backend}); their logs: {folder / 'logs'}")
     seen = {"epoch": 0}
-    bar = tqdm(total=cfg.train.epochs, desc=f"N2I training, {ranks} ranks", unit="epoch", dynamic_ncols=True,
+    epochs = cfg.train.epochs if isinstance(cfg.train.epochs, int) else None  # auto: the ranks resolve it
+    bar = tqdm(total=epochs, desc=f"N2I training, {ranks} ranks", unit="epoch", dynamic_ncols=True,
                disable=not (cfg.train.progress and show_progress()))
 
     def follow(progress: dict[int, dict[str, Any]]) -> None:
@@ -67,7 +69,10 @@ def train_ranks(store: ScanStore, cfg: RunConfig, ranks: int, backend: str,
             entry = dict(progress[0].get("entry") or {}, ranks=ranks)
             bar.set_postfix_str(f"train {entry.get('train_loss', float('nan')):.4g}", refresh=False)
             if on_epoch is not None:
-                on_epoch(epoch, int(progress[0].get("epochs", cfg.train.epochs)), entry)
+                total = progress[0].get("epochs", epochs)
+                if isinstance(total, int) and bar.total != total:
+                    bar.total = total
+                on_epoch(epoch, total if isinstance(total, int) else 0, entry)
 
     try:
         launch_ranks(["-m", "tomodenoise.pipeline.ddp", "--store", str(store.root), "--config", str(run_yaml)],
@@ -82,9 +87,11 @@ def stage_record(store: ScanStore) -> dict[str, Any]:
     from ..train.checkpoint import load_raw
 
     raw = load_raw(store.model_dir / "last.pt")
+    budget = store.model_dir / "budget.json"
     return dict(checkpoint=str(store.model_dir / "best.pt"), epochs=len(raw.get("history", [])),
                 best_epoch=int(raw["best_epoch"]), stopped=(raw.get("metrics") or {}).get("stopped") or "epochs",
-                best_val_loss=raw.get("best_val_loss"))
+                best_val_loss=raw.get("best_val_loss"),
+                budget=json.loads(budget.read_text()) if budget.exists() else None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -110,7 +110,7 @@ def train(store: ScanStore, cfg: RunConfig, on_epoch: Any = None) -> Path:
     tcfg = cfg.train if show_progress() else cfg.train.model_copy(update={"progress": False})
     shape = volume_shape(store)
     axis = {"time": 0, "channel": 1, "z": 2}[tcfg.neighbour_axis]
-    if tcfg.neighbours and shape[axis] == 1:
+    if isinstance(tcfg.neighbours, int) and tcfg.neighbours and shape[axis] == 1:
         log.warning("train.neighbour_axis = %s but the scan has one %s: the neighbour channels repeat the image",
                     tcfg.neighbour_axis, "time step" if axis == 0 else ("channel" if axis == 1 else "slice"))
     ranks, backend = resolve_ranks(tcfg.ranks, tcfg.device)
@@ -125,7 +125,8 @@ def train(store: ScanStore, cfg: RunConfig, on_epoch: Any = None) -> Path:
         result = train_n2i(splits, tcfg, cfg.model, store.model_dir, run_config=cfg.model_dump(mode="json"),
                            on_epoch=on_epoch, volume_shape=shape, normalisation=normalisation)
         info = dict(checkpoint=str(result.checkpoint), epochs=len(result.history), best_epoch=result.best_epoch,
-                    stopped=result.stopped, best_val_loss=_finite_or_none(result.best_val_loss))
+                    stopped=result.stopped, best_val_loss=_finite_or_none(result.best_val_loss),
+                    budget=result.budget)
     record_training(store, cfg, info, time.perf_counter() - t0, ranks)
     return Path(info["checkpoint"])
 

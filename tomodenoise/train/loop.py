@@ -20,7 +20,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from tomodenoise.config import ModelConfig, TrainConfig
 from tomodenoise.models import build_model
@@ -37,6 +36,8 @@ from tomodenoise.train.data import (
 )
 from tomodenoise.logs import summary
 from tomodenoise.train.distributed import agree, dist_info, resolve_device, speedups, unwrap
+from tomodenoise.train.progress import TrainingProgress
+from tomodenoise.train.recipe import resolve_recipe
 from tomodenoise.train.schedule import Budget, EarlyStopping, default_minutes, lr_factor
 from tomodenoise.train.step import train_step
 
@@ -108,6 +109,12 @@ class TrainResult:
         The held-out slices.
     model : torch.nn.Module or None
         The network with the best weights, in eval mode (None on ranks other than 0).
+    budget : dict
+        The time budget against the recipe's needs (:func:`budget_check`): ``minutes``,
+        ``steps_in_budget`` (estimated after a warm-up), ``steps_needed``, ``steps`` (done),
+        ``short`` (True when the budget allowed fewer steps than needed) and ``warning``.
+    train_config, model_config : dict
+        The settings used, every ``auto`` resolved by the recipe.
     """
 
     checkpoint: Path
@@ -119,6 +126,9 @@ class TrainResult:
     stopped: str
     val_slices: list[int] = field(default_factory=list)
     model: nn.Module | None = None
+    budget: dict[str, Any] = field(default_factory=dict)
+    train_config: dict[str, Any] = field(default_factory=dict)
+    model_config: dict[str, Any] = field(default_factory=dict)
 
 
 # --- training --------------------------------------------------------------------------------
@@ -207,8 +217,18 @@ def train_n2i(
     if world > 1 and device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
-    model_cfg = with_input_channels(model_cfg, 2 * cfg.neighbours + 1)
     resume = load_raw(cfg.resume) if cfg.resume else None
+    if resume is not None:
+        val_idx = np.asarray(resume["val_slices"], dtype=np.int64)
+        train_idx = np.setdiff1d(np.arange(n_z), val_idx)
+    else:
+        train_idx, val_idx = split_items(volume_shape or (1, 1, n_z), cfg.val_fraction, cfg.val_slices)
+    recipe = resolve_recipe(cfg, model_cfg, image_shape=tuple(splits.shape[2:]), volume_shape=volume_shape or (1, 1, n_z),
+                            n_train=len(train_idx), k=k, device_type=device.type, world=world)
+    cfg, model_cfg = recipe.train, recipe.model
+    if rank == 0:
+        summary(log, recipe.line())
+    model_cfg = with_input_channels(model_cfg, 2 * cfg.neighbours + 1)
     if resume is not None:
         stored_model = resume["model"]
         want = model_cfg.model_dump(mode="json")
@@ -222,12 +242,8 @@ def train_n2i(
                 f"resume checkpoint {cfg.resume} was trained with k={resume['k']}, strategy={resume['strategy']!r}; "
                 f"got k={k}, strategy={cfg.strategy!r}"
             )
-        val_idx = np.asarray(resume["val_slices"], dtype=np.int64)
         if val_idx.size and val_idx.max() >= n_z:
             raise ValueError(f"resume checkpoint holds out slices {val_idx.tolist()} but the data has {n_z} slices")
-        train_idx = np.setdiff1d(np.arange(n_z), val_idx)
-    else:
-        train_idx, val_idx = split_items(volume_shape or (1, 1, n_z), cfg.val_fraction, cfg.val_slices)
 
     split_sum = splits.sum(axis=0, dtype=np.float64).astype(np.float32)
     nb = dict(neighbours=cfg.neighbours, volume_shape=volume_shape, neighbour_axis=cfg.neighbour_axis)
@@ -303,10 +319,7 @@ def train_n2i(
                         if cfg.early_stopping else ""))
     stopped = "epochs"
     all_steps = cfg.epochs * steps_per_epoch
-    bar = tqdm(  # with a time budget the total is unknown until the first steps give the pace
-        total=None if budget.seconds else all_steps, initial=min(step, all_steps), desc="N2I training",
-        unit="step", disable=not cfg.progress or rank != 0, dynamic_ncols=True, mininterval=0.5,
-    )
+    bar = TrainingProgress(all_steps, step, budget, minutes, enabled=bool(cfg.progress) and rank == 0)
     epoch, saved_epoch = None, start_epoch
     try:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
@@ -340,13 +353,7 @@ def train_n2i(
                 step += 1
                 loss_sum += float(loss) * len(items)
                 loss_n += len(items)
-                if budget.timed and progress > 0:  # the budget ends the run: the bar counts the steps it allows
-                    bar.total = max(step, min(bar.total or all_steps, int(round(step / progress))))
-                elif bar.total is None and step - steps_before >= Budget.PROBE_STEPS:
-                    bar.total = all_steps  # every step fits in the budget
-                bar.update(1)
-                bar.set_postfix_str(f"epoch {epoch}/{cfg.epochs}, train {loss_sum / loss_n:.4g}, best "
-                                    f"{format_loss(best_val)}, {_clock(budget.left())} left", refresh=False)
+                bar.update(step, epoch, cfg.epochs, loss_sum / loss_n, format_loss(best_val))
             if world > 1:
                 red = torch.tensor([loss_sum, loss_n, float(partial)], dtype=torch.float64, device=device)
                 torch.distributed.all_reduce(red)
@@ -398,7 +405,9 @@ def train_n2i(
                         epoch, last_path)
         raise
     finally:
-        bar.close()
+        budget_check = bar.close(step, stopped)
+        if rank == 0:
+            _write_json(out_dir / "budget.json", budget_check)
     if world > 1:
         torch.distributed.barrier()
 
@@ -420,14 +429,18 @@ def train_n2i(
         stopped=stopped,
         val_slices=val_idx.tolist(),
         model=best_model,
+        budget=budget_check,
+        train_config=cfg.model_dump(mode="json"),
+        model_config=model_cfg.model_dump(mode="json"),
     )
 
 
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "no limit"
-    m, s_ = divmod(int(seconds), 60)
-    return f"{m // 60}:{m % 60:02d}:{s_:02d}" if m >= 60 else f"{m}:{s_:02d}"
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    import json
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
 
 
 def with_input_channels(model_cfg: ModelConfig, channels: int) -> ModelConfig:

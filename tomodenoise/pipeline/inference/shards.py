@@ -123,7 +123,7 @@ def shard_unit_bytes(store: ScanStore, cfg: RunConfig) -> int:
     rec = store.array("recon")
     k, _, _, _, ny, nx = rec.shape
     zc = min(store.z_chunk, rec.shape[3])
-    nb = cfg.train.neighbours
+    nb = cfg.train.neighbours if isinstance(cfg.train.neighbours, int) else 2  # auto: at most 2 (the recipe)
     images = zc + 2 * nb if cfg.train.neighbour_axis == "z" else zc * (2 * nb + 1)
     return 4 * ny * nx * (k * images + zc)
 

@@ -1,0 +1,138 @@
+"""The training recipe ``run`` uses: the measured one, sized from the scan, the device and the budget.
+
+Every ``train`` setting left at ``auto`` (and the network's size when ``model.params`` is
+empty) is chosen here, from figures measured on the benchmarks (``benchmarks/RESULTS.md``):
+
+- network: MS-D, depth 30, width 1 (foam, 15 min on 2 CPU cores: 21.09 dB against 20.29 dB
+  for a U-Net 3 x 16 and 19.82 dB for the older recipes; depth 30 sees ~3x more data than
+  the published depth 100 in the same minutes);
+- neighbours: 2 slices on each side as extra input channels when the volume has 5 or more
+  along the neighbour axis (foam, 5 min: 20.70 dB with, 19.39 dB without), fewer on thinner
+  volumes;
+- patches of 128 px (whole slices when a slice is at most 160 px), batch 4 on a CPU (16 on a
+  GPU), Adam at lr 2e-3 with warm-up and cosine decay over the budget;
+- an epoch of about :data:`STEPS_PER_EPOCH` steps (``patches_per_slice`` sized from the
+  number of training slices), so that few slices still give the held-out loss and the
+  checkpoints a regular beat;
+- :data:`STEPS_PLANNED` steps in all, cut by the time budget (``train.max_minutes``).
+
+:data:`STEPS_NEEDED` is the number of steps this recipe needed on the benchmarks to reach
+the quality targets (calibrated on the real tooth and on the foam); the training warns when
+its budget allows fewer (:func:`budget_warning`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from tomodenoise.config import ModelConfig, TrainConfig
+
+__all__ = ["STEPS_NEEDED", "STEPS_PER_EPOCH", "STEPS_PLANNED", "Recipe", "budget_warning", "resolve_recipe"]
+
+#: Steps the recipe needed on the benchmarks to meet the quality targets (see the module doc).
+STEPS_NEEDED = 1500
+#: Steps planned when ``train.epochs`` is auto; the time budget usually ends the run first.
+STEPS_PLANNED = 8000
+#: Steps in one epoch when ``train.patches_per_slice`` is auto (patches of whole volumes).
+STEPS_PER_EPOCH = 100
+MSD_PARAMS: dict[str, Any] = {"depth": 30, "width": 1}
+PATCH = 128
+LR = 2e-3
+BATCH = {"cpu": 4, "cuda": 16}
+NEIGHBOURS = 2
+
+
+@dataclass
+class Recipe:
+    """The resolved settings and the reasons, one short phrase each."""
+
+    train: TrainConfig
+    model: ModelConfig
+    reasons: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """One console line: what was chosen and why."""
+        t, m = self.train, self.model
+        params = ", ".join(f"{k} {v}" for k, v in m.params.items() if k != "in_channels")
+        patch = "whole slices" if t.patch_size is None else f"{t.patch_size} px patches x {t.patches_per_slice}"
+        what = (f"recipe     {m.name} ({params}), {2 * t.neighbours + 1} input channel"
+                f"{'s' if t.neighbours else ''} ({t.neighbours} {t.neighbour_axis}-neighbours a side), {patch}, "
+                f"batch {t.batch_size}, lr {t.lr:g}")
+        return what + (f": {'; '.join(self.reasons)}" if self.reasons else "")
+
+
+def _axis_length(volume_shape: tuple[int, int, int], axis: str) -> int:
+    return int(volume_shape[{"time": 0, "channel": 1, "z": 2}[axis]])
+
+
+def resolve_recipe(cfg: TrainConfig, model_cfg: ModelConfig, *, image_shape: tuple[int, int],
+                   volume_shape: tuple[int, int, int], n_train: int, k: int, device_type: str = "cpu",
+                   world: int = 1) -> Recipe:
+    """``cfg`` and ``model_cfg`` with every ``auto`` setting chosen (explicit settings kept).
+
+    Parameters
+    ----------
+    image_shape : (y, x)
+        One slice.
+    volume_shape : (time, channel, z)
+        The stacked volumes (the neighbour axis's length sizes the neighbours).
+    n_train : int
+        Training images (slices of all volumes, held-out ones excluded).
+    k : int
+        Splits.
+    device_type : {"cpu", "cuda"}
+    world : int
+        Training ranks (an epoch's steps are shared by them).
+    """
+    reasons: list[str] = []
+    upd: dict[str, Any] = {}
+    dev = "cuda" if device_type == "cuda" else "cpu"
+    if model_cfg.name == "msd" and not {k_ for k_ in model_cfg.params if k_ != "in_channels"}:
+        model_cfg = model_cfg.model_copy(update={"params": {**MSD_PARAMS, **model_cfg.params}})
+        reasons.append("MS-D 30 x 1 measured best per minute (foam: +0.8 dB over a U-Net)")
+    if cfg.neighbours == "auto":
+        n_axis = _axis_length(volume_shape, cfg.neighbour_axis)
+        nb = min(NEIGHBOURS, max(0, (n_axis - 1) // 2))
+        upd["neighbours"] = nb
+        reasons.append(f"{nb} neighbours from {n_axis} {'slices' if cfg.neighbour_axis == 'z' else cfg.neighbour_axis}"
+                       + (" (foam: +1.3 dB with 2)" if nb else ""))
+    if cfg.patch_size == "auto":
+        small = max(image_shape) <= PATCH + 32
+        upd["patch_size"] = None if small else PATCH
+        if small:
+            reasons.append(f"whole {image_shape[0]} x {image_shape[1]} slices")
+    if cfg.batch_size == "auto":
+        upd["batch_size"] = BATCH[dev]
+        if dev == "cuda":
+            reasons.append("batch 16 on a GPU (not yet calibrated on one)")
+    if cfg.lr == "auto":
+        upd["lr"] = LR
+    batch = int(upd.get("batch_size", cfg.batch_size))
+    patch = upd.get("patch_size", cfg.patch_size)
+    if cfg.patches_per_slice == "auto":
+        if patch is None:
+            upd["patches_per_slice"] = 1
+        else:
+            items = n_train * k
+            upd["patches_per_slice"] = max(1, math.ceil(STEPS_PER_EPOCH * batch * world / max(items, 1)))
+    reps = 1 if patch is None else int(upd.get("patches_per_slice", cfg.patches_per_slice))
+    steps_per_epoch = max(1, math.ceil(n_train * k * reps / world / batch))
+    if cfg.epochs == "auto":
+        upd["epochs"] = max(1, math.ceil(STEPS_PLANNED / steps_per_epoch))
+    return Recipe(cfg.model_copy(update=upd), model_cfg, reasons)
+
+
+def budget_warning(steps_in_budget: float, minutes: float, steps_needed: int = STEPS_NEEDED,
+                   seconds_per_step: float | None = None) -> str | None:
+    """The warning when the budget allows fewer steps than the recipe needs (None when enough)."""
+    if steps_in_budget >= steps_needed:
+        return None
+    need = minutes * steps_needed / max(steps_in_budget, 1.0)
+    if seconds_per_step:
+        need = max(need, steps_needed * seconds_per_step / 60.0)
+    need_min = math.ceil(need * 1.1)
+    return (f"the budget of {minutes:g} min allows about {int(steps_in_budget)} training steps; this recipe needed "
+            f"about {steps_needed} on the benchmarks, so the result may be blurred or lose faint objects. Give it "
+            f"about {need_min} min (--set train.max_minutes={need_min}) or a GPU")
