@@ -268,4 +268,8 @@ def pipeline_flow(
         log_stage(store, "denoise", t0)
         metrics = report_task(store_root, cfg, reference)
         log_stage(store, "report")
+        if cfg.output.export:
+            from tomodenoise.export import export
+
+            export(store_root, cfg.output.export)
     return {"store": store_root, "metrics": metrics}

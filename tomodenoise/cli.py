@@ -6,6 +6,7 @@
     tomodenoise demo [--out DIR]
     tomodenoise bench foam|reference|warmstart|profile|dynamic|xrdct --out DIR
     tomodenoise config [--demo]
+    tomodenoise export STORE [--format ome-zarr tiff] [--out DIR]
 """
 
 from __future__ import annotations
@@ -275,6 +276,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a finished run's denoised volume and FBP as OME-Zarr (napari, Fiji) and/or TIFF."""
+    from .export import export
+
+    for p in export(args.store, args.format, args.out):
+        print(p)
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     cfg = demo_config() if args.demo else RunConfig()
     sys.stdout.write(cfg.to_yaml())
@@ -376,6 +386,13 @@ def make_parser() -> argparse.ArgumentParser:
     cm.add_argument("--fresh", action="store_true",
                     help="run every method again (default: reuse the methods an earlier run into --out finished)")
     cm.set_defaults(func=cmd_compare)
+
+    e = sub.add_parser("export", parents=[common], help="write a run's denoised volume and FBP as OME-Zarr and/or TIFF")
+    e.add_argument("store", help="the <out>/<scan_id>/ folder that `tomodenoise run` wrote")
+    e.add_argument("--format", nargs="+", choices=["ome-zarr", "tiff"], default=["ome-zarr", "tiff"],
+                   help="what to write (default: both)")
+    e.add_argument("--out", help="folder to write into (default: STORE/export/)")
+    e.set_defaults(func=cmd_export)
 
     g = sub.add_parser("config", parents=[common], help="print a configuration as YAML")
     g.add_argument("--demo", action="store_true", help="the demo's configuration instead of the defaults")

@@ -42,4 +42,8 @@ def run(cfg: RunConfig, reference: np.ndarray | None = None, progress: bool = Tr
         log_stage(store, "denoise", t0)
         report(store, cfg, reference=reference)
         log_stage(store, "report")
+        if cfg.output.export:
+            from ..export import export
+
+            export(store.root, cfg.output.export)
     return store
