@@ -72,7 +72,7 @@ def test_static_ome_zarr_is_ngff_04_multiscale(tmp_path):
 
 
 def test_dynamic_xrdct_volume_keeps_time_and_channel_and_units(tmp_path, monkeypatch):
-    monkeypatch.setattr(ex, "MIN_SIDE", 8)
+    monkeypatch.setattr(ex.ngff, "MIN_SIDE", 8)
     store, den, recon = _fake_store(tmp_path / "dyn", nt=2, nc=3, nz=12, ny=20, nx=20, z_chunk=4,
                                     attrs={"geometry": {"pixel_size": 0.65, "pixel_size_unit": "um"}},
                                     time=np.array([0.0, 0.5]))
