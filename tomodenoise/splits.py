@@ -8,7 +8,8 @@ statistically independent noise.
 
 A dynamic scan is a stream of projections from continuous rotation; :func:`time_windows`
 cuts it into time steps by rotation angle or by time, and the splits are then taken
-within each step (:func:`step_split_indices`).
+within each step (:func:`step_split_indices`). :func:`continuous_rotation` measures how far
+a stream turns continuously (``time.window: auto`` calls a scan dynamic past 1.5 turns).
 
 The angle axis is the second-to-last axis of a sinogram (``(..., angle, det)``,
 see ``docs/CONVENTIONS.md``).
@@ -21,7 +22,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TimeStep", "split_indices", "split_sinogram", "step_split_indices", "time_windows", "unwrap_rotation"]
+__all__ = ["TimeStep", "continuous_rotation", "split_indices", "split_sinogram", "step_split_indices", "time_windows",
+           "unwrap_rotation"]
+
+#: A step between consecutive projections larger than this (radians) is a jump, not rotation.
+MAX_ROTATION_STEP = np.pi / 2
+#: ... and so is one larger than this many times the median step.
+MAX_STEP_RATIO = 4.0
+#: A continuous rotation: at least this share of the steps that move go forward by at most those limits.
+CONTINUOUS_FRACTION = 0.8
 
 
 def _check_k(n_angles: int, k: int) -> tuple[int, int]:
@@ -155,6 +164,35 @@ def unwrap_rotation(angles: np.ndarray) -> np.ndarray:
         return a - a[:1]
     sign = 1.0 if np.median(np.diff(a)) >= 0 else -1.0
     return sign * (a - a[0])
+
+
+def continuous_rotation(angles: np.ndarray) -> float:
+    """How far a projection stream (angles in radians, acquisition order) turns continuously, in radians.
+
+    Each step between consecutive projections is taken the short way round (so angles wrapped
+    to one turn unwrap) in the stream's direction (the sign of the median step). The rotation
+    is the net sum of the steps of at most :data:`MAX_ROTATION_STEP` and :data:`MAX_STEP_RATIO`
+    median steps; larger jumps (projections out of order, a restart) are not rotation. A stream
+    that is not a continuous rotation (fewer than :data:`CONTINUOUS_FRACTION` of its moving
+    steps go forward within those limits: shuffled or back-and-forth angles) turns by 0.
+
+    A static scan whose angles cover 0..357 deg, in order or with a few out of order, turns
+    by about 357 deg; a continuous rotation of three turns by 1080 deg.
+    """
+    a = np.asarray(angles, dtype=np.float64).reshape(-1)
+    if a.size < 2 or not np.isfinite(a).all():
+        return 0.0
+    d = (np.diff(a) + np.pi) % (2 * np.pi) - np.pi  # each step the short way round, in [-pi, pi)
+    moving = d[d != 0]
+    if moving.size == 0:
+        return 0.0
+    d = d * (1.0 if np.median(moving) >= 0 else -1.0)
+    typical = float(np.median(np.abs(moving)))
+    limit = min(MAX_ROTATION_STEP, MAX_STEP_RATIO * typical)
+    small = np.abs(d) <= limit
+    if np.count_nonzero(small & (d > 0)) < CONTINUOUS_FRACTION * moving.size:
+        return 0.0
+    return max(float(d[small].sum()), 0.0)
 
 
 def time_windows(

@@ -27,6 +27,11 @@ Flat and dark fields kept apart from the projections (``flats=``, ``darks=``; th
 configuration's ``input.flats``/``input.darks``) are read by every format from a file,
 folder or glob of TIFF, ``.npy`` or HDF5 files: :mod:`tomodenoise.io.fields`.
 
+A NeXus/HDF5 file with several entries (fluorescence, absorption and diffraction side by side)
+is read one entry at a time: ``entry=`` (``input.entry``) names it, else the first entry a
+reader understands is read; the console lists the entries and says which one is read
+(:mod:`tomodenoise.io.entries`).
+
 Every reader also checks the geometry (:mod:`tomodenoise.io.checks`): a detector narrower
 than :data:`~tomodenoise.io.checks.MIN_DET_WIDTH` pixels, angles that are all the same and
 degrees that look like radians are refused. Unsorted angles are accepted here; the
@@ -124,6 +129,7 @@ def read_scan(
     slices: Sequence[int] | None = None,
     flats: FieldSpec = None,
     darks: FieldSpec = None,
+    entry: str | None = None,
     **options: Any,
 ) -> RawScan:
     """Read a scan in any supported format.
@@ -145,6 +151,9 @@ def read_scan(
         TIFF, ``.npy`` or HDF5 file, a folder or glob of them, or an ``(n, z, det)`` array
         (see :mod:`tomodenoise.io.fields`). When given they replace the fields found in
         the scan, which are then not read.
+    entry : str, optional
+        The entry of a NeXus/HDF5 file with several to read (``/entry2``; ``input.entry``);
+        default: the first one a reader understands (:func:`tomodenoise.io.entries.read_entry`).
     **options
         Passed to the format's reader (e.g. ``data_path=`` for NeXus, ``kind=`` for
         arrays).
@@ -156,11 +165,13 @@ def read_scan(
     Raises
     ------
     ScanError
-        For any bad input (see the readers).
+        For any bad input (see the readers), an ``entry`` the file does not have or no reader
+        understands (the message lists the entries), an ``entry`` for a format without entries.
     ValueError
         For an unknown ``format``.
     """
     fmt = _ALIASES.get(str(format).lower(), str(format).lower())
+    chosen = fmt in FORMATS
     if fmt == "auto":
         fmt = detect_format(path)
     elif fmt == "auto-hdf5":
@@ -170,6 +181,24 @@ def read_scan(
         fmt = _hdf5_flavour(p)
     kw: dict[str, Any] = dict(angles_file=angles_file, angles_unit=angles_unit, slices=slices, flats=flats,
                               darks=darks, **options)
+    if entry is not None and not str(entry).strip("/ "):
+        entry = None
+    explicit_paths = any(options.get(k) for k in ("data_path", "image_key_path", "angles_path"))
+    if fmt in _ENTRY_FORMATS and Path(path).is_file() and not explicit_paths:
+        from .entries import read_entry
+
+        return read_entry(path, fmt if chosen else None, entry,
+                          lambda f, e: _read(path, f, dict(kw, entry=e) if e else kw, format), fmt)
+    if entry is not None:
+        raise ScanError(path, None, "input.entry only for a NeXus/HDF5 file with entries (nexus, xrdct or pencil "
+                        "formats, without data_path)", f"a {fmt} scan and input.entry {entry!r}")
+    return _read(path, fmt, kw, format)
+
+
+_ENTRY_FORMATS = ("nexus", "xrdct", "pencil")
+
+
+def _read(path: str | PathLike[str], fmt: str, kw: dict[str, Any], format: str) -> RawScan:
     if fmt == "dxchange":
         from .dxchange import read_dxchange
 

@@ -115,9 +115,21 @@ def _role(name: str) -> str | None:
     return None
 
 
-def _find_nxdata(f: Any) -> tuple[str, list[str]] | None:
-    """The first NXdata group with a 4-D signal whose axes include a channel and an angle."""
+def _entry_path(entry: str) -> str:
+    return "/" + str(entry).strip().strip("/")
+
+
+def _find_nxdata(f: Any, entry: str | None = None) -> tuple[str, list[str]] | None:
+    """The first NXdata group (its path without the leading slash, and its axes) with a 4-D
+    signal whose axes include a channel and an angle; in ``entry`` only when given."""
     found: list[tuple[str, list[str]]] = []
+    top = f
+    prefix = ""
+    if entry is not None:
+        top = f.get(_entry_path(entry))
+        if top is None or not hasattr(top, "visititems"):
+            return None
+        prefix = _entry_path(entry).lstrip("/") + "/"
 
     def visit(name: str, obj: Any) -> None:
         if found or _attr(obj, "NX_class") != "NXdata":
@@ -129,9 +141,9 @@ def _find_nxdata(f: Any) -> tuple[str, list[str]] | None:
         axes = [axes] if isinstance(axes, str) else list(axes or [])
         roles = [_role(a) for a in axes]
         if len(axes) == 4 and "angle" in roles and "channel" in roles:
-            found.append((name, axes))
+            found.append((prefix + name, axes))
 
-    f.visititems(lambda n, o: visit(n, o) if hasattr(o, "attrs") and not hasattr(o, "shape") else None)
+    top.visititems(lambda n, o: visit(n, o) if hasattr(o, "attrs") and not hasattr(o, "shape") else None)
     return found[0] if found else None
 
 
@@ -180,8 +192,11 @@ def _finish(path: Path, data: np.ndarray, order: list[str], angles: Any, angle_u
                           **{f"{k}_dataset": v for k, v in names.items()}})
 
 
-def read_xrdct(path: str | PathLike[str], *, angles_unit: str = "deg", slices: Any = None, **_: Any) -> RawScan:
+def read_xrdct(path: str | PathLike[str], *, angles_unit: str = "deg", slices: Any = None, entry: str | None = None,
+               **_: Any) -> RawScan:
     """Read XRD-CT sinograms (HDF5/NeXus NXdata or Zarr) as ``(channel, angle, z, det)``.
+
+    ``entry``: look in this entry (``/entry3``) of an HDF5 file only (default: the whole file).
 
     Raises
     ------
@@ -205,9 +220,10 @@ def read_xrdct(path: str | PathLike[str], *, angles_unit: str = "deg", slices: A
     import h5py
 
     with h5py.File(p, "r") as f:
-        hit = _find_nxdata(f)
+        hit = _find_nxdata(f, entry)
         if hit is None:
-            raise ScanError(p, None, "an NXdata group with a 4-D signal and channel and rotation-angle axes", "none")
+            raise ScanError(p, _entry_path(entry) if entry else None,
+                            "an NXdata group with a 4-D signal and channel and rotation-angle axes", "none")
         gname, axes = hit
         g = f[gname]
         sig = _attr(g, "signal")
@@ -216,16 +232,24 @@ def read_xrdct(path: str | PathLike[str], *, angles_unit: str = "deg", slices: A
         for n in (aname, cname):
             if n not in g:
                 raise ScanError(p, f"/{gname}/{n}", "the axis dataset named in the axes attribute", "missing")
-        return _finish(p, g[sig][()], axes, g[aname][()], _attr(g[aname], "units"), g[cname][()], cname,
-                       _attr(g[cname], "units"), slices,
-                       {"projections": f"/{gname}/{sig}", "angles": f"/{gname}/{aname}"}, angles_unit, "xrdct")
+        top = gname.split("/", 1)[0]
+        in_entry = "/" in gname and _attr(f[top], "NX_class") == "NXentry"
+        raw = _finish(p, g[sig][()], axes, g[aname][()], _attr(g[aname], "units"), g[cname][()], cname,
+                      _attr(g[cname], "units"), slices,
+                      {"projections": f"/{gname}/{sig}", "angles": f"/{gname}/{aname}"}, angles_unit, "xrdct")
+    if in_entry:
+        raw.attrs["entry"] = f"/{top}"
+    return raw
 
 
 # --- pencil-beam absorption -------------------------------------------------------------------
-def _pencil_entry(f: Any) -> dict[str, str] | None:
+def _pencil_entry(f: Any, entry: str | None = None) -> dict[str, str] | None:
     """Dataset paths of a pencil-beam entry: 3-D data, angles, translation positions and a monitor;
-    no image_key, not an NXtomo definition."""
-    for ename in f:
+    no image_key, not an NXtomo definition. In ``entry`` only when given."""
+    names = list(f) if entry is None else [_entry_path(entry).lstrip("/")]
+    for ename in names:
+        if ename not in f:
+            continue
         e = f[ename]
         if not hasattr(e, "keys") or _attr(e, "NX_class") not in ("NXentry", None):
             continue
@@ -269,21 +293,23 @@ def is_pencil_beam(path: str | PathLike[str]) -> bool:
         return False
 
 
-def read_pencil_beam(path: str | PathLike[str], *, angles_unit: str = "deg", slices: Any = None, **_: Any) -> RawScan:
+def read_pencil_beam(path: str | PathLike[str], *, angles_unit: str = "deg", slices: Any = None,
+                     entry: str | None = None, **_: Any) -> RawScan:
     """A pencil-beam absorption scan as transmission ``(angle, z, det)`` (no flats needed).
 
     transmission = data / monitor (a monitor value per frame, or per point), divided per angle
     by the air: the :data:`AIR_PERCENTILE` percentile over the translations (the beam passes
-    beside the sample at the ends of each translation).
+    beside the sample at the ends of each translation). ``entry``: read this entry (``/entry2``)
+    of a file with several (default: the first pencil-beam entry).
     """
     import h5py
 
     p = Path(path)
     with h5py.File(p, "r") as f:
-        paths = _pencil_entry(f)
+        paths = _pencil_entry(f, entry)
         if paths is None:
-            raise ScanError(p, None, "a NeXus pencil-beam entry: (angle, row, translation) data, rotation angles "
-                            "and a monitor, without image_key", "none")
+            raise ScanError(p, _entry_path(entry) if entry else None, "a NeXus pencil-beam entry: (angle, row, "
+                            "translation) data, rotation angles and a monitor, without image_key", "none")
         ds = f[paths["data"]]
         rows = check_slices(slices, ds.shape[1], p, paths["data"])
         data = np.asarray(ds[:, rows], dtype=np.float64)

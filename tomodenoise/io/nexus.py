@@ -124,6 +124,11 @@ def entries(f: h5py.File) -> list[str]:
     return out
 
 
+def entry_path(entry: str) -> str:
+    """``"entry2"`` or ``"/entry2/"`` -> ``"/entry2"``."""
+    return "/" + str(entry).strip().strip("/")
+
+
 def is_frames(obj: h5py.HLObject | None) -> bool:
     """True when ``obj`` is a non-empty 3-D ``(frame, z, det)`` dataset."""
     return isinstance(obj, h5py.Dataset) and obj.ndim == 3 and obj.size > 0
@@ -346,6 +351,7 @@ def read_nxtomo(
     flats: FieldSpec = None,
     darks: FieldSpec = None,
     timestamps_path: str | None = None,
+    entry: str | None = None,
 ) -> RawScan:
     """Read a NeXus NXtomo scan.
 
@@ -367,6 +373,10 @@ def read_nxtomo(
         they replace the frames with image key 1 (flats) or 2 (darks).
     timestamps_path : str, optional
         The per-frame (or per-projection) time dataset, overriding the search.
+    entry : str, optional
+        Read only this entry (``/entry2``) of a file with several; default: every entry, in
+        order (the first with frames and an image key is read). See
+        :mod:`tomodenoise.io.entries` for how :func:`~tomodenoise.io.read_scan` picks one.
 
     Returns
     -------
@@ -389,7 +399,7 @@ def read_nxtomo(
         if data_path is not None:
             pairs = [("/" + data_path.strip("/").split("/", 1)[0], data_path)]
         else:
-            pairs = [(e, c) for e in entries(f) for c in data_candidates(f, e)]
+            pairs = [(e, c) for e in ([entry_path(entry)] if entry else entries(f)) for c in data_candidates(f, e)]
         chosen = None
         tried = []
         for entry, cand in pairs:
@@ -410,7 +420,7 @@ def read_nxtomo(
                 raise ScanError(p, tried[0], f"an image_key dataset ({tried[0].rsplit('/', 1)[0]}/image_key or "
                                 "<entry>/instrument/detector/image_key) with one key per frame", "none",
                                 hint="give its path as image_key_path")
-            raise ScanError(p, "/entry/data/data", "an NXtomo entry: a 3-D (frame, z, det) 'data' dataset in an "
+            raise ScanError(p, f"{entry_path(entry) if entry else '/entry'}/data/data", "an NXtomo entry: a 3-D (frame, z, det) 'data' dataset in an "
                             "NXdata or NXdetector group", "none", hint="give its path as data_path")
         entry, dpath, ds, key_path = chosen
         n = ds.shape[0]

@@ -55,6 +55,7 @@ def ingest(cfg: RunConfig) -> ScanStore:
         slices=cfg.input.slices,
         flats=cfg.input.flats,
         darks=cfg.input.darks,
+        entry=cfg.input.entry,
     )
     if cfg.splits.k > raw.n_angles:
         raise ValueError(f"splits.k = {cfg.splits.k} is more than the {raw.n_angles} projection angles of "

@@ -21,13 +21,15 @@ import numpy as np
 
 from ..config import RunConfig
 from ..io import RawScan, ScanError
-from ..splits import time_windows, unwrap_rotation
+from ..logs import summary
+from ..splits import continuous_rotation, time_windows
 
 __all__ = ["Sinograms", "build_sinograms", "window_mode"]
 
 log = logging.getLogger(__name__)
 
-#: ``time.window: auto`` cuts the stream into angle windows when its rotation exceeds this.
+#: ``time.window: auto`` cuts the stream into angle windows when its continuous rotation in
+#: acquisition order (:func:`tomodenoise.splits.continuous_rotation`) exceeds this many turns.
 AUTO_DYNAMIC_TURNS = 1.5
 
 
@@ -63,18 +65,29 @@ def _preprocess(raw: RawScan, cfg: RunConfig, **kw: Any):
 
 
 def window_mode(raw: RawScan, cfg: RunConfig) -> str | None:
-    """``"angle"``, ``"time"`` or None (static): how ``time.window`` cuts this scan."""
+    """``"angle"``, ``"time"`` or None (static): how ``time.window`` cuts this scan.
+
+    ``auto``: time windows when ``time.seconds`` is set; angle windows when the projections,
+    in acquisition order, are a continuous rotation of more than :data:`AUTO_DYNAMIC_TURNS`
+    turns (not when the angles merely cover a turn, in any order); else static. A scan read
+    as dynamic says so on the console.
+    """
     mode = cfg.time.window
     if mode == "none":
         return None
     if mode in ("angle", "time"):
         return mode
     if cfg.time.seconds is not None:
+        summary(log, f"{raw.source}: read as a dynamic scan, one time step per {cfg.time.seconds:g} s "
+                     "(time.seconds; time.window: none for a static scan)")
         return "time"
-    turns = float(np.ptp(unwrap_rotation(raw.angles))) / (2 * np.pi) if raw.n_angles > 1 else 0.0
+    order = _acquisition_permutation(raw)
+    angles = raw.angles if order is None else raw.angles[order]
+    turns = continuous_rotation(angles) / (2 * np.pi)
+    log.info("%s: the projections turn continuously by %.2f turns in acquisition order", raw.source, turns)
     if turns > AUTO_DYNAMIC_TURNS:
-        log.info("%s: the projections cover %.1f turns: read as a dynamic scan, one time step per %g deg "
-                 "(time.window: none for a static scan)", raw.source, turns, cfg.time.span_deg)
+        summary(log, f"{raw.source}: read as a dynamic scan (a continuous rotation of {turns:.1f} turns), one time "
+                     f"step per {cfg.time.span_deg:g} deg (time.window: none for a static scan)")
         return "angle"
     return None
 
@@ -96,15 +109,22 @@ def build_sinograms(raw: RawScan, cfg: RunConfig) -> Sinograms:
     return Sinograms(sino, pre.angles, float(pre.center), int(pre.n_clamped), dict(pre.info), "static")
 
 
-def _acquisition_order(raw: RawScan) -> RawScan:
-    """``raw`` with its projections in acquisition order (by acquisition index, else time)."""
+def _acquisition_permutation(raw: RawScan) -> np.ndarray | None:
+    """The permutation that puts ``raw``'s projections in acquisition order (by acquisition
+    index, else time), or None when they already are (or the scan says nothing of it)."""
     if raw.acquisition_index is not None:
         order = np.argsort(raw.acquisition_index, kind="stable")
     elif raw.timestamps is not None:
         order = np.argsort(raw.timestamps, kind="stable")
     else:
-        return raw
-    if np.array_equal(order, np.arange(order.size)):
+        return None
+    return None if np.array_equal(order, np.arange(order.size)) else order
+
+
+def _acquisition_order(raw: RawScan) -> RawScan:
+    """``raw`` with its projections in acquisition order (by acquisition index, else time)."""
+    order = _acquisition_permutation(raw)
+    if order is None:
         return raw
     log.info("%s: projections put in acquisition order", raw.source)
     return RawScan(raw.projections[order], raw.flats, raw.darks, raw.angles[order], source=raw.source,
