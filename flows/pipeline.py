@@ -35,7 +35,7 @@ from tomodenoise.cluster import dask_runner_kwargs
 from tomodenoise.config import ComputeConfig, RunConfig
 from tomodenoise.io.store import ScanStore
 from tomodenoise.lock import store_lock
-from tomodenoise.logs import run_log_path, run_log_to, show_progress
+from tomodenoise.logs import bars_wanted, run_log_path, run_log_to
 from tomodenoise.summary import log_stage
 from tomodenoise.watch import STOPPED_BY_SIGTERM
 from tomodenoise.paths import PathNotAllowed, confine, input_roots, output_roots
@@ -103,7 +103,7 @@ def reconstruct_flow(config: RunConfig, store_root: str) -> str:
     _log_dashboard(logger)
     done = total - todo
     with tqdm(total=total, initial=done, desc="reconstruct", unit="chunk", dynamic_ncols=True,
-              disable=not (config.train.progress and show_progress())) as bar:
+              disable=not (config.train.progress and bars_wanted())) as bar:
         for i, fut in enumerate(as_completed(futures), 1):
             n = len(fut.result())  # chunks of the group: the artifact and the bar count chunks
             done += n
@@ -160,7 +160,7 @@ def denoise_flow(config: RunConfig, store_root: str, checkpoint: str | None = No
     _log_dashboard(logger)
     done = total - todo
     with tqdm(total=total, initial=done, desc="denoise", unit="chunk", dynamic_ncols=True,
-              disable=not (config.train.progress and show_progress())) as bar:
+              disable=not (config.train.progress and bars_wanted())) as bar:
         for fut in as_completed(futures):
             n = len(fut.result().chunks)
             done += n

@@ -95,6 +95,12 @@ def report_markdown(store_root: str | Path, max_embed_bytes: int = MAX_EMBED_BYT
         lines.append(f"| best N2I validation loss | | {_fmt(den['best_val_loss'], '.4g')} |")
     if "psnr" not in fbp:
         lines += ["", "No reference given: PSNR/SSIM not computed."]
+    from tomodenoise.quality.report import quality_markdown
+
+    q = m.get("quality") or {}
+    if q:  # the verdict first in the UI: a result below baseline is held back by its readers
+        lines[1:1] = ["", f"**quality: {q.get('status', 'ok')}**"]
+        lines += [""] + quality_markdown(q)
     stages = {k: v for k, v in (m.get("stages") or {}).items()}
     if stages:
         lines += ["", "| stage | seconds |", "|---|---|"]
@@ -125,11 +131,34 @@ def publish_report(store_root: str) -> None:
                                  description=f"tomodenoise report: {root.name}")
     except Exception as exc:  # pragma: no cover - the report files exist once pipeline.report ran
         log.warning("could not publish the report artifact: %s", exc)
+    tag_quality(root)
     try:
         create_link_artifact(link=str(root), link_text="output store", key=artifact_key("store", root.name),
                              description=f"output folder of {root.name}")
     except Exception as exc:  # pragma: no cover
         log.warning("could not publish the output store artifact: %s", exc)
+
+
+def tag_quality(root: Path) -> None:
+    """Tag the flow run ``quality:below_baseline`` (or ``quality:ok``) from the store's report, so the UI's
+    run list, automations and API clients can filter and hold back results below baseline."""
+    log = run_logger()
+    try:
+        status = (json.loads((root / "report" / "metrics.json").read_text()).get("quality") or {}).get("status")
+        if not status:
+            return
+        from prefect.client.orchestration import get_client
+        from prefect.runtime import flow_run
+
+        run_id = flow_run.root_flow_run_id or flow_run.id
+        if not run_id:
+            return
+        with get_client(sync_client=True) as client:
+            tags = set(client.read_flow_run(run_id).tags or [])
+            tags = {t for t in tags if not t.startswith("quality:")} | {f"quality:{status}"}
+            client.update_flow_run(run_id, tags=sorted(tags))
+    except Exception as exc:  # artifacts and tags are for people: never fail the run
+        log.warning("could not tag the run with its quality: %s", exc)
 
 
 class ChunkProgress:

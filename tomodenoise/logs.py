@@ -240,6 +240,14 @@ def show_progress() -> bool:
     return os.environ.get(ENV_VERBOSITY, str(NORMAL)) != str(QUIET)
 
 
+def bars_wanted() -> bool:
+    """Whether to draw progress bars: wanted (:func:`show_progress`) and stderr is a terminal (a bar's
+    ``\r`` frames would fill a log file or a pipe with hundreds of partial lines)."""
+    import sys
+
+    return show_progress() and bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
 class _OffConsole(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.console = False

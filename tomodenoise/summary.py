@@ -111,4 +111,9 @@ def metrics_table(metrics: dict[str, Any]) -> str:
         lines.append(f"| best N2I validation loss | | {den['best_val_loss']:.4g} |")
     if "psnr" not in fbp:
         lines.append("(no reference given: PSNR/SSIM need a clean volume, --reference)")
+    q = metrics.get("quality")
+    if q:
+        from .quality.report import headline, quality_rows
+
+        lines += ["", "| quality check | |", "|---|---|"] + quality_rows(q) + [headline(q)]
     return "\n".join(lines)

@@ -46,7 +46,7 @@ def train_ranks(store: ScanStore, cfg: RunConfig, ranks: int, backend: str,
 
     from tqdm.auto import tqdm
 
-    from ..logs import show_progress, summary
+    from ..logs import bars_wanted, summary
     from ..train.launch import launch_ranks
 
     folder = progress_dir(store)
@@ -57,7 +57,7 @@ def train_ranks(store: ScanStore, cfg: RunConfig, ranks: int, backend: str,
     seen = {"epoch": 0}
     epochs = cfg.train.epochs if isinstance(cfg.train.epochs, int) else None  # auto: the ranks resolve it
     bar = tqdm(total=epochs, desc=f"N2I training, {ranks} ranks", unit="epoch", dynamic_ncols=True,
-               disable=not (cfg.train.progress and show_progress()))
+               disable=not (cfg.train.progress and bars_wanted()))
 
     def follow(progress: dict[int, dict[str, Any]]) -> None:
         if len(progress) < ranks:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..io.store import ScanStore
-from ..logs import show_progress
+from ..logs import bars_wanted, show_progress
 from .inference import denoise_block, denoise_current, denoise_shard, device_for, finish_denoise, prepare_denoise
 
 __all__ = ["denoise", "denoise_block", "device_for"]
@@ -30,7 +30,8 @@ def denoise(store: ScanStore, cfg: RunConfig, checkpoint: Path | None = None, pr
     progress = (cfg.train.progress if progress is None else progress) and show_progress()
     t0 = time.perf_counter()
     shards = prepare_denoise(store, cfg, checkpoint)
-    with tqdm(total=sum(len(s.chunks) for s in shards), desc="denoise", unit="chunk", disable=not progress) as bar:
+    with tqdm(total=sum(len(s.chunks) for s in shards), desc="denoise", unit="chunk",
+              disable=not (progress and bars_wanted())) as bar:
         for shard in shards:
             denoise_shard(store, cfg, shard, checkpoint)
             bar.update(len(shard.chunks))

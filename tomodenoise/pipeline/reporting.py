@@ -8,6 +8,7 @@ a few pixels and a grid of a few channel maps.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -15,10 +16,13 @@ import numpy as np
 
 from ..config import RunConfig
 from ..io.store import ScanStore
+from ..quality.report import below_baseline_message, quality_markdown
 from .keys import scan_id_for
 from .reconstruction import load_splits, volume_shape
 
 __all__ = ["report"]
+
+log = logging.getLogger("tomodenoise.report")
 
 
 def _check_reference(reference: np.ndarray, shape: tuple[int, int, int], image: tuple[int, int]) -> np.ndarray:
@@ -89,6 +93,7 @@ def report(store: ScanStore, cfg: RunConfig, reference: np.ndarray | None = None
     out["stages"] = {k_: v.get("seconds") for k_, v in stages.items()}
     if "train" in stages:
         out["denoised"]["best_val_loss"] = stages["train"].get("best_val_loss")
+    out["quality"] = _quality(store, cfg, splits, den, shape, stages.get("train") or {})
     store.report_dir.mkdir(parents=True, exist_ok=True)
     (store.report_dir / "metrics.json").write_text(json.dumps(out, indent=2))
     title = scan_id_for(cfg)
@@ -100,8 +105,42 @@ def report(store: ScanStore, cfg: RunConfig, reference: np.ndarray | None = None
         pngs = write_previews(store.report_dir, fbp, den, n=cfg.output.previews, title=title)
     pngs += _modality_plots(store, ds, fbp5, den5, ref5, title)
     (store.report_dir / "report.md").write_text(_markdown(store, out, pngs))
-    store.mark_stage("report", previews=[p.name for p in pngs])
+    store.mark_stage("report", previews=[p.name for p in pngs], quality=out["quality"].get("status"))
+    loud = below_baseline_message(out["quality"])
+    if loud:
+        log.warning("%s", loud)
     return out
+
+
+def _quality(store: ScanStore, cfg: RunConfig, splits: np.ndarray, den: np.ndarray, shape: tuple[int, int, int],
+             train_info: dict[str, Any]) -> dict[str, Any]:
+    """The quality check without ground truth (:mod:`tomodenoise.quality`), recorded in the store's
+    attributes as ``quality`` (``status``: ``ok`` or ``below_baseline``)."""
+    from ..quality import heldout_losses, quality_figures, quality_verdict
+    from ..train import load_checkpoint, resolve_device
+    from .training import training_data
+
+    nt, nc, nz = shape
+    k, _, ny, nx = splits.shape
+    mid = (nt // 2) * nc * nz + (nc // 2) * nz  # first image of the middle time step and channel
+    figures = quality_figures(splits[:, mid:mid + nz], den[mid:mid + nz]).as_dict()
+    heldout = None
+    best = store.model_dir / "best.pt"
+    try:
+        if best.exists():
+            device = resolve_device(cfg.inference.device)
+            model, meta = load_checkpoint(best, device=device)
+            if meta.get("val_slices"):
+                data, vshape, _ = training_data(store, cfg) if nt * nc > 1 else (splits, shape, None)
+                heldout = heldout_losses(model, meta, data, meta["val_slices"], volume_shape=vshape, device=device,
+                                         batch_size=int(cfg.inference.batch_size))
+    except Exception as exc:  # a figure for people: never fails the run, but says why it is missing
+        log.warning("the held-out N2I comparison could not be computed: %s", exc)
+        log.debug("held-out comparison", exc_info=True)
+    q = quality_verdict(heldout, figures, train_info.get("budget"))
+    q.update(heldout=heldout, figures=figures)
+    store.update_attrs(quality={"status": q["status"], "reasons": q["reasons"], "remedy": q["remedy"]})
+    return q
 
 
 def _picks(n: int, m: int = 4) -> list[int]:
@@ -153,6 +192,7 @@ def _markdown(store: ScanStore, m: dict[str, Any], pngs: Iterable[Path]) -> str:
         if key in m:
             lines += ["", f"PSNR per {what} (dB):", "", f"| {what} | FBP | denoised |", "|---|---|---|"]
             lines += [f"| {e[what]:.4g} | {e['fbp_psnr']:.2f} | {e['denoised_psnr']:.2f} |" for e in m[key]]
+    lines += [""] + quality_markdown(m.get("quality") or {})
     lines += ["", "Previews:", ""]
     lines += [f"![{p.stem}]({p.name})" for p in pngs]
     return "\n".join(lines) + "\n"

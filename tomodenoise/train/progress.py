@@ -78,7 +78,10 @@ class TrainingProgress:
             self.t_first = now
             return
         done = step - self.step0 - 1
-        if done < PROBE_STEPS or self.check["steps_in_budget"] is not None:
+        if self.check["steps_in_budget"] is not None or done < 1:
+            return
+        early = self.budget.seconds and done >= 3 and now - self.t_first >= 0.1 * self.budget.seconds
+        if done < PROBE_STEPS and not early:
             return
         pace = (now - self.t_first) / done
         left = self.budget.left()
@@ -119,8 +122,10 @@ class TrainingProgress:
         self.check["steps"] = int(step)
         if stopped != "early_stopping" and step < self.check["steps_needed"]:
             self.check["short"] = True
-            if not self.check["warning"]:
+            if not self.check["warning"]:  # the budget ran out before the pace was known: say it now
                 self.check["warning"] = budget_warning(step, self.minutes, self.check["steps_needed"])
+                if self.enabled:
+                    log.warning("%s", self.check["warning"])
         elif self.check["short"] is None:
             self.check["short"] = False
         return dict(self.check)

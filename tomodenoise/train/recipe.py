@@ -134,5 +134,5 @@ def budget_warning(steps_in_budget: float, minutes: float, steps_needed: int = S
         need = max(need, steps_needed * seconds_per_step / 60.0)
     need_min = math.ceil(need * 1.1)
     return (f"the budget of {minutes:g} min allows about {int(steps_in_budget)} training steps; this recipe needed "
-            f"about {steps_needed} on the benchmarks, so the result may be blurred or lose faint objects. Give it "
+            f"about {steps_needed} on the benchmarks, so the result may be blurred or lose faint objects; give it "
             f"about {need_min} min (--set train.max_minutes={need_min}) or a GPU")

@@ -17,7 +17,7 @@ import numpy as np
 
 from ...config import RunConfig
 from ...io.store import ScanStore
-from ...logs import show_progress
+from ...logs import bars_wanted
 from ..keys import invalidate_from, key_for, stage_current
 from .chunks import Chunk, ChunkGroup, recon_chunks, recon_groups
 from .compute import reconstruct_group
@@ -93,7 +93,7 @@ def reconstruct(store: ScanStore, cfg: RunConfig, progress: bool = True) -> None
     t0 = time.perf_counter()
     groups = plan_reconstruct(store, cfg)
     with tqdm(total=sum(len(g) for g in groups), desc="reconstruct", unit="chunk",
-              disable=not (progress and show_progress())) as bar:
+              disable=not (progress and bars_wanted())) as bar:
         for group in groups:
             reconstruct_group(store, cfg, group, on_chunk=lambda _chunk: bar.update(1))
     finish_reconstruct(store, cfg, time.perf_counter() - t0)

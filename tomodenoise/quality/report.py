@@ -1,0 +1,68 @@
+"""The quality section of a run, as Markdown (report.md, the UI artifact, the console table)
+and as the loud warning a run below baseline ends with. One renderer for all of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["below_baseline_message", "headline", "quality_markdown", "quality_rows"]
+
+
+def _f(v: Any, spec: str) -> str:
+    return "n/a" if v is None else format(float(v), spec)
+
+
+def headline(q: dict[str, Any]) -> str:
+    """One line: the network's gain over the tuned Gaussian and the verdict."""
+    h = q.get("heldout") or {}
+    status = q.get("status", "ok")
+    tag = "quality OK" if status == "ok" else "QUALITY BELOW BASELINE"
+    if not h:
+        return f"{tag} (no held-out slices: the network was not compared with the Gaussian)"
+    gain = h.get("gain_over_gaussian_db")
+    if gain is not None:
+        what = f"network {gain:+.2f} dB over the tuned Gaussian (sigma {h['gaussian_sigma']:.2g} px)"
+    else:
+        rel = (h["gaussian"] - h["network"]) / h["gaussian"] if h.get("gaussian") else 0.0
+        what = (f"network {'below' if rel < 0 else 'level with'} the tuned Gaussian "
+                f"(held-out loss {100 * rel:+.2f} %)")
+    return f"{tag}: {what}, estimated from held-out N2I losses"
+
+
+def quality_rows(q: dict[str, Any]) -> list[str]:
+    """Markdown table rows ``| name | value |`` for the held-out losses and the three figures."""
+    h, fig = q.get("heldout") or {}, q.get("figures") or {}
+    rows = []
+    if h:
+        rows += [f"| held-out N2I loss: network | {_f(h['network'], '.5g')} |",
+                 f"| held-out N2I loss: input (X:1 FBP) | {_f(h['input'], '.5g')} |",
+                 f"| held-out N2I loss: best Gaussian (sigma {h['gaussian_sigma']:.2g} px) | {_f(h['gaussian'], '.5g')} |",
+                 f"| network's gain over the Gaussian (estimated) | {_f(h.get('gain_over_gaussian_db'), '+.2f')} dB |"]
+    th = q.get("thresholds") or {}
+    for key, label in (("contrast_kept", "contrast kept"), ("edge_gradient_kept", "edge gradient kept"),
+                       ("noise_removed", "noise removed")):
+        if key in fig:
+            low = th.get(key)
+            rows.append(f"| {label}{f' (>= {low:g})' if low is not None else ''} | {_f(fig[key], '.2f')} |")
+    return rows
+
+
+def quality_markdown(q: dict[str, Any]) -> list[str]:
+    """The section: headline, table, reasons and remedy."""
+    if not q:
+        return []
+    lines = ["## Quality (no ground truth needed)", "", f"**{headline(q)}**", "", "| check | value |", "|---|---|"]
+    lines += quality_rows(q)
+    if q.get("reasons"):
+        lines += ["", "Why:" if q.get("status") != "ok" else "Notes:"] + [f"- {r}" for r in q["reasons"]]
+    if q.get("remedy"):
+        lines += ["", f"Remedy: {q['remedy']}."]
+    return lines + [""]
+
+
+def below_baseline_message(q: dict[str, Any]) -> str | None:
+    """The one loud warning of a run below baseline (None when the run is fine)."""
+    if q.get("status") != "below_baseline":
+        return None
+    return (f"QUALITY BELOW BASELINE: {'; '.join(r for r in q['reasons'] if not r.startswith('training ran'))}. "
+            f"Do not use this result as it is; {q['remedy']}. The store and the run are marked quality: below_baseline.")
