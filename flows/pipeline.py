@@ -19,6 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from tqdm.auto import tqdm
 
 from tasks.artifacts import ChunkProgress, run_logger
+from tasks.artifacts import publish_centre_preview
 from tasks.stages import (
     denoise_shard_task,
     finish_denoise_task,
@@ -36,6 +37,7 @@ from tomodenoise.config import ComputeConfig, RunConfig
 from tomodenoise.io.store import ScanStore
 from tomodenoise.lock import store_lock
 from tomodenoise.logs import bars_wanted, run_log_path, run_log_to
+from tomodenoise.preview import store_preview
 from tomodenoise.summary import log_stage
 from tomodenoise.watch import STOPPED_BY_SIGTERM
 from tomodenoise.paths import PathNotAllowed, confine, input_roots, output_roots
@@ -257,6 +259,7 @@ def pipeline_flow(
         store_root = ingest_flow(cfg)
         store = ScanStore(store_root)
         log_stage(store, "ingest", t0)
+        publish_centre_preview(store_preview(store, cfg))  # the first artifact: the centre, before the long work
         t0 = time.time()
         reconstruct_flow.with_options(task_runner=task_runner_for(cfg.compute))(cfg, store_root)
         log_stage(store, "reconstruct", t0)

@@ -78,6 +78,42 @@ def _png_data_uri(path: Path, width: int = PREVIEW_WIDTH) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+CENTRE_PREVIEW_WIDTH = 1100  # pixels: the centre preview is a wide grid; narrower hides its differences
+
+
+def centre_preview_markdown(png: str | Path) -> str:
+    """The centre-of-rotation artifact's Markdown: the numbers, the remedy and the embedded
+    ``report/preview_centre.png`` (:func:`tomodenoise.preview.store_preview`)."""
+    path = Path(png).resolve()
+    sidecar = path.with_suffix(".json")
+    info = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+    uri = _png_data_uri(path, CENTRE_PREVIEW_WIDTH)
+    if len(uri) > MAX_EMBED_BYTES:
+        uri = _png_data_uri(path, 2 * PREVIEW_WIDTH)
+    centre = _fmt(info.get("center"))
+    lines = [f"# Centre of rotation: {path.parent.parent.name}", "",
+             f"Centre **{centre}** ({info.get('center_method', 'n/a')}); the score curve's minimum "
+             f"{_fmt(info.get('curve_minimum'))}. The red panel should be the sharpest, and the curve's "
+             "minimum at the red line.", "",
+             "Wrong centre? Rerun with `--set preprocess.center=<value>` (e.g. the sharpest panel's centre): "
+             "before the long work, not after it.", "",
+             f"![centre preview]({uri})", "", f"`{path}`", ""]
+    return "\n".join(lines)
+
+
+def publish_centre_preview(png: str | Path | None) -> None:
+    """Publish the centre preview PNG as the run's first Markdown artifact ``centre-<scan-id>``
+    (the image embedded); nothing when ``png`` is None (not written). Never fails the run."""
+    if png is None or not Path(png).exists():
+        return
+    name = Path(png).resolve().parent.parent.name
+    try:
+        create_markdown_artifact(markdown=centre_preview_markdown(png), key=artifact_key("centre", name),
+                                 description=f"centre of rotation of {name}: check it before the long work")
+    except Exception as exc:
+        run_logger().warning("could not publish the centre preview artifact: %s", exc)
+
+
 def report_markdown(store_root: str | Path, max_embed_bytes: int = MAX_EMBED_BYTES) -> str:
     """The report artifact's Markdown, built from ``<store>/report/`` (metrics.json, previews)."""
     root = Path(store_root).resolve()

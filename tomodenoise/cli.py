@@ -2,6 +2,7 @@
 
     tomodenoise run SCAN --out DIR [-c run.yaml] [--set train.epochs=5] [--no-prefect]
     tomodenoise check SCAN [-c run.yaml]
+    tomodenoise preview SCAN [-c run.yaml] [--set preprocess.center=1023.5] [--out preview.png]
     tomodenoise simulate foam|dynamic|xrdct --out scan.h5 [--size N --angles N --slices N ...]
     tomodenoise demo [--out DIR]
     tomodenoise bench foam|reference|warmstart|profile|dynamic|xrdct --out DIR
@@ -177,6 +178,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    """The centre-of-rotation preview PNG of a scan (central slice at the centre and +-0.5..2 px)."""
+    from .preview import preview_scan
+
+    preview_scan(build_config(args), args.png)
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     if Path(args.out).exists() and not args.force:
         raise FileExistsError(f"{args.out} exists; use --force to replace it")
@@ -315,6 +324,14 @@ def make_parser() -> argparse.ArgumentParser:
     c.add_argument("-c", "--config")
     c.add_argument("--set", action="append", metavar="KEY=VALUE")
     c.set_defaults(func=cmd_check)
+
+    pv = sub.add_parser("preview", parents=[common], help="centre-of-rotation preview PNG: the central slice at the "
+                                                          "centre found and at +-0.5, +-1, +-2 px, and the score curve")
+    pv.add_argument("scan")
+    pv.add_argument("-c", "--config")
+    pv.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. preprocess.center=1023.5")
+    pv.add_argument("--out", dest="png", help="PNG to write (default ./<scan id>_preview_centre.png)")
+    pv.set_defaults(func=cmd_preview)
 
     s = sub.add_parser("simulate", parents=[common], help="write a simulated scan (foam, dynamic 4D or XRD-CT) and its truth")
     s.add_argument("kind", choices=["foam", "dynamic", "xrdct"])

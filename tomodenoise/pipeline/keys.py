@@ -91,8 +91,11 @@ def invalidate_from(store: ScanStore, stage: str) -> None:
     if "train" in later and store.model_dir.exists():
         shutil.rmtree(store.model_dir)
     if "report" in later and store.report_dir.exists():
-        for p in store.report_dir.iterdir():  # the run log is being written: keep it
-            if p.name != "run.log":
+        keep = {"run.log"}  # the run log is being written: keep it; the centre preview belongs to ingest
+        if "ingest" not in later:
+            keep |= {"preview_centre.png", "preview_centre.json"}
+        for p in store.report_dir.iterdir():
+            if p.name not in keep:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
     if "ingest" in later and (store.root / "progress").exists():
         shutil.rmtree(store.root / "progress")

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..config import RunConfig
 from ..io.store import ScanStore
+from ..preview import store_preview
 from .denoising import denoise
 from .ingestion import ingest
 from .keys import store_for
@@ -31,6 +32,7 @@ def run(cfg: RunConfig, reference: np.ndarray | None = None, progress: bool = Tr
         t0 = time.time()
         store = ingest(cfg)
         log_stage(store, "ingest", t0)
+        store_preview(store, cfg)  # report/preview_centre.png: check the centre before the long work
         t0 = time.time()
         reconstruct(store, cfg, progress=progress)
         log_stage(store, "reconstruct", t0)
