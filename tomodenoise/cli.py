@@ -249,6 +249,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .bench.modalities import run_dynamic_benchmark
 
         run_dynamic_benchmark(out, minutes=args.minutes or 5.0)
+    elif args.kind == "real":
+        from .bench.real import run_real_benchmark
+
+        run_real_benchmark(out, args.scans, minutes=args.minutes, overrides=args.set or [])
     elif args.kind == "xrdct":
         from .bench.modalities import run_xrdct_benchmark
 
@@ -368,11 +372,14 @@ def make_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     b = sub.add_parser("bench", parents=[common], help="quality benchmarks")
-    b.add_argument("kind", choices=["foam", "reference", "warmstart", "profile", "dynamic", "xrdct"],
-                   help="foam: quality of every method and PSNR-vs-time curves; reference: our training loop vs a "
+    b.add_argument("kind", choices=["foam", "real", "reference", "warmstart", "profile", "dynamic", "xrdct"],
+                   help="foam: quality of every method and PSNR-vs-time curves; real: run's defaults on real scans, "
+                        "quality figures without ground truth; reference: our training loop vs a "
                         "reference-style loop; warmstart: warm start from another foam vs a cold start; profile: "
                         "where one training step's time goes; dynamic: PSNR per time step of FBP, N2I and N2I "
                         "with time neighbours; xrdct: PSNR per channel and the shorter-acquisition experiment")
+    b.add_argument("scans", nargs="*", help="real: scans to run with run's defaults (default: the shipped APS tooth)")
+    b.add_argument("--set", action="append", metavar="KEY=VALUE", help="real: a configuration override for every scan")
     b.add_argument("--slices", type=int, default=16)
     b.add_argument("--out", required=True)
     b.add_argument("--phantom", help="phantom.h5 (default: ../shared/data/foam_n2i/phantom.h5 if present, else a generated foam)")

@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import ModelConfig, RunConfig, demo_config
+from .config import RunConfig, demo_config
 
 Runner = Callable[[RunConfig, "str | None"], dict[str, Any]]
 
@@ -31,22 +31,18 @@ def demo_runs(out: Path, quick: bool = False) -> list[tuple[str, RunConfig, str 
     sim = simulate_foam_scan(inputs / "foam.h5", size=size, n_angles=angles, n_slices=slices, i0=100.0,
                              seed=0, n_spheres=300 if quick else 1500)
     minutes_foam, minutes_tooth = (0.15, 0.1) if quick else (3.0, 2.0)
-    base = demo_config()
+    base = demo_config()  # run's defaults: the demo shows what a user gets
     foam = base.model_copy(deep=True)
     foam.input.path = str(sim["scan"])
     foam.output.root = str(out)
     foam.train.max_minutes = minutes_foam
-    foam.train.epochs = 3 if quick else 200
-    foam.train.patch_size = 32 if quick else 64
     tooth = base.model_copy(deep=True)
     tooth.input.path = str(tooth_path())
     tooth.output.root = str(out)
-    tooth.model = ModelConfig(name="msd", params={"depth": 30, "width": 1})
     tooth.train.max_minutes = minutes_tooth
-    tooth.train.epochs = 3 if quick else 200
-    tooth.train.val_fraction = 0.5  # two slices: one to train on, one to validate
-    tooth.train.patch_size = 32 if quick else 96
-    tooth.train.patches_per_slice = 4 if quick else 32
+    if quick:  # tests: a few steps on small patches
+        for cfg in (foam, tooth):
+            cfg.train.epochs, cfg.train.patch_size, cfg.train.patches_per_slice = 3, 32, 4
     return [("foam (simulated)", foam, str(sim["reference"])), ("tooth (real, APS)", tooth, None)]
 
 

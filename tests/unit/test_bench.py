@@ -34,7 +34,7 @@ def test_tiny_benchmark(tmp_path, capsys):
     }
     kw = {"n_slices": 2, "phantom": "generate", "minutes": 0.03, "n_angles": 64, "n_det": 48, "n_rows": 32,
           "n_pixels": 32, "n_spheres": 30, "networks": tiny, "progress": False}
-    m = run_foam_benchmark(tmp_path, **kw)
+    m = run_foam_benchmark(tmp_path, **kw, methods=list(DEFAULT_METHODS) + ["n2i_msd", "n2i_unet"])
     data = json.loads((tmp_path / "metrics.json").read_text())
     for name in DEFAULT_METHODS:
         assert name in data, name
@@ -49,7 +49,10 @@ def test_tiny_benchmark(tmp_path, capsys):
     assert meta["published"]["n2i_msd"]["psnr"] == 21.33
     assert (tmp_path / "preview.png").stat().st_size > 0
     out = capsys.readouterr().out
-    assert "| n2i_msd" in out and "Reproduce:" in out and "Time to quality" in out
+    assert "| n2i |" in out and "| n2i_msd" in out and "Reproduce:" in out and "Time to quality" in out
+    run_defaults = meta["training"]["n2i"]  # `bench foam` measures what `run` trains by default
+    assert run_defaults["run_defaults"] and run_defaults["model"] == "msd" and run_defaults["params"]["depth"] == 30
+    assert run_defaults["neighbours"] == 0 and run_defaults["lr"] == 2e-3  # 2 slices: no neighbours
     assert (tmp_path / "time_to_quality.png").stat().st_size > 0
     for name in ("n2i_msd", "n2i_unet"):
         assert meta["training"][name]["curve"], name

@@ -33,13 +33,20 @@ class NetworkSetup:
 
     model: str
     params: dict[str, Any]
-    patch_size: int | None = 128
-    batch_size: int = 8
-    patches_per_slice: int = 4
-    lr: float = 1e-3
+    patch_size: int | str | None = 128
+    batch_size: int | str = 8
+    patches_per_slice: int | str = 4
+    lr: float | str = 1e-3
     schedule: str = "cosine"
     warmup: float = 0.05
     extra: dict[str, Any] = field(default_factory=dict)
+    run_defaults: bool = False
+
+    @classmethod
+    def defaults(cls) -> "NetworkSetup":
+        """``tomodenoise run``'s own defaults (the recipe sized from the scan): what users get."""
+        return cls("msd", {}, patch_size="auto", batch_size="auto", patches_per_slice="auto", lr="auto",
+                   extra={"neighbours": "auto"}, run_defaults=True)
 
 
 def default_network_setups() -> dict[str, NetworkSetup]:
@@ -52,6 +59,7 @@ def default_network_setups() -> dict[str, NetworkSetup]:
     in 5 minutes that gave MS-D 20.70 dB against 19.39 dB without, U-Net 19.63 against 19.00.
     """
     return {
+        "n2i": NetworkSetup.defaults(),
         "n2i_msd": NetworkSetup("msd", {"depth": 30, "width": 1}, batch_size=4, lr=2e-3,
                                 extra={"neighbours": 2}),
         "n2i_unet": NetworkSetup("unet", {"depth": 3, "base_channels": 16}, batch_size=8, lr=1e-3,
@@ -105,19 +113,26 @@ def train_network(name: str, setup: NetworkSetup, data: FoamData, minutes: float
 
     dev = resolve_device(device)
     splits = data.splits
-    tcfg = TrainConfig(
-        strategy="X:1", epochs=100_000, batch_size=setup.batch_size, lr=setup.lr, patch_size=setup.patch_size,
-        patches_per_slice=setup.patches_per_slice, val_fraction=val_fraction_for(splits.shape[1]),
-        early_stopping=0, max_minutes=minutes, seed=seed, device=device, progress=progress, augment=True,
-        schedule=setup.schedule, warmup=setup.warmup, init_from=init_from, **setup.extra,
-    )
+    if setup.run_defaults:  # exactly what `tomodenoise run` trains, with the benchmark's budget
+        tcfg = TrainConfig(max_minutes=minutes, seed=seed, device=device, progress=progress, init_from=init_from)
+    else:
+        tcfg = TrainConfig(
+            strategy="X:1", epochs=100_000, batch_size=setup.batch_size, lr=setup.lr, patch_size=setup.patch_size,
+            patches_per_slice=setup.patches_per_slice, val_fraction=val_fraction_for(splits.shape[1]),
+            early_stopping=0, max_minutes=minutes, seed=seed, device=device, progress=progress, augment=True,
+            schedule=setup.schedule, warmup=setup.warmup, init_from=init_from, **setup.extra,
+        )
     mcfg = ModelConfig(name=setup.model, params=dict(setup.params))
     run_dir = out / "models" / name
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("best.pt", "last.pt"):  # a new run, not a resume of an older one
         (run_dir / stale).unlink(missing_ok=True)
-    log(f"{name}: training {setup.model} {setup.params} for {minutes:g} min (patches {setup.patch_size}, batch "
-        f"{setup.batch_size}, lr {setup.lr:g}, {setup.schedule} schedule{', warm start' if init_from else ''})")
+    if setup.run_defaults:
+        log(f"{name}: training with tomodenoise run's defaults (the recipe sized from the scan) for {minutes:g} min"
+            f"{', warm start' if init_from else ''}")
+    else:
+        log(f"{name}: training {setup.model} {setup.params} for {minutes:g} min (patches {setup.patch_size}, batch "
+            f"{setup.batch_size}, lr {setup.lr:g}, {setup.schedule} schedule{', warm start' if init_from else ''})")
     idx = data.central(curve_slices)
     sub = splits[:, idx]
     clock = PausableClock()
@@ -151,12 +166,14 @@ def train_network(name: str, setup: NetworkSetup, data: FoamData, minutes: float
     t_inf = time.perf_counter() - t1
     from ..models import build_model
 
+    used, net = result.train_config, result.model_config  # every auto resolved by the recipe
     info = {
-        "model": setup.model, "params": setup.params,
-        "n_parameters": int(sum(p.numel() for p in build_model(setup.model, **setup.params).parameters())),
-        "patch_size": setup.patch_size, "batch_size": setup.batch_size, "patches_per_slice": setup.patches_per_slice,
-        "lr": setup.lr, "schedule": setup.schedule, "warmup": setup.warmup, "init_from": init_from,
-        "val_fraction": tcfg.val_fraction, "val_slices": list(result.val_slices), "stopped": result.stopped,
+        "model": net["name"], "params": net["params"], "run_defaults": setup.run_defaults,
+        "n_parameters": int(sum(p.numel() for p in build_model(net["name"], **net["params"]).parameters())),
+        "patch_size": used["patch_size"], "batch_size": used["batch_size"],
+        "patches_per_slice": used["patches_per_slice"], "neighbours": used["neighbours"],
+        "lr": used["lr"], "schedule": used["schedule"], "warmup": used["warmup"], "init_from": init_from,
+        "budget": result.budget, "val_fraction": tcfg.val_fraction, "val_slices": list(result.val_slices), "stopped": result.stopped,
         "augment": True, "max_minutes": minutes, "device": str(dev), "epochs_run": len(result.history),
         "steps": int(last["step"]) if last else 0, "best_epoch": result.best_epoch,
         "best_val_loss": result.best_val_loss, "train_seconds": t_train,

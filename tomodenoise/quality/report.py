@@ -19,14 +19,19 @@ def headline(q: dict[str, Any]) -> str:
     tag = "quality OK" if status == "ok" else "QUALITY BELOW BASELINE"
     if not h:
         return f"{tag} (no held-out slices: the network was not compared with the Gaussian)"
+    what = f"network {relative(h)} (sigma {h['gaussian_sigma']:.2g} px)"
     gain = h.get("gain_over_gaussian_db")
     if gain is not None:
-        what = f"network {gain:+.2f} dB over the tuned Gaussian (sigma {h['gaussian_sigma']:.2g} px)"
-    else:
-        rel = (h["gaussian"] - h["network"]) / h["gaussian"] if h.get("gaussian") else 0.0
-        what = (f"network {'below' if rel < 0 else 'level with'} the tuned Gaussian "
-                f"(held-out loss {100 * rel:+.2f} %)")
-    return f"{tag}: {what}, estimated from held-out N2I losses"
+        what += f", about {gain:+.1f} dB in error to the clean image"
+    return f"{tag}: {what}"
+
+
+def relative(h: dict[str, Any]) -> str:
+    """The network's held-out N2I loss against the tuned Gaussian's, in words."""
+    rel = (h["gaussian"] - h["network"]) / h["gaussian"] if h.get("gaussian") else 0.0
+    if abs(rel) < 0.005:
+        return "level with the tuned Gaussian"
+    return f"{abs(100 * rel):.1f} % {'below' if rel > 0 else 'ABOVE'} the tuned Gaussian's held-out loss"
 
 
 def quality_rows(q: dict[str, Any]) -> list[str]:
@@ -37,7 +42,10 @@ def quality_rows(q: dict[str, Any]) -> list[str]:
         rows += [f"| held-out N2I loss: network | {_f(h['network'], '.5g')} |",
                  f"| held-out N2I loss: input (X:1 FBP) | {_f(h['input'], '.5g')} |",
                  f"| held-out N2I loss: best Gaussian (sigma {h['gaussian_sigma']:.2g} px) | {_f(h['gaussian'], '.5g')} |",
-                 f"| network's gain over the Gaussian (estimated) | {_f(h.get('gain_over_gaussian_db'), '+.2f')} dB |"]
+                 f"| network against the Gaussian | {relative(h)} |"]
+        if h.get("gain_over_gaussian_db") is not None:
+            rows.append(f"| network's gain over the Gaussian (estimated error to the clean image) | "
+                        f"{h['gain_over_gaussian_db']:+.2f} dB |")
     th = q.get("thresholds") or {}
     for key, label in (("contrast_kept", "contrast kept"), ("edge_gradient_kept", "edge gradient kept"),
                        ("noise_removed", "noise removed")):
