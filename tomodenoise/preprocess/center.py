@@ -23,6 +23,7 @@ __all__ = [
     "VO_MAX_ANGLES",
     "CenterMethod",
     "center_search_range",
+    "centre_scores",
     "find_center",
     "find_center_info",
     "find_center_pair",
@@ -450,3 +451,24 @@ def find_center_pair(proj_0: np.ndarray, proj_180: np.ndarray, upsample: int = 2
     # a[j] = b_flipped[j - shift] = b[W - 1 - j + shift] and b[k] = a[2 c - k]
     # -> a[j] = a[2 c - W + 1 + j - shift] -> c = (W - 1 + shift) / 2
     return float((a.shape[1] - 1 + shift[-1]) / 2)
+
+
+def centre_scores(sinogram: np.ndarray, angles: np.ndarray, centres: np.ndarray,
+                  first: float | None = None) -> np.ndarray:
+    """The centre finder's fine score (FBP histogram entropy) at each of ``centres``.
+
+    The same metric, half turn and detector binning as the fine step of
+    :func:`find_center_info`; ``first`` (default the middle
+    candidate) is evaluated first: it fixes the histogram's range, as the finder's first
+    candidate does.
+    """
+    s = np.asarray(sinogram, dtype=np.float64)
+    a = np.asarray(angles, dtype=np.float64)
+    s, a = _first_half_turn(s, a)
+    w = s.shape[1]
+    b = max(1, int(np.ceil(w / 1024)))
+    metric = _FbpMetric(_bin_columns(s, b), a, roi=ENTROPY_ROI)
+    to_b = lambda c: (float(c) - (b - 1) / 2) / b  # noqa: E731
+    centres = np.asarray(centres, dtype=np.float64)
+    metric(to_b(centres[len(centres) // 2] if first is None else first))
+    return np.array([metric(to_b(c)) for c in centres])

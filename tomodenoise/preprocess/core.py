@@ -58,7 +58,7 @@ class Preprocessed:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _center_rows(n_z: int, rows: int = CENTER_ROWS) -> slice:
+def center_rows(n_z: int, rows: int = CENTER_ROWS) -> slice:
     if n_z <= rows:
         return slice(0, n_z)
     start = (n_z - rows) // 2
@@ -229,7 +229,7 @@ def preprocess(
         info["rings"] = f"column-profile median {int(rings)}"
 
     if center is None:
-        rows = _center_rows(sino.shape[0])
+        rows = center_rows(sino.shape[0])
         sel = slice(None) if center_projections is None else np.asarray(center_projections)
         c, cinfo = find_center_info(sino[rows][:, sel].mean(axis=0), angles[sel], center_search, center_method)
         info.update(cinfo)

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ..preprocess.center import centre_scores  # the finder's own score, for the curve
+
 __all__ = ["CURVE_HALF_WIDTH", "CURVE_STEP", "MAX_ANGLES", "MAX_PIXELS", "OFFSETS", "PREVIEW_NAME", "REMEDY", "SPLITS",
            "CentrePreview", "centre_preview", "centre_scores"]
 
@@ -92,29 +94,6 @@ class CentrePreview:
             "region": int(self.panels.shape[-1]), "z": self.z, "seconds": round(self.seconds, 2),
             "remedy": REMEDY, **self.extra,
         }
-
-
-def centre_scores(sinogram: np.ndarray, angles: np.ndarray, centres: np.ndarray,
-                  first: float | None = None) -> np.ndarray:
-    """The centre finder's fine score (FBP histogram entropy) at each of ``centres``.
-
-    The same metric, half turn and detector binning as the fine step of
-    :func:`tomodenoise.preprocess.center.find_center_info`; ``first`` (default the middle
-    candidate) is evaluated first: it fixes the histogram's range, as the finder's first
-    candidate does.
-    """
-    from ..preprocess.center import ENTROPY_ROI, _bin_columns, _FbpMetric, _first_half_turn
-
-    s = np.asarray(sinogram, dtype=np.float64)
-    a = np.asarray(angles, dtype=np.float64)
-    s, a = _first_half_turn(s, a)
-    w = s.shape[1]
-    b = max(1, int(np.ceil(w / 1024)))
-    metric = _FbpMetric(_bin_columns(s, b), a, roi=ENTROPY_ROI)
-    to_b = lambda c: (float(c) - (b - 1) / 2) / b  # noqa: E731
-    centres = np.asarray(centres, dtype=np.float64)
-    metric(to_b(centres[len(centres) // 2] if first is None else first))
-    return np.array([metric(to_b(c)) for c in centres])
 
 
 def _subsample(n: int, max_angles: int, k: int) -> np.ndarray:

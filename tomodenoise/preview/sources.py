@@ -89,12 +89,12 @@ def preview_scan(cfg: Any, out: str | Path | None = None) -> tuple[CentrePreview
     from ..io import read_scan
     from ..pipeline.keys import scan_id_for
     from ..pipeline.modalities import build_sinograms
-    from ..preprocess.core import _center_rows
+    from ..preprocess.core import center_rows
 
     if not cfg.input.path:
         raise ValueError("input.path is not set: give the scan to preview")
     start, stop = scan_rows(cfg)
-    rows = _center_rows(stop - start)
+    rows = center_rows(stop - start)
     rows = (start + rows.start, start + rows.stop)
     log.info("centre preview of %s: detector rows %d..%d of %d..%d", cfg.input.path, rows[0], rows[1], start, stop)
     raw = read_scan(cfg.input.path, format=cfg.input.format, angles_file=cfg.input.angles_file,
@@ -115,7 +115,7 @@ def store_preview(store: Any, cfg: Any) -> Path | None:
     Run right after ingest. Kept when a preview of the same ingest (its stage key) is there
     already; a failure is logged and never fails the run (the preview is for people).
     """
-    from ..preprocess.core import _center_rows
+    from ..preprocess.core import center_rows
 
     png = store.report_dir / PREVIEW_NAME
     sidecar = png.with_suffix(".json")
@@ -126,7 +126,7 @@ def store_preview(store: Any, cfg: Any) -> Path | None:
             return png
         attrs = store.attrs
         arr = store.array("sinogram")
-        rows = _center_rows(arr.shape[2])
+        rows = center_rows(arr.shape[2])
         sino3, angles = _slice_input(arr[0:1, :, rows], store.angles_of(0))
         z = np.asarray(store.array("z")[:])
         z0 = int(z[rows.start]) if z.size > rows.start else rows.start
