@@ -55,7 +55,8 @@ class TimeConfig(_Strict):
     window: Literal["auto", "none", "angle", "time"] = Field(
         "auto", description="How to cut the stream into time steps: angle (span_deg of rotation each), time "
                             "(seconds each, from the time stamps), none (one static volume); auto: time when "
-                            "seconds is set, angle when the angles span more than 1.5 turns, else none")
+                            "seconds is set, angle when the acquisition is a continuous rotation of more than 1.5 turns, "
+                            "else none")
     span_deg: float = Field(180.0, gt=0, le=3600, description="Rotation per time step (angle windows): 180 or 360")
     seconds: float | None = Field(None, gt=0, description="Length of a time step in seconds (time windows)")
     offset: float = Field(0.0, ge=0, description="Start of the first window after the first projection "

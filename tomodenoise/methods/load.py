@@ -31,7 +31,7 @@ def _sinogram(path: str | Path, cfg: RunConfig) -> tuple[np.ndarray, np.ndarray,
 
     raw = read_scan(path, format=cfg.input.format, angles_file=cfg.input.angles_file,
                     angles_unit=cfg.input.angles_unit, slices=cfg.input.slices,
-                    flats=cfg.input.flats, darks=cfg.input.darks)
+                    flats=cfg.input.flats, darks=cfg.input.darks, entry=cfg.input.entry)
     sg = build_sinograms(raw, cfg)
     if sg.modality != "static":
         raise ValueError(f"{path} is a {sg.modality} scan: the comparison takes static scans (one volume)")
