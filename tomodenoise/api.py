@@ -369,7 +369,9 @@ class Client:
 
         ``state`` is the state type (SCHEDULED, PENDING, RUNNING, COMPLETED, FAILED, CANCELLED,
         CRASHED, PAUSED, CANCELLING), ``state_name`` its display name (e.g. Late, Retrying),
-        ``store`` the output folder once the run published it (None before).
+        ``store`` the output folder once the run published it (None before), ``quality`` the
+        quality check's verdict from the run's ``quality:<status>`` tag (``ok`` or
+        ``below_baseline``; None before the report): hold a ``below_baseline`` result back.
         """
         rid = self._run_id(run_id)
         fr = self._request("GET", f"flow_runs/{rid}")
@@ -385,6 +387,7 @@ class Client:
             "start_time": fr.get("start_time"),
             "end_time": fr.get("end_time"),
             "store": self.store_of(rid),
+            "quality": next((t.split(":", 1)[1] for t in fr.get("tags") or [] if t.startswith("quality:")), None),
         }
 
     def wait(self, run_id: str, timeout: float, poll: float = 2) -> dict[str, Any]:

@@ -205,10 +205,12 @@ def test_get_run_and_store():
             assert body["artifacts"]["flow_run_id"] == {"any_": [RUN_ID]}
             return httpx.Response(200, json=[{"key": "store-scan-1", "data": "[/out/scan_1](/out/scan_1)"}])
         return httpx.Response(200, json={"id": RUN_ID, "name": "brave-fox", "parameters": {"scan": "/s.h5"},
-                                         "state": {"type": "COMPLETED", "name": "Completed"}})
+                                         "state": {"type": "COMPLETED", "name": "Completed"},
+                                         "tags": ["beamline", "quality:below_baseline"]})
 
     run = _client(handler).get_run(RUN_ID)
     assert run["state"] == "COMPLETED" and run["state_name"] == "Completed" and run["name"] == "brave-fox"
+    assert run["quality"] == "below_baseline"
     assert run["store"] == "/out/scan_1" and run["parameters"] == {"scan": "/s.h5"}
     with pytest.raises(ValueError, match="UUID"):
         _client(handler).get_run("not-a-run")
