@@ -379,7 +379,7 @@ def make_parser() -> argparse.ArgumentParser:
                         "where one training step's time goes; dynamic: PSNR per time step of FBP, N2I and N2I "
                         "with time neighbours; xrdct: PSNR per channel and the shorter-acquisition experiment")
     b.add_argument("scans", nargs="*", help="real: scans to run with run's defaults (default: the shipped APS tooth)")
-    b.add_argument("--set", action="append", metavar="KEY=VALUE", help="real: a configuration override for every scan")
+    b.add_argument("--set", action="append", metavar="KEY=VALUE", help="real: a configuration override for every scan, or STEM:KEY=VALUE for one scan")
     b.add_argument("--slices", type=int, default=16)
     b.add_argument("--out", required=True)
     b.add_argument("--phantom", help="phantom.h5 (default: ../shared/data/foam_n2i/phantom.h5 if present, else a generated foam)")

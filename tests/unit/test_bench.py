@@ -120,3 +120,21 @@ def test_profile_times_every_part_of_a_step(tmp_path, monkeypatch):
     rec = profile.run_profile(tmp_path, 4, repeats=2, **_tiny_foam())
     t = rec["networks"]["tiny"]["seconds"]
     assert set(t) == set(profile.PARTS) and all(v > 0 for v in t.values())
+
+
+def test_bench_real_reports_the_quality_figures_of_runs_defaults(tmp_path, capsys):
+    from tomodenoise.bench.real import run_real_benchmark
+    from tomodenoise.simulate.scan import simulate_foam_scan
+
+    sim = simulate_foam_scan(tmp_path / "scan.h5", size=48, n_angles=96, n_slices=5, i0=200.0, seed=0, n_spheres=60)
+    res = run_real_benchmark(tmp_path / "bench", [str(sim["scan"])], minutes=0.05,
+                             overrides=["train.patch_size=32", "train.patches_per_slice=2"])
+    row = res["scans"]["scan"]
+    q = row["quality"]
+    assert set(q["figures"]) >= {"contrast_kept", "edge_gradient_kept", "noise_removed"}
+    assert q["heldout"]["network"] > 0 and q["status"] in ("ok", "below_baseline")
+    assert row["budget"]["short"] is True  # 3 seconds of training: flagged
+    assert set(row["meets"]) == {"contrast_kept", "edge_gradient_kept", "noise_removed", "beats_gaussian"}
+    out = capsys.readouterr().out
+    assert "| scan |" in out and "Reproduce:" in out
+    assert (tmp_path / "bench" / "real.json").exists() and (tmp_path / "bench" / "results.md").exists()

@@ -170,3 +170,22 @@ def test_store_preview_never_fails_the_run(tmp_path):
             raise OSError("store gone")
 
     assert store_preview(Broken(), RunConfig()) is None
+
+
+def test_a_centre_away_from_the_curves_minimum_is_doubted():
+    import numpy as np
+
+    from tomodenoise.preview.compute import CentrePreview
+    from tomodenoise.preview.sources import centre_doubt
+
+    def pv(center, scores, method="vo+fbp-entropy"):
+        c = np.arange(-2, 2.01, 0.5) + 312.0
+        return CentrePreview(center=center, method=method, offsets=np.zeros(7), panels=np.zeros((7, 4, 4)),
+                             sigma=1.0, curve_centres=c, curve_scores=np.asarray(scores, dtype=float))
+
+    falling = np.linspace(1.0, 2.0, 9)  # lowest at the left edge, as on the TomoBank scan
+    msg = centre_doubt(pv(312.0, falling))
+    assert msg and "310.00" in msg and "edge of the curve" in msg and "preprocess.center" in msg
+    v = np.abs(np.arange(9) - 4.0)  # lowest at the chosen centre
+    assert centre_doubt(pv(312.0, v)) is None
+    assert centre_doubt(pv(312.0, falling, method="given")) is None

@@ -2,7 +2,9 @@
 
 ``tomodenoise bench real [SCAN ...] --out DIR [--minutes M]`` runs the whole pipeline (the
 plain in-process runner, ``run --no-prefect``) on each scan with the default configuration
-(only ``train.max_minutes`` when ``--minutes`` is given) and prints, per scan, the figures of
+(only ``train.max_minutes`` when ``--minutes`` is given, and the ``--set`` overrides:
+``key=value`` for every scan, ``STEM:key=value`` for one, e.g. a centre the preview showed
+to be wrong) and prints, per scan, the figures of
 the quality check (:mod:`tomodenoise.quality`): contrast kept, edge gradient kept, noise
 removed, the held-out N2I losses of the network and of the tuned Gaussian, and whether the
 targets are met. Default scan: the real APS tooth shipped with the package. The previews
@@ -51,6 +53,19 @@ def _row(name: str, r: dict[str, Any]) -> str:
             f"{q.get('status')} | {'yes' if all(v for v in ok.values() if v is not None) else 'no'} |")
 
 
+def _overrides_for(scan: Path, overrides: Sequence[str]) -> list[str]:
+    """``key=value`` for every scan, ``STEM:key=value`` for the scan named ``STEM`` only."""
+    out = []
+    for item in overrides:
+        head = item.split("=", 1)[0]
+        if ":" in head:
+            stem, item = item.split(":", 1)
+            if stem != scan.stem:
+                continue
+        out.append(item)
+    return out
+
+
 def run_real_benchmark(out: str | Path, scans: Sequence[str] | None = None, minutes: float | None = None,
                        overrides: Sequence[str] = (), command: str | None = None) -> dict[str, Any]:
     """Run ``run``'s defaults on each scan; write ``out/real.json`` and ``out/results.md``; print the table."""
@@ -71,7 +86,7 @@ def run_real_benchmark(out: str | Path, scans: Sequence[str] | None = None, minu
         cfg.output.overwrite = True
         if minutes:
             cfg.train.max_minutes = float(minutes)
-        cfg = _apply_sets(cfg, list(overrides))
+        cfg = _apply_sets(cfg, _overrides_for(Path(scan), overrides))
         t0 = time.perf_counter()
         store = run(cfg)
         seconds = time.perf_counter() - t0

@@ -77,6 +77,27 @@ def _report(pv: CentrePreview, png: Path) -> None:
     log.info("centre preview %s: %s", png, json.dumps(pv.to_json()))
     summary(log, f"centre of rotation {pv.center:.2f} ({pv.method}): check {png} before the long work "
                  f"({REMEDY})")
+    doubt = centre_doubt(pv)
+    if doubt:
+        log.warning("%s", doubt)
+
+
+def centre_doubt(pv: CentrePreview) -> str | None:
+    """A warning when the score curve's minimum is not at the chosen centre (a found centre only).
+
+    The finder minimises the same score; a minimum elsewhere (often at the curve's edge) means
+    the finder settled on a local minimum or the score misleads on this scan (rings, an object
+    larger than the field of view): the centre should be checked before hours of training.
+    """
+    if pv.method == "given" or pv.curve_scores.size < 3:
+        return None
+    best = float(pv.curve_centres[int(np.argmin(pv.curve_scores))])
+    if abs(best - pv.center) <= 0.5:
+        return None
+    edge = best in (float(pv.curve_centres.min()), float(pv.curve_centres.max()))
+    return (f"the centre finder chose {pv.center:.2f} but its own score is lower at {best:.2f}"
+            f"{' (the edge of the curve: the best centre may lie further out)' if edge else ''}; look at the centre "
+            f"preview, and if another centre is sharper, rerun with --set preprocess.center=<value>")
 
 
 def preview_scan(cfg: Any, out: str | Path | None = None) -> tuple[CentrePreview, Path]:
