@@ -61,9 +61,9 @@ class Recipe:
         t, m = self.train, self.model
         params = ", ".join(f"{k} {v}" for k, v in m.params.items() if k != "in_channels")
         patch = "whole slices" if t.patch_size is None else f"{t.patch_size} px patches x {t.patches_per_slice}"
-        what = (f"recipe     {m.name} ({params}), {2 * t.neighbours + 1} input channel"
-                f"{'s' if t.neighbours else ''} ({t.neighbours} {t.neighbour_axis}-neighbours a side), {patch}, "
-                f"batch {t.batch_size}, lr {t.lr:g}")
+        chans = (f"{2 * t.neighbours + 1} input channels ({t.neighbours} {t.neighbour_axis}-neighbours a side)"
+                 if t.neighbours else "1 input channel")
+        what = f"recipe     {m.name} ({params}), {chans}, {patch}, batch {t.batch_size}, lr {t.lr:g}"
         return what + (f": {'; '.join(self.reasons)}" if self.reasons else "")
 
 
