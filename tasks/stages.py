@@ -66,12 +66,15 @@ def train_task(store_root: str, cfg: RunConfig) -> str:
     progress: dict[str, ChunkProgress] = {}
 
     def on_epoch(epoch: int, epochs: int, entry: dict) -> None:
-        # a progress artifact in the UI: epochs done out of the most that may run
+        # a progress artifact in the UI: the share of the time budget or of the planned steps, whichever
+        # ends the training first (the planned epochs alone would show a few % and then jump to 100 %)
         if "bar" not in progress:  # DDP: one artifact for all ranks, following the slowest
             ranks = entry.get("ranks")
-            progress["bar"] = ChunkProgress(epochs, f"training epochs ({ranks} DDP ranks)" if ranks else "training epochs")
+            what = "training: share of the budget or of the planned steps"
+            progress["bar"] = ChunkProgress(1000, f"{what} ({ranks} DDP ranks)" if ranks else what)
         bar = progress["bar"]
-        bar.advance(max(0, epoch - bar.done))
+        done = int(round(1000 * float(entry["share"]))) if "share" in entry else int(1000 * epoch / max(epochs, 1))
+        bar.advance(max(0, done - bar.done))
 
     checkpoint = pipeline.train(ScanStore(store_root), cfg, on_epoch=on_epoch)
     if "bar" in progress:  # stopped early (no improvement, time limit): the stage is done

@@ -34,7 +34,7 @@ log = logging.getLogger("tomodenoise.cli")
 Runner = Callable[[RunConfig, "str | None"], dict[str, Any]]
 
 
-def _apply_sets(cfg: RunConfig, sets: Sequence[str]) -> RunConfig:
+def apply_sets(cfg: RunConfig, sets: Sequence[str]) -> RunConfig:
     """Apply ``a.b=value`` overrides (values parsed as YAML) and re-validate strictly."""
     data = cfg.model_dump(mode="json")
     for item in sets:
@@ -57,7 +57,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         cfg.input.path = str(Path(args.scan).expanduser().resolve())
     if getattr(args, "out", None):
         cfg.output.root = str(Path(args.out).expanduser().resolve())
-    return _apply_sets(cfg, getattr(args, "set", None) or [])
+    return apply_sets(cfg, getattr(args, "set", None) or [])
 
 
 def run_flow(cfg: RunConfig, reference: str | None = None) -> dict[str, Any]:

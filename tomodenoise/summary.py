@@ -115,5 +115,5 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     if q:
         from .quality.report import headline, quality_rows
 
-        lines += ["", "| quality check | |", "|---|---|"] + quality_rows(q) + [headline(q)]
+        lines += ["", headline(q), "", "| quality check | |", "|---|---|"] + quality_rows(q)
     return "\n".join(lines)

@@ -60,6 +60,9 @@ def test_a_dynamic_scan_runs_end_to_end_with_splits_within_each_time_step(scan, 
     assert np.min(np.abs(a1[:, None] - a0[None, :])) > 1e-3
     metrics = json.loads((store.report_dir / "metrics.json").read_text())
     assert len(metrics["per_time"]) == 3
+    q = metrics["quality"]  # the quality check on stacked volumes: the middle volume's figures, held-out losses
+    assert q["status"] in ("ok", "below_baseline") and q["heldout"]["network"] > 0
+    assert q["figures"]["noise_removed"] is not None and q["figures"]["noise_removed"] > 0
     assert metrics["denoised"]["psnr"] > metrics["fbp"]["psnr"] + 1.0
     assert (store.report_dir / "time_strip.png").exists()
     # reconstruct ran one chunk per (split, time step, z-slab)

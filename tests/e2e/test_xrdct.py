@@ -44,6 +44,9 @@ def test_an_xrdct_scan_runs_end_to_end_over_all_channels(scan, tmp_path):
     assert len(scales["std"]) == 12 and max(scales["std"]) / min(scales["std"]) > 3  # channels span a range
     metrics = json.loads((store.report_dir / "metrics.json").read_text())
     assert len(metrics["per_channel"]) == 12
+    q = metrics["quality"]  # the quality check on stacked volumes: the middle volume's figures, held-out losses
+    assert q["status"] in ("ok", "below_baseline") and q["heldout"]["network"] > 0
+    assert q["figures"]["noise_removed"] is not None and q["figures"]["noise_removed"] > 0
     assert metrics["denoised"]["psnr"] > metrics["fbp"]["psnr"] + 1.0
     assert metrics["denoised"]["psnr_mean_over_channels"] > metrics["fbp"]["psnr_mean_over_channels"]
     assert (store.report_dir / "spectra.png").exists() and (store.report_dir / "channel_maps.png").exists()

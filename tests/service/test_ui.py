@@ -157,7 +157,8 @@ def test_pipeline_run_publishes_artifacts(prefect_server, pipeline_run):
     # The reconstruct subflow's chunk progress reached 100 %.
     progress = _artifacts(prefect_server, type={"any_": ["progress"]})
     assert any(p["description"] == "reconstruction chunks" and p["data"] == 100.0 for p in progress), progress
-    assert any(p["description"] == "training epochs" and p["data"] == 100.0 for p in progress), progress
+    assert any(p["description"].startswith("training: share of the budget") and p["data"] == 100.0
+               for p in progress), progress
 
 
 def _chromium(url: str, name: str, tmp: Path, budget_ms: int = 15000) -> str:

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from tomodenoise.cli import _apply_sets, main, make_parser
+from tomodenoise.cli import apply_sets, main, make_parser
 from tomodenoise.config import RunConfig
 
 
@@ -12,12 +12,12 @@ def test_config_command_prints_valid_yaml(capsys):
 
 
 def test_set_overrides_are_validated():
-    cfg = _apply_sets(RunConfig(), ["train.epochs=7", "splits.k=3", "model.params={depth: 5}"])
+    cfg = apply_sets(RunConfig(), ["train.epochs=7", "splits.k=3", "model.params={depth: 5}"])
     assert cfg.train.epochs == 7 and cfg.splits.k == 3 and cfg.model.params == {"depth": 5}
     with pytest.raises(Exception):
-        _apply_sets(RunConfig(), ["train.nonsense=1"])
+        apply_sets(RunConfig(), ["train.nonsense=1"])
     with pytest.raises(SystemExit):
-        _apply_sets(RunConfig(), ["no-equals-sign"])
+        apply_sets(RunConfig(), ["no-equals-sign"])
 
 
 def test_run_requires_out():

@@ -44,8 +44,11 @@ def _mean2(a, z=False):
 
 def test_static_ome_zarr_is_ngff_04_multiscale(tmp_path):
     store, den, recon = _fake_store(tmp_path / "foam")
+    store.update_attrs(quality={"status": "below_baseline", "reasons": ["edge gradient kept 0.40 < 0.7"], "remedy": "x"})
     written = ex.export(store.root, ["ome-zarr"])
     out = store.root / "export"
+    marked = zarr.open_group(str(out / "foam_denoised.ome.zarr"), mode="r").attrs["tomodenoise"]
+    assert marked["quality"]["status"] == "below_baseline"  # the verdict travels with the exported volume
     assert written == [out / "foam_denoised.ome.zarr", out / "foam_fbp.ome.zarr"]
     path = out / "foam_denoised.ome.zarr"
     # Zarr format 2 with "/" chunk keys, as NGFF 0.4 requires

@@ -37,7 +37,11 @@ def test_figures_tell_a_good_result_from_a_lost_object():
     assert blurred.edge_gradient_kept < 0.7
     v = quality_verdict(None, lost.as_dict())
     assert v["status"] == "below_baseline" and any("contrast" in r for r in v["reasons"])
-    assert quality_verdict(None, good.as_dict())["status"] == "ok"
+    unchecked = quality_verdict(None, good.as_dict(), missing="no held-out slices")
+    assert unchecked["status"] == "unchecked" and "no held-out slices" in unchecked["notes"][0]
+    from tomodenoise.quality.report import headline
+
+    assert headline({**unchecked, "heldout": None}).startswith("quality UNCHECKED")
 
 
 def test_gaussian_sigma_tuned_on_the_n2i_loss_is_the_one_closest_to_the_truth():

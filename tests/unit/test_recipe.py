@@ -61,9 +61,9 @@ def test_explicit_settings_are_kept():
 def test_auto_values_round_trip_and_overrides_parse():
     cfg = RunConfig()
     assert RunConfig.from_yaml(cfg.to_yaml()) == cfg
-    from tomodenoise.cli import _apply_sets
+    from tomodenoise.cli import apply_sets
 
-    c = _apply_sets(cfg, ["train.lr=1e-3", "train.patch_size=null", "train.neighbours=0"])
+    c = apply_sets(cfg, ["train.lr=1e-3", "train.patch_size=null", "train.neighbours=0"])
     assert (c.train.lr, c.train.patch_size, c.train.neighbours) == (1e-3, None, 0)
     with pytest.raises(ValueError):
         RunConfig().with_overrides({"train": {"batch_size": 0}})
@@ -108,7 +108,7 @@ def _drive(stream, steps=60, seconds_per_step=1.0, minutes=0.5, total=1000):
 
 def test_short_budget_is_flagged_after_the_warm_up(caplog):
     with caplog.at_level(logging.WARNING, logger="tomodenoise.train"):
-        prog, check, shares = _drive(io.StringIO(), minutes=1.0)  # 60 steps of 1 s allowed, 1500 needed
+        prog, check, shares = _drive(io.StringIO(), minutes=1.0)  # 60 steps of 1 s allowed, 400 needed
     assert check["short"] is True and check["steps_in_budget"] <= 60 and check["steps"] == 60
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "train.max_minutes=" in warnings[0]
@@ -127,15 +127,38 @@ def test_enough_budget_is_not_flagged(caplog):
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
-def test_bar_on_a_terminal_shows_the_budget_share_and_no_frames_elsewhere():
+def test_bar_on_a_terminal_shows_the_budget_share_and_no_frames_elsewhere(caplog):
     tty = _Tty()
     _drive(tty, steps=30, minutes=10.0)
     out = tty.getvalue()
     assert "% of the" in out and "\r" in out
     assert "100%|" not in out.split("\r")[2]  # not full at its first steps
     plain = io.StringIO()
-    _drive(plain, steps=30, minutes=10.0)
-    assert "\r" not in plain.getvalue()
+    with caplog.at_level(logging.INFO, logger="tomodenoise.train"):
+        _drive(plain, steps=120, seconds_per_step=5.0, minutes=10.0)  # the whole budget, off a terminal
+    assert plain.getvalue() == ""  # no bar frames at all
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training ")]
+    assert 4 <= len(lines) <= 6 and all("\r" not in m for m in lines)  # a plain line every 20 %
+    assert lines[-1].startswith("training   100%")
+
+
+def test_budget_warning_is_said_without_a_progress_bar_and_not_on_an_interrupt(caplog):
+    clock = _Clock()
+    with caplog.at_level(logging.WARNING, logger="tomodenoise.train"):
+        prog = TrainingProgress(1000, 0, Budget(total_steps=1000, seconds=60, clock=clock), 1.0, enabled=False,
+                                stream=io.StringIO(), warn=True)
+        for step in range(1, 10):
+            clock.t += 1.0
+            prog.update(step, 1, 3, 1.0, "-")
+        check = prog.close(9, "max_minutes")
+    assert check["short"] and len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tomodenoise.train"):
+        prog = TrainingProgress(1000, 0, Budget(total_steps=1000, seconds=600, clock=clock), 10.0, enabled=True,
+                                stream=io.StringIO())
+        prog.update(1, 1, 3, 1.0, "-")
+        check = prog.close(1, "interrupted")
+    assert not caplog.records and not check["warning"]
 
 
 def test_train_n2i_resolves_auto_and_records_the_budget(tmp_path):

@@ -33,7 +33,7 @@ def _config(scan: Path, out: Path, scan_id: str, minutes: float, **sections: Any
         "input": {"path": str(scan), "scan_id": scan_id},
         "splits": {"k": 4},
         "model": {"name": "msd", "params": {"depth": 30, "width": 1}},
-        "train": {"epochs": 1000, "batch_size": 8, "patch_size": 64, "patches_per_slice": 2, "lr": 2e-3,
+        "train": {"epochs": 1000, "batch_size": 8, "patch_size": 64, "patches_per_slice": 2, "lr": 2e-3, "neighbours": 0,
                   "early_stopping": 0, "max_minutes": minutes, "progress": False},
         "compute": {"cluster": "threads"},
         "output": {"root": str(out), "previews": 0},

@@ -162,7 +162,9 @@ def train_network(name: str, setup: NetworkSetup, data: FoamData, minutes: float
     if last is not None and (not curve or curve[-1]["epoch"] != last["epoch"]):
         point(last, run_dir / "last.pt")
     t1 = time.perf_counter()
-    den = denoise_with(result.checkpoint, splits, dev, progress)
+    from ..logs import bars_wanted
+
+    den = denoise_with(result.checkpoint, splits, dev, progress and bars_wanted())
     t_inf = time.perf_counter() - t1
     from ..models import build_model
 

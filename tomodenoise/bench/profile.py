@@ -84,6 +84,8 @@ def run_profile(out: Path | str, n_slices: int = 16, *, repeats: int = 10, devic
     data = prepare_foam(out, n_slices, phantom=phantom, **foam)
     rows = {}
     for name, setup in default_network_setups().items():
+        if setup.run_defaults:  # sized per scan by the recipe: the same network as n2i_msd here
+            continue
         t = profile_step(data.splits, setup.model, setup.params, patch=setup.patch_size or 10**9,
                          batch=setup.batch_size, repeats=repeats, device=device)
         total = sum(t.values())

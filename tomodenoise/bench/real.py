@@ -69,7 +69,7 @@ def _overrides_for(scan: Path, overrides: Sequence[str]) -> list[str]:
 def run_real_benchmark(out: str | Path, scans: Sequence[str] | None = None, minutes: float | None = None,
                        overrides: Sequence[str] = (), command: str | None = None) -> dict[str, Any]:
     """Run ``run``'s defaults on each scan; write ``out/real.json`` and ``out/results.md``; print the table."""
-    from ..cli import _apply_sets
+    from ..cli import apply_sets
     from ..config import RunConfig
     from ..demo import tooth_path
     from ..pipeline import run
@@ -86,7 +86,7 @@ def run_real_benchmark(out: str | Path, scans: Sequence[str] | None = None, minu
         cfg.output.overwrite = True
         if minutes:
             cfg.train.max_minutes = float(minutes)
-        cfg = _apply_sets(cfg, _overrides_for(Path(scan), overrides))
+        cfg = apply_sets(cfg, _overrides_for(Path(scan), overrides))
         t0 = time.perf_counter()
         store = run(cfg)
         seconds = time.perf_counter() - t0

@@ -119,6 +119,8 @@ def _export_volume(store: ScanStore, vol: Volume, formats: Sequence[str], out_di
     if image is not None:
         image.build_lower_levels()
         image.finish(stem, voxel, dt, labels)
+        # the run's quality verdict travels with the volume (a below-baseline result stays marked)
+        image.group.attrs["tomodenoise"] = {"scan_id": store.root.name, "quality": store.attrs.get("quality")}
         _replace(zarr_tmp, zarr_path)
         written.append(zarr_path)
         log.info("export: %s: %d levels, %s", zarr_path.name, len(image.levels),

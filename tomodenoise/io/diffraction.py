@@ -35,7 +35,7 @@ import numpy as np
 from .base import RawScan, check_scan_arrays, check_slices, parse_unit, to_radians
 from .errors import ScanError
 
-__all__ = ["is_pencil_beam", "is_xrdct", "read_pencil_beam", "read_xrdct", "write_xrdct"]
+__all__ = ["find_nxdata", "is_pencil_beam", "is_xrdct", "pencil_entry", "read_pencil_beam", "read_xrdct", "write_xrdct"]
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def _entry_path(entry: str) -> str:
     return "/" + str(entry).strip().strip("/")
 
 
-def _find_nxdata(f: Any, entry: str | None = None) -> tuple[str, list[str]] | None:
+def find_nxdata(f: Any, entry: str | None = None) -> tuple[str, list[str]] | None:
     """The first NXdata group (its path without the leading slash, and its axes) with a 4-D
     signal whose axes include a channel and an angle; in ``entry`` only when given."""
     found: list[tuple[str, list[str]]] = []
@@ -162,7 +162,7 @@ def is_xrdct(path: str | PathLike[str]) -> bool:
         import h5py
 
         with h5py.File(p, "r") as f:
-            return _find_nxdata(f) is not None
+            return find_nxdata(f) is not None
     except OSError:
         return False
 
@@ -220,7 +220,7 @@ def read_xrdct(path: str | PathLike[str], *, angles_unit: str = "deg", slices: A
     import h5py
 
     with h5py.File(p, "r") as f:
-        hit = _find_nxdata(f, entry)
+        hit = find_nxdata(f, entry)
         if hit is None:
             raise ScanError(p, _entry_path(entry) if entry else None,
                             "an NXdata group with a 4-D signal and channel and rotation-angle axes", "none")
@@ -243,7 +243,7 @@ def read_xrdct(path: str | PathLike[str], *, angles_unit: str = "deg", slices: A
 
 
 # --- pencil-beam absorption -------------------------------------------------------------------
-def _pencil_entry(f: Any, entry: str | None = None) -> dict[str, str] | None:
+def pencil_entry(f: Any, entry: str | None = None) -> dict[str, str] | None:
     """Dataset paths of a pencil-beam entry: 3-D data, angles, translation positions and a monitor;
     no image_key, not an NXtomo definition. In ``entry`` only when given."""
     names = list(f) if entry is None else [_entry_path(entry).lstrip("/")]
@@ -288,7 +288,7 @@ def is_pencil_beam(path: str | PathLike[str]) -> bool:
         import h5py
 
         with h5py.File(Path(path), "r") as f:
-            return _pencil_entry(f) is not None
+            return pencil_entry(f) is not None
     except OSError:
         return False
 
@@ -306,7 +306,7 @@ def read_pencil_beam(path: str | PathLike[str], *, angles_unit: str = "deg", sli
 
     p = Path(path)
     with h5py.File(p, "r") as f:
-        paths = _pencil_entry(f, entry)
+        paths = pencil_entry(f, entry)
         if paths is None:
             raise ScanError(p, _entry_path(entry) if entry else None, "a NeXus pencil-beam entry: (angle, row, "
                             "translation) data, rotation angles and a monitor, without image_key", "none")

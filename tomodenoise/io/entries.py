@@ -86,20 +86,20 @@ def _shape(shape: Any) -> str:
 
 
 def _classify(f: Any, entry: str) -> Entry:
-    from .diffraction import _find_nxdata, _pencil_entry
+    from .diffraction import find_nxdata, pencil_entry
     from .nexus import data_candidates, find_image_key, get, is_frames
 
     eg = get(f, entry)
     definition = _text(get(eg, "definition")) if eg is not None else ""
     title = _text(get(eg, "title")) if eg is not None else ""
     tag = _technique(definition, title, entry)
-    hit = _find_nxdata(f, entry)
+    hit = find_nxdata(f, entry)
     if hit is not None:
         gname, axes = hit
         sig = f[gname].attrs.get("signal")
         sig = sig.decode() if isinstance(sig, bytes) else str(sig)
         return Entry(entry, "xrdct", f"XRD-CT {_shape(f[gname][sig].shape)} [{', '.join(axes)}]")
-    pencil = _pencil_entry(f, entry)
+    pencil = pencil_entry(f, entry)
     if pencil is not None:
         if tag or _technique(pencil["data"]):
             return Entry(entry, None, tag or _technique(pencil["data"]) or "")

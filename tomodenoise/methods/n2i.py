@@ -105,7 +105,7 @@ class Noise2Inverse(LearnedConfig):
             strategy=self.strategy, epochs=epochs, batch_size=self.batch_size, lr=self.lr,
             patch_size=self.patch_size or max(ny, nx), patches_per_slice=reps,
             val_slices=np.searchsorted(used, val_idx).tolist() if val_idx.size else None,
-            val_fraction=0.0 if not val_idx.size else 0.1, early_stopping=0,
+            val_fraction=0.0 if not val_idx.size else 0.1, early_stopping=0, neighbours=0,
             max_minutes=ctx.minutes or NO_CAP_MINUTES, seed=ctx.seed,
             device="cuda" if str(ctx.device).startswith("cuda") else "cpu", progress=False,
         )

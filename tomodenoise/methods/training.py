@@ -42,6 +42,9 @@ class LearnedConfig(MethodConfig):
 def make_model(cfg: ModelConfig, seed: int, device: str) -> nn.Module:
     """The network of ``cfg``, initialised from ``seed``, on ``device``."""
     torch.manual_seed(seed)
+    from ..train.recipe import recipe_model
+
+    cfg = recipe_model(cfg)  # the same network as N2I's when no size is given
     return build_model(cfg.name, **cfg.params).to(device)
 
 

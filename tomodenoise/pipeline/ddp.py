@@ -79,7 +79,10 @@ def train_ranks(store: ScanStore, cfg: RunConfig, ranks: int, backend: str,
                      ranks, log_dir=folder / "logs", progress_dir=folder, on_progress=follow)
     finally:
         bar.close()
-    return stage_record(store)
+    record = stage_record(store)
+    if (record.get("budget") or {}).get("warning"):  # said in the ranks' logs only: say it here too
+        log.warning("%s", record["budget"]["warning"])
+    return record
 
 
 def stage_record(store: ScanStore) -> dict[str, Any]:

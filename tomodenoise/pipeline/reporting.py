@@ -118,26 +118,33 @@ def _quality(store: ScanStore, cfg: RunConfig, splits: np.ndarray, den: np.ndarr
     attributes as ``quality`` (``status``: ``ok`` or ``below_baseline``)."""
     from ..quality import heldout_losses, quality_figures, quality_verdict
     from ..train import load_checkpoint, resolve_device
-    from .training import training_data
+    from .training import training_data, uses_channel_normalisation
 
     nt, nc, nz = shape
     k, _, ny, nx = splits.shape
     mid = (nt // 2) * nc * nz + (nc // 2) * nz  # first image of the middle time step and channel
     figures = quality_figures(splits[:, mid:mid + nz], den[mid:mid + nz]).as_dict()
-    heldout = None
+    heldout, missing = None, None
     best = store.model_dir / "best.pt"
     try:
-        if best.exists():
+        if not best.exists():
+            missing = "no trained model (model/best.pt)"
+        else:
             device = resolve_device(cfg.inference.device)
             model, meta = load_checkpoint(best, device=device)
-            if meta.get("val_slices"):
-                data, vshape, _ = training_data(store, cfg) if nt * nc > 1 else (splits, shape, None)
+            if not meta.get("val_slices"):
+                missing = "no held-out slices (train.val_fraction = 0 or a single slice)"
+            else:
+                data, vshape = splits, shape
+                if uses_channel_normalisation(store, cfg):  # what the network saw
+                    data, vshape, _ = training_data(store, cfg)
                 heldout = heldout_losses(model, meta, data, meta["val_slices"], volume_shape=vshape, device=device,
                                          batch_size=int(cfg.inference.batch_size))
     except Exception as exc:  # a figure for people: never fails the run, but says why it is missing
+        missing = f"the held-out comparison failed ({type(exc).__name__}: {exc})"
         log.warning("the held-out N2I comparison could not be computed: %s", exc)
         log.debug("held-out comparison", exc_info=True)
-    q = quality_verdict(heldout, figures, train_info.get("budget"))
+    q = quality_verdict(heldout, figures, train_info.get("budget"), missing=missing)
     q.update(heldout=heldout, figures=figures)
     store.update_attrs(quality={"status": q["status"], "reasons": q["reasons"], "remedy": q["remedy"]})
     return q

@@ -24,9 +24,13 @@ def remedy(budget: dict[str, Any] | None, minutes: float | None = None) -> str:
 
 
 def quality_verdict(heldout: dict[str, Any] | None, figures: dict[str, Any] | None,
-                    budget: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``{"status": "ok" | "below_baseline", "reasons": [...], "remedy": str | None}``."""
-    reasons = []
+                    budget: dict[str, Any] | None = None, missing: str | None = None) -> dict[str, Any]:
+    """``{"status": "ok" | "below_baseline" | "unchecked", "reasons": [...], "notes": [...], "remedy": ...}``.
+
+    ``unchecked``: the network could not be compared with the Gaussian (``missing`` says why) and
+    no figure fell below its threshold; the figures alone do not make a run ``ok``.
+    """
+    reasons, notes = [], []
     if heldout is not None and not heldout.get("beats_gaussian", True):
         reasons.append(f"the network's held-out N2I loss {heldout['network']:.4g} does not beat the tuned Gaussian's "
                        f"{heldout['gaussian']:.4g} (sigma {heldout['gaussian_sigma']:.2g} px)")
@@ -36,7 +40,9 @@ def quality_verdict(heldout: dict[str, Any] | None, figures: dict[str, Any] | No
             what = key.replace("_", " ")
             reasons.append(f"{what} {v:.2f} < {low:g}")
     if budget and budget.get("short"):
-        reasons.append(f"training ran {budget.get('steps')} of the ~{budget.get('steps_needed')} steps this recipe needs")
-    below = any(not r.startswith("training ran") for r in reasons)
-    return {"status": "below_baseline" if below else "ok", "reasons": reasons,
-            "remedy": remedy(budget) if below else None, "thresholds": dict(THRESHOLDS)}
+        notes.append(f"training ran {budget.get('steps')} of the ~{budget.get('steps_needed')} steps this recipe needs")
+    if heldout is None:
+        notes.append(f"the network was not compared with the tuned Gaussian: {missing or 'no held-out comparison'}")
+    status = "below_baseline" if reasons else ("unchecked" if heldout is None else "ok")
+    return {"status": status, "reasons": reasons, "notes": notes,
+            "remedy": remedy(budget) if reasons else None, "thresholds": dict(THRESHOLDS)}

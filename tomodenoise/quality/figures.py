@@ -3,9 +3,9 @@ kept and noise removed, each against the FBP (the mean of the K split reconstruc
 
 On the middle 40 % of the slices:
 
-- the object is Otsu's threshold of the FBP smoothed with a Gaussian of sigma 2 px; its
-  core is that mask eroded 2 px in-plane; the background is the pixels at least 6 px from the
-  object, between 35 % and 80 % of the field-of-view radius;
+- the object mask is Otsu's threshold of the FBP smoothed with a Gaussian of sigma 2 px,
+  eroded 2 px in-plane (the core); the background is the pixels at least 6 px from the core,
+  between 35 % and 80 % of the field-of-view radius;
 - contrast kept = (mean of denoised in the core - mean in the background) / (the same for the FBP);
 - edge gradient kept = mean gradient magnitude of the denoised slice on the object's boundary
   band (mask dilated 2 px minus eroded 2 px) / the same for the FBP smoothed with sigma 1 px;
@@ -67,7 +67,7 @@ def object_masks(fbp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     d2 = _disk(2)[None]
     core = ndi.binary_erosion(mask, structure=d2)
     band = ndi.binary_dilation(mask, structure=d2) & ~core
-    dist = np.stack([ndi.distance_transform_edt(~m) if m.any() else np.full(m.shape, np.inf) for m in mask])
+    dist = np.stack([ndi.distance_transform_edt(~m) if m.any() else np.full(m.shape, np.inf) for m in core])
     ring = (r >= 0.35 * fov) & (r <= 0.8 * fov)
     background = (dist >= 6) & ring[None]
     return mask, core, band, background

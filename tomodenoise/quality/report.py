@@ -16,9 +16,9 @@ def headline(q: dict[str, Any]) -> str:
     """One line: the network's gain over the tuned Gaussian and the verdict."""
     h = q.get("heldout") or {}
     status = q.get("status", "ok")
-    tag = "quality OK" if status == "ok" else "QUALITY BELOW BASELINE"
+    tag = {"ok": "quality OK", "unchecked": "quality UNCHECKED"}.get(status, "QUALITY BELOW BASELINE")
     if not h:
-        return f"{tag} (no held-out slices: the network was not compared with the Gaussian)"
+        return f"{tag} ({'; '.join(q.get('notes') or []) or 'the network was not compared with the Gaussian'})"
     what = f"network {relative(h)} (sigma {h['gaussian_sigma']:.2g} px)"
     gain = h.get("gain_over_gaussian_db")
     if gain is not None:
@@ -40,7 +40,7 @@ def quality_rows(q: dict[str, Any]) -> list[str]:
     rows = []
     if h:
         rows += [f"| held-out N2I loss: network | {_f(h['network'], '.5g')} |",
-                 f"| held-out N2I loss: input (X:1 FBP) | {_f(h['input'], '.5g')} |",
+                 f"| held-out N2I loss: input (no denoising) | {_f(h['input'], '.5g')} |",
                  f"| held-out N2I loss: best Gaussian (sigma {h['gaussian_sigma']:.2g} px) | {_f(h['gaussian'], '.5g')} |",
                  f"| network against the Gaussian | {relative(h)} |"]
         if h.get("gain_over_gaussian_db") is not None:
@@ -62,7 +62,9 @@ def quality_markdown(q: dict[str, Any]) -> list[str]:
     lines = ["## Quality (no ground truth needed)", "", f"**{headline(q)}**", "", "| check | value |", "|---|---|"]
     lines += quality_rows(q)
     if q.get("reasons"):
-        lines += ["", "Why:" if q.get("status") != "ok" else "Notes:"] + [f"- {r}" for r in q["reasons"]]
+        lines += ["", "Why:"] + [f"- {r}" for r in q["reasons"]]
+    if q.get("notes"):
+        lines += ["", "Notes:"] + [f"- {r}" for r in q["notes"]]
     if q.get("remedy"):
         lines += ["", f"Remedy: {q['remedy']}."]
     return lines + [""]
@@ -72,5 +74,5 @@ def below_baseline_message(q: dict[str, Any]) -> str | None:
     """The one loud warning of a run below baseline (None when the run is fine)."""
     if q.get("status") != "below_baseline":
         return None
-    return (f"QUALITY BELOW BASELINE: {'; '.join(r for r in q['reasons'] if not r.startswith('training ran'))}. "
+    return (f"QUALITY BELOW BASELINE: {'; '.join(q['reasons'])}. "
             f"Do not use this result as it is; {q['remedy']}. The store and the run are marked quality: below_baseline.")

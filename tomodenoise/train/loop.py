@@ -37,7 +37,7 @@ from tomodenoise.train.data import (
 from tomodenoise.logs import summary
 from tomodenoise.train.distributed import agree, dist_info, resolve_device, speedups, unwrap
 from tomodenoise.train.progress import TrainingProgress
-from tomodenoise.train.recipe import resolve_recipe
+from tomodenoise.train.recipe import AUTO_FIELDS, resolve_recipe
 from tomodenoise.train.schedule import Budget, EarlyStopping, default_minutes, lr_factor
 from tomodenoise.train.step import train_step
 
@@ -223,6 +223,9 @@ def train_n2i(
         train_idx = np.setdiff1d(np.arange(n_z), val_idx)
     else:
         train_idx, val_idx = split_items(volume_shape or (1, 1, n_z), cfg.val_fraction, cfg.val_slices)
+    if resume is not None:  # the settings the interrupted run resolved, not a new choice (other device, ...)
+        stored = resume.get("train_config") or {}
+        cfg = cfg.model_copy(update={f: stored[f] for f in AUTO_FIELDS if getattr(cfg, f) == "auto" and f in stored})
     recipe = resolve_recipe(cfg, model_cfg, image_shape=tuple(splits.shape[2:]), volume_shape=volume_shape or (1, 1, n_z),
                             n_train=len(train_idx), k=k, device_type=device.type, world=world)
     cfg, model_cfg = recipe.train, recipe.model
@@ -319,7 +322,8 @@ def train_n2i(
                         if cfg.early_stopping else ""))
     stopped = "epochs"
     all_steps = cfg.epochs * steps_per_epoch
-    bar = TrainingProgress(all_steps, step, budget, minutes, enabled=bool(cfg.progress) and rank == 0)
+    bar = TrainingProgress(all_steps, step, budget, minutes, enabled=bool(cfg.progress) and rank == 0,
+                           warn=rank == 0)
     epoch, saved_epoch = None, start_epoch
     try:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
@@ -376,6 +380,7 @@ def train_n2i(
             entry.update(
                 seconds=round(clock() - t0, 3), lr=float(optimizer.param_groups[0]["lr"]),
                 improved=bool(improved), partial=partial, step=step, elapsed_s=round(budget.elapsed, 3),
+                share=round(bar.share(step), 4),
             )
             history.append(entry)
             if partial or (budget.expired() and epoch < cfg.epochs):
@@ -395,6 +400,7 @@ def train_n2i(
             if stopped != "epochs":
                 break
     except BaseException as exc:
+        stopped = "interrupted"
         # SIGTERM (Prefect's TerminationSignal), Ctrl-C, SystemExit: keep what was learnt so far;
         # the epoch under way is counted as not done, so a resumed run repeats it.
         if not isinstance(exc, Exception) and rank == 0 and epoch is not None:

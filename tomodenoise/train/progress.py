@@ -45,14 +45,17 @@ class TrainingProgress:
     minutes : float
         ``train.max_minutes`` in effect (for the messages).
     enabled : bool
-        Show anything at all (rank 0, ``train.progress``).
+        Show progress (rank 0, ``train.progress``).
+    warn : bool
+        Log the budget warning (rank 0, whatever ``train.progress`` says).
     steps_needed : int
         Steps the recipe needs (:data:`~tomodenoise.train.recipe.STEPS_NEEDED`).
     """
 
     def __init__(self, total_steps: int, step: int, budget: Budget, minutes: float, enabled: bool,
-                 steps_needed: int = STEPS_NEEDED, stream: Any = None) -> None:
+                 steps_needed: int = STEPS_NEEDED, stream: Any = None, warn: bool | None = None) -> None:
         self.total, self.budget, self.minutes, self.enabled = int(total_steps), budget, float(minutes), enabled
+        self.warn = enabled if warn is None else warn
         stream = stream or sys.stderr
         self.tty = bool(enabled and getattr(stream, "isatty", lambda: False)())
         self.bar = tqdm(total=self.total, initial=min(step, self.total), desc="N2I training", unit="step",
@@ -95,7 +98,7 @@ class TrainingProgress:
                 msg = (f"train.epochs allows {self.total} steps; this recipe needed about "
                        f"{self.check['steps_needed']} on the benchmarks: raise train.epochs (or leave it auto)")
             self.check["warning"] = msg
-            if self.enabled:
+            if self.warn:
                 self.bar.clear()
                 log.warning("%s", msg)
 
@@ -117,14 +120,18 @@ class TrainingProgress:
                          f"best held-out {best}, {_clock(self.budget.left())} left")
 
     def close(self, step: int, stopped: str) -> dict[str, Any]:
-        """Close the bar; the budget check with the steps actually done."""
+        """Close the bar; the budget check with the steps actually done (``stopped``: why training
+        ended: ``max_minutes``, ``epochs``, ``early_stopping`` or ``interrupted``)."""
         self.bar.close()
         self.check["steps"] = int(step)
-        if stopped != "early_stopping" and step < self.check["steps_needed"]:
+        if stopped in ("max_minutes", "epochs") and step < self.check["steps_needed"]:
             self.check["short"] = True
-            if not self.check["warning"]:  # the budget ran out before the pace was known: say it now
-                self.check["warning"] = budget_warning(step, self.minutes, self.check["steps_needed"])
-                if self.enabled:
+            if not self.check["warning"]:  # the run ended before the pace was known: say it now
+                self.check["warning"] = (
+                    budget_warning(step, self.minutes, self.check["steps_needed"]) if stopped == "max_minutes" else
+                    f"train.epochs allowed {step} steps; this recipe needed about {self.check['steps_needed']} on "
+                    "the benchmarks: raise train.epochs (or leave it auto)")
+                if self.warn:
                     log.warning("%s", self.check["warning"])
         elif self.check["short"] is None:
             self.check["short"] = False

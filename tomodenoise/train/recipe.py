@@ -30,7 +30,8 @@ from typing import Any
 
 from tomodenoise.config import ModelConfig, TrainConfig
 
-__all__ = ["STEPS_NEEDED", "STEPS_PER_EPOCH", "STEPS_PLANNED", "Recipe", "budget_warning", "resolve_recipe"]
+__all__ = ["AUTO_FIELDS", "STEPS_NEEDED", "STEPS_PER_EPOCH", "STEPS_PLANNED", "Recipe", "budget_warning", "recipe_model",
+           "resolve_recipe"]
 
 #: Steps the recipe needed on the benchmarks to meet the quality targets with a margin: on the real
 #: tooth (benchmarks/real_scans/calibrate_steps.py) 100 steps kept 0.53 of the edge gradient (flagged),
@@ -42,6 +43,8 @@ STEPS_PLANNED = 8000
 #: Steps in one epoch when ``train.patches_per_slice`` is auto (patches of whole volumes).
 STEPS_PER_EPOCH = 100
 MSD_PARAMS: dict[str, Any] = {"depth": 30, "width": 1}
+#: The ``train`` settings that may be ``auto``.
+AUTO_FIELDS = ("epochs", "batch_size", "lr", "patch_size", "patches_per_slice", "neighbours")
 PATCH = 128
 LR = 2e-3
 BATCH = {"cpu": 4, "cuda": 16}
@@ -65,6 +68,13 @@ class Recipe:
                  if t.neighbours else "1 input channel")
         what = f"recipe     {m.name} ({params}), {chans}, {patch}, batch {t.batch_size}, lr {t.lr:g}"
         return what + (f": {'; '.join(self.reasons)}" if self.reasons else "")
+
+
+def recipe_model(model_cfg: ModelConfig) -> ModelConfig:
+    """``model_cfg`` with the recipe's network size when it sets none (MS-D with empty ``params``)."""
+    if model_cfg.name == "msd" and not {k for k in model_cfg.params if k != "in_channels"}:
+        return model_cfg.model_copy(update={"params": {**MSD_PARAMS, **model_cfg.params}})
+    return model_cfg
 
 
 def _axis_length(volume_shape: tuple[int, int, int], axis: str) -> int:
@@ -93,14 +103,15 @@ def resolve_recipe(cfg: TrainConfig, model_cfg: ModelConfig, *, image_shape: tup
     reasons: list[str] = []
     upd: dict[str, Any] = {}
     dev = "cuda" if device_type == "cuda" else "cpu"
-    if model_cfg.name == "msd" and not {k_ for k_ in model_cfg.params if k_ != "in_channels"}:
-        model_cfg = model_cfg.model_copy(update={"params": {**MSD_PARAMS, **model_cfg.params}})
+    if recipe_model(model_cfg) is not model_cfg:
+        model_cfg = recipe_model(model_cfg)
         reasons.append("MS-D 30 x 1 measured best per minute (foam: +0.8 dB over a U-Net)")
     if cfg.neighbours == "auto":
         n_axis = _axis_length(volume_shape, cfg.neighbour_axis)
         nb = min(NEIGHBOURS, max(0, (n_axis - 1) // 2))
         upd["neighbours"] = nb
-        reasons.append(f"{nb} neighbours from {n_axis} {'slices' if cfg.neighbour_axis == 'z' else cfg.neighbour_axis}"
+        what = {"z": "slices", "time": "time steps", "channel": "channels"}[cfg.neighbour_axis]
+        reasons.append(f"{nb} neighbours from {n_axis} {what}"
                        + (" (foam: +1.3 dB with 2)" if nb else ""))
     if cfg.patch_size == "auto":
         small = max(image_shape) <= PATCH + 32
