@@ -17,6 +17,8 @@ def headline(q: dict[str, Any]) -> str:
     h = q.get("heldout") or {}
     status = q.get("status", "ok")
     tag = {"ok": "quality OK", "unchecked": "quality UNCHECKED"}.get(status, "QUALITY BELOW BASELINE")
+    if status == "below_baseline" and q.get("reasons"):
+        tag += f" ({'; '.join(q['reasons'])})"
     if not h:
         return f"{tag} ({'; '.join(q.get('notes') or []) or 'the network was not compared with the Gaussian'})"
     what = f"network {relative(h)} (sigma {h['gaussian_sigma']:.2g} px)"
