@@ -62,7 +62,8 @@ def test_a_dynamic_scan_runs_end_to_end_with_splits_within_each_time_step(scan, 
     assert len(metrics["per_time"]) == 3
     q = metrics["quality"]  # the quality check on stacked volumes: the middle volume's figures, held-out losses
     assert q["status"] in ("ok", "below_baseline") and q["heldout"]["network"] > 0
-    assert q["figures"]["noise_removed"] is not None and q["figures"]["noise_removed"] > 0
+    assert set(q["figures"]) >= {"contrast_kept", "edge_gradient_kept", "noise_removed"}
+    assert q["figures"]["edge_gradient_kept"] is not None and q["figures"]["edge_gradient_kept"] > 0
     assert metrics["denoised"]["psnr"] > metrics["fbp"]["psnr"] + 1.0
     assert (store.report_dir / "time_strip.png").exists()
     # reconstruct ran one chunk per (split, time step, z-slab)

@@ -46,7 +46,8 @@ def test_an_xrdct_scan_runs_end_to_end_over_all_channels(scan, tmp_path):
     assert len(metrics["per_channel"]) == 12
     q = metrics["quality"]  # the quality check on stacked volumes: the middle volume's figures, held-out losses
     assert q["status"] in ("ok", "below_baseline") and q["heldout"]["network"] > 0
-    assert q["figures"]["noise_removed"] is not None and q["figures"]["noise_removed"] > 0
+    assert set(q["figures"]) >= {"contrast_kept", "edge_gradient_kept", "noise_removed"}
+    assert q["figures"]["edge_gradient_kept"] is not None and q["figures"]["edge_gradient_kept"] > 0
     assert metrics["denoised"]["psnr"] > metrics["fbp"]["psnr"] + 1.0
     assert metrics["denoised"]["psnr_mean_over_channels"] > metrics["fbp"]["psnr_mean_over_channels"]
     assert (store.report_dir / "spectra.png").exists() and (store.report_dir / "channel_maps.png").exists()

@@ -110,7 +110,7 @@ class TrainResult:
     model : torch.nn.Module or None
         The network with the best weights, in eval mode (None on ranks other than 0).
     budget : dict
-        The time budget against the recipe's needs (:func:`budget_check`): ``minutes``,
+        The time budget against the recipe's needs (:class:`~tomodenoise.train.progress.TrainingProgress`): ``minutes``,
         ``steps_in_budget`` (estimated after a warm-up), ``steps_needed``, ``steps`` (done),
         ``short`` (True when the budget allowed fewer steps than needed) and ``warning``.
     train_config, model_config : dict
