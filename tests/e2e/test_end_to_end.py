@@ -18,6 +18,7 @@ def test_denoised_beats_fbp_by_a_clear_margin(tmp_path):
     cfg.model = ModelConfig(name="msd", params={"depth": 12, "width": 1})
     cfg.train.epochs = 60
     cfg.train.patch_size = 32
+    cfg.train.patches_per_slice = 1  # a few steps an epoch (not the recipe's ~100)
     cfg.train.patches_per_slice = 4
     cfg.train.batch_size = 8
     cfg.train.lr = 3e-3

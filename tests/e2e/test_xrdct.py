@@ -24,7 +24,7 @@ def _cfg(scan, out, **train):
         "input": {"path": str(scan["scan"])},
         "splits": {"k": 4},
         "model": {"name": "msd", "params": {"depth": 6, "width": 1}},
-        "train": {"epochs": 40, "batch_size": 4, "patch_size": 16, "lr": 3e-3, "early_stopping": 0,
+        "train": {"epochs": 40, "batch_size": 4, "patch_size": 16, "patches_per_slice": 1, "lr": 3e-3, "early_stopping": 0,
                   "progress": False, **train},
         "output": {"root": str(out), "previews": 1},
     })

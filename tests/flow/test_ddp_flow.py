@@ -25,6 +25,7 @@ def test_the_flow_trains_with_two_ranks_after_the_dask_workers_are_gone(tiny_sca
     cfg.model = ModelConfig(name="msd", params={"depth": 3, "width": 1})
     cfg.train.epochs = 2
     cfg.train.patch_size = 16
+    cfg.train.patches_per_slice = 1  # a few steps an epoch (not the recipe's ~100)
     cfg.train.progress = False
     cfg.train.ranks = 2
     cfg.train.device = "cpu"

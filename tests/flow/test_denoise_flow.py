@@ -27,6 +27,7 @@ def trained(tmp_path_factory):
     cfg.recon.z_chunk = 2
     cfg.model = ModelConfig(name="msd", params={"depth": 3, "width": 1})
     cfg.train.epochs, cfg.train.patch_size, cfg.train.progress = 1, 16, False
+    cfg.train.patches_per_slice = 1  # a few steps an epoch (not the recipe's ~100)
     cfg.compute.cluster, cfg.compute.n_workers = "local", 2  # 3 chunks, 3 tasks per worker: 3 shards
     cfg.output.previews = 0
     store = pipeline.ingest(cfg)

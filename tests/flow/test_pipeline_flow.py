@@ -24,6 +24,7 @@ def _cfg(scan, out):
     cfg.model = ModelConfig(name="msd", params={"depth": 4, "width": 1})
     cfg.train.epochs = 2
     cfg.train.patch_size = 16
+    cfg.train.patches_per_slice = 1  # a few steps an epoch (not the recipe's ~100)
     cfg.train.progress = False
     cfg.output.previews = 1
     return cfg

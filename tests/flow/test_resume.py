@@ -42,6 +42,7 @@ def _cfg(scan: Path, out: Path, cluster: str, n_workers: int) -> RunConfig:
     cfg.model = ModelConfig(name="msd", params={"depth": 2, "width": 1})
     cfg.train.epochs = 1
     cfg.train.patch_size = 16
+    cfg.train.patches_per_slice = 1  # a few steps an epoch (not the recipe's ~100)
     cfg.train.progress = False
     cfg.output.previews = 0
     return cfg

@@ -43,6 +43,7 @@ def _cfg(scan: Path, out: Path, tmp: Path, **train) -> tuple[RunConfig, Path]:
     cfg.model = ModelConfig(name="msd", params={"depth": 2, "width": 1})
     cfg.train.epochs = 1
     cfg.train.patch_size = 16
+    cfg.train.patches_per_slice = 1  # a few steps an epoch (not the recipe's ~100)
     cfg.output.previews = 0
     for k, v in train.items():
         setattr(cfg.train, k, v)

@@ -29,7 +29,7 @@ PREFECT = str(Path(sys.executable).with_name("prefect"))
 TINY = {
     "recon": {"z_chunk": 2},
     "model": {"name": "msd", "params": {"depth": 4, "width": 1}},
-    "train": {"epochs": 2, "patch_size": 16, "progress": False},
+    "train": {"epochs": 2, "patch_size": 16, "patches_per_slice": 1, "progress": False},
     "output": {"previews": 1},
     "compute": {"cluster": "threads", "n_workers": 2},
 }

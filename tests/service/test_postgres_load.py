@@ -50,7 +50,7 @@ N_SCANS = int(os.environ.get("TOMODENOISE_LOAD_SCANS", "20"))
 TINY = {
     "recon": {"z_chunk": 2},
     "model": {"name": "msd", "params": {"depth": 2, "width": 1}},
-    "train": {"epochs": 1, "patch_size": 16, "progress": False},
+    "train": {"epochs": 1, "patch_size": 16, "patches_per_slice": 1, "progress": False},
     "output": {"previews": 1},
     "compute": {"cluster": "threads", "n_workers": 1},
 }

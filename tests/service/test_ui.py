@@ -131,7 +131,7 @@ def pipeline_run(prefect_server, tmp_path_factory):
     run("simulate", "foam", "--out", str(tmp / "foam.h5"), "--size", "32", "--angles", "48", "--slices", "3",
         "--spheres", "60", "--i0", "200")
     run("run", str(tmp / "foam.h5"), "--out", str(tmp / "out"), "--reference", str(tmp / "foam_clean.npy"),
-        "--set", "train.epochs=2", "--set", "train.patch_size=16", "--set", "model.params={depth: 4}",
+        "--set", "train.epochs=2", "--set", "train.patch_size=16", "--set", "train.patches_per_slice=1", "--set", "model.params={depth: 4}",
         "--set", "recon.z_chunk=2", "--set", "output.previews=1", "--set", "compute.cluster=threads",
         "--set", "train.progress=false")
     with prefect_server.client() as http:

@@ -40,6 +40,7 @@ def _cfg(batch, epochs=3, **train):
     cfg.train.epochs = epochs
     cfg.train.batch_size = batch
     cfg.train.patch_size = 16
+    cfg.train.patches_per_slice = 1  # a few steps an epoch (not the recipe's ~100)
     cfg.train.val_slices = [7]
     cfg.train.device = "cpu"
     cfg.train.progress = False
@@ -146,6 +147,7 @@ def tiny_store(tmp_path_factory):
     cfg.model = ModelConfig(name="msd", params={"depth": 3, "width": 1})
     cfg.train.epochs = 2
     cfg.train.patch_size = 16
+    cfg.train.patches_per_slice = 1  # a few steps an epoch (not the recipe's ~100)
     cfg.train.progress = False
     cfg.train.device = "cpu"
     cfg.output.previews = 0

@@ -164,6 +164,7 @@ def test_run_exports_after_the_report_when_asked(tmp_path):
     cfg.model = ModelConfig(name="msd", params={"depth": 3, "width": 1})
     cfg.train.epochs = 1
     cfg.train.patch_size = 16
+    cfg.train.patches_per_slice = 1  # a few steps an epoch (not the recipe's ~100)
     cfg.train.progress = False
     cfg.output.previews = 0
     cfg.output.export = ["tiff", "ome-zarr"]

@@ -44,7 +44,7 @@ def test_patches_and_the_dihedral_augmentation_treat_every_channel_alike():
 
 def test_training_and_inference_with_neighbours(tmp_path):
     s = _splits(nz=6, n=16)
-    cfg = TrainConfig(epochs=2, batch_size=4, patch_size=8, neighbours=1, val_fraction=0.2, progress=False,
+    cfg = TrainConfig(epochs=2, batch_size=4, patch_size=8, patches_per_slice=1, neighbours=1, val_fraction=0.2, progress=False,
                       early_stopping=0)
     res = train_n2i(s, cfg, ModelConfig(name="unet", params={"depth": 1, "base_channels": 4}), tmp_path)
     model, meta = load_checkpoint(res.checkpoint)
@@ -62,7 +62,7 @@ def test_training_and_inference_with_neighbours(tmp_path):
                                          ("dncnn", {"depth": 3, "features": 4, "batchnorm": False})])
 def test_every_network_takes_neighbour_channels_and_gives_one(name, params, tmp_path):
     s = _splits(nz=4, n=16)
-    cfg = TrainConfig(epochs=1, batch_size=4, patch_size=8, neighbours=2, val_fraction=0.0, progress=False,
+    cfg = TrainConfig(epochs=1, batch_size=4, patch_size=8, patches_per_slice=1, neighbours=2, val_fraction=0.0, progress=False,
                       early_stopping=0)
     res = train_n2i(s, cfg, ModelConfig(name=name, params=params), tmp_path)
     out = denoise_checkpoint(res.checkpoint, s)
@@ -92,6 +92,7 @@ def test_the_pipeline_denoises_slab_by_slab_with_a_halo_of_neighbours(tmp_path):
     cfg.recon.z_chunk = 2  # slabs of 2 slices: the halo matters
     cfg.model = ModelConfig(name="msd", params={"depth": 3, "width": 1})
     cfg.train.epochs, cfg.train.patch_size, cfg.train.progress, cfg.train.neighbours = 1, 16, False, 2
+    cfg.train.patches_per_slice = 1  # a few steps an epoch (not the recipe's ~100)
     cfg.output.previews = 0
     store = pipeline.run(cfg, progress=False)
     got = np.asarray(store.array("denoised")[0, 0])

@@ -27,6 +27,7 @@ def trained(tmp_path_factory):
     cfg.recon.z_chunk = 2
     cfg.model = ModelConfig(name="msd", params={"depth": 3, "width": 1})
     cfg.train.epochs, cfg.train.patch_size, cfg.train.progress, cfg.train.neighbours = 1, 16, False, 1
+    cfg.train.patches_per_slice = 1  # a few steps an epoch (not the recipe's ~100)
     cfg.compute.n_workers, cfg.compute.tasks_per_worker = 2, 1
     cfg.output.previews = 0
     store = pipeline.ingest(cfg)
