@@ -102,3 +102,23 @@ def test_a_trained_network_on_foam_passes(tmp_path):
     assert err_net < err_gauss
     md = "\n".join(quality_markdown({**v, "heldout": h, "figures": fig}))
     assert "quality OK" in md and "best Gaussian" in md
+
+
+def test_the_ui_report_and_console_table_carry_the_verdict(tmp_path):
+    import json
+
+    from tasks.artifacts import report_markdown
+    from tomodenoise.summary import metrics_table
+
+    h = {"network": 3e-6, "input": 3.3e-6, "gaussian": 2.5e-6, "gaussian_sigma": 3.3, "gain_over_gaussian_db": None,
+         "beats_gaussian": False}
+    fig = {"contrast_kept": 0.99, "edge_gradient_kept": 0.51, "noise_removed": 0.66}
+    q = {**quality_verdict(h, fig), "heldout": h, "figures": fig}
+    metrics = {"fbp": {"noise_std_estimate": 1e-3}, "denoised": {}, "quality": q}
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "metrics.json").write_text(json.dumps(metrics))
+    md = report_markdown(tmp_path)
+    assert "**quality: below_baseline**" in md.splitlines()[2]  # first thing under the title
+    assert "QUALITY BELOW BASELINE" in md and "edge gradient kept 0.51 < 0.7" in md and "Remedy:" in md
+    table = metrics_table(metrics)
+    assert "QUALITY BELOW BASELINE" in table and "| edge gradient kept (>= 0.7) | 0.51 |" in table
