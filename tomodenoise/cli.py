@@ -26,29 +26,12 @@ from typing import Any, Callable, Iterator, Sequence
 import yaml
 
 from . import logs, stopping
-from .config import RunConfig, demo_config
+from .config import RunConfig, apply_sets, demo_config
 from .logs import summary
 from .summary import metrics_table
 
 log = logging.getLogger("tomodenoise.cli")
 Runner = Callable[[RunConfig, "str | None"], dict[str, Any]]
-
-
-def apply_sets(cfg: RunConfig, sets: Sequence[str]) -> RunConfig:
-    """Apply ``a.b=value`` overrides (values parsed as YAML) and re-validate strictly."""
-    data = cfg.model_dump(mode="json")
-    for item in sets:
-        if "=" not in item:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        node = data
-        parts = key.split(".")
-        for p in parts[:-1]:
-            if not isinstance(node.get(p), dict):
-                raise SystemExit(f"--set {key}: {p!r} is not a configuration section")
-            node = node[p]
-        node[parts[-1]] = yaml.safe_load(value)
-    return RunConfig.model_validate(data)
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:

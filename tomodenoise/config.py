@@ -8,6 +8,7 @@ attributes. Factory functions build common variants (``demo_config``, ``bench_co
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import yaml
@@ -295,6 +296,23 @@ class RunConfig(_Strict):
         path = Path(path)
         path.write_text(self.to_yaml())
         return path
+
+
+def apply_sets(cfg: RunConfig, sets: Sequence[str]) -> RunConfig:
+    """Apply ``a.b=value`` overrides (values parsed as YAML) and re-validate strictly."""
+    data = cfg.model_dump(mode="json")
+    for item in sets:
+        if "=" not in item:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        node = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                raise SystemExit(f"--set {key}: {p!r} is not a configuration section")
+            node = node[p]
+        node[parts[-1]] = yaml.safe_load(value)
+    return RunConfig.model_validate(data)
 
 
 def demo_config(**overrides: Any) -> RunConfig:

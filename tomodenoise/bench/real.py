@@ -69,8 +69,7 @@ def _overrides_for(scan: Path, overrides: Sequence[str]) -> list[str]:
 def run_real_benchmark(out: str | Path, scans: Sequence[str] | None = None, minutes: float | None = None,
                        overrides: Sequence[str] = (), command: str | None = None) -> dict[str, Any]:
     """Run ``run``'s defaults on each scan; write ``out/real.json`` and ``out/results.md``; print the table."""
-    from ..cli import apply_sets
-    from ..config import RunConfig
+    from ..config import RunConfig, apply_sets
     from ..demo import tooth_path
     from ..pipeline import run
 
