@@ -5,20 +5,19 @@ With a clean reference (simulations): :func:`psnr`, :func:`ssim`, :func:`mse` (s
 Without one: the unsupervised MSE/PSNR of Rangarajan, Mohan et al. ("Evaluating unsupervised
 denoising requires unsupervised metrics", ICML 2023; by the authors of "Adaptive denoising
 via GainTuning"), :func:`umse` / :func:`upsnr`, which need three extra noisy copies of the
-image whose noise is independent of each other and of the denoiser's input. In
-Noise2Inverse the K split reconstructions supply such copies (:func:`umse_from_splits`).
-And the N2I loss (:func:`n2i_loss`), the self-supervised training/validation objective.
+image whose noise is independent of each other and of the denoiser's input; the method
+comparison (:mod:`tomodenoise.methods.compare`) takes them from the FBPs of interlaced angle
+groups the method does not see.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-__all__ = ["mse", "n2i_loss", "psnr", "ssim", "umse", "umse_from_splits", "upsnr"]
+__all__ = ["mse", "psnr", "ssim", "umse", "upsnr"]
 
 
 def _pair(ref: Any, img: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -137,87 +136,3 @@ def upsnr(f_y: Any, a: Any, b: Any, c: Any, data_range: float) -> float:
         return float("nan")
     return float(10.0 * np.log10(data_range**2 / u))
 
-
-def umse_from_splits(
-    denoise_fn: Callable[[np.ndarray], np.ndarray],
-    recon_splits: Any,
-    held_out: Sequence[int] | None = None,
-) -> dict[str, Any]:
-    """uMSE of a denoiser using the split reconstructions as independent noisy copies.
-
-    Three splits ``a, b, c`` are held out; ``denoise_fn`` gets only the remaining ones, so
-    its output is independent of the held-out noise.
-
-    Parameters
-    ----------
-    denoise_fn : callable
-        Maps split reconstructions ``(k', z, y, x)`` (the ``K - 3`` splits not held out) to a
-        denoised volume ``(z, y, x)``; e.g. ``lambda s: s.mean(0)`` (their FBP) or a
-        network applied to them. It must not have been trained on the held-out splits.
-    recon_splits : array_like, shape (split, z, y, x)
-        K >= 4 split reconstructions.
-    held_out : three ints, optional
-        The splits used as ``a, b, c`` (default the last three).
-
-    Returns
-    -------
-    dict
-        ``umse``, ``held_out``, ``input_splits`` and ``noise_var`` (``mean (b - c)^2 / 2``,
-        the noise variance of one split).
-
-    Notes
-    -----
-    ``a, b, c`` are single-split reconstructions, so the clean image they estimate is the
-    expected reconstruction of one split, and ``denoise_fn`` works on ``K - 3`` splits: a
-    different input noise level than a network trained with all K splits would see. A
-    Noise2Inverse network trained on all K splits has seen ``a, b, c`` as targets: evaluate
-    it this way only if it was trained on the other splits, or on other slices. See
-    :func:`umse` for the assumptions.
-    """
-    splits = np.asarray(recon_splits, dtype=np.float32)
-    if splits.ndim != 4 or splits.shape[0] < 4:
-        raise ValueError(f"umse_from_splits needs (split, z, y, x) with K >= 4 splits, got shape {splits.shape}")
-    k = splits.shape[0]
-    held = list(range(k - 3, k)) if held_out is None else [int(v) % k for v in held_out]
-    if len(held) != 3 or len(set(held)) != 3:
-        raise ValueError(f"held_out must name three different splits, got {held_out!r}")
-    rest = [j for j in range(k) if j not in held]
-    f_y = np.asarray(denoise_fn(splits[rest]))
-    a, b, c = (splits[j] for j in held)
-    return {
-        "umse": umse(f_y, a, b, c),
-        "held_out": held,
-        "input_splits": rest,
-        "noise_var": float(np.mean(0.5 * (b.astype(np.float64) - c) ** 2)),
-    }
-
-
-def n2i_loss(model_outputs: Any, targets: Any) -> Any:
-    """The Noise2Inverse loss: mean squared error between network outputs and noisy targets.
-
-    Accepts torch tensors (returns a differentiable scalar tensor) or arrays (returns a float).
-    Averaged over every element, i.e. over all slices and all K rotations when the outputs
-    and targets of all rotations are stacked.
-
-    Notes
-    -----
-    The targets are noisy, so the minimum is not zero: for independent zero-mean target noise
-    the expected loss is ``MSE(output, clean) + var(target noise)``. Differences between
-    models on the same data are meaningful; the absolute value is not an image quality.
-    """
-    try:
-        import torch
-
-        if isinstance(model_outputs, torch.Tensor) or isinstance(targets, torch.Tensor):
-            out = torch.as_tensor(model_outputs)
-            tgt = torch.as_tensor(targets, dtype=out.dtype, device=out.device)
-            if out.shape != tgt.shape:
-                raise ValueError(f"shapes differ: outputs {tuple(out.shape)}, targets {tuple(tgt.shape)}")
-            return torch.nn.functional.mse_loss(out, tgt)
-    except ImportError:  # pragma: no cover
-        pass
-    out = np.asarray(model_outputs, dtype=np.float64)
-    tgt = np.asarray(targets, dtype=np.float64)
-    if out.shape != tgt.shape:
-        raise ValueError(f"shapes differ: outputs {out.shape}, targets {tgt.shape}")
-    return float(np.mean((out - tgt) ** 2))

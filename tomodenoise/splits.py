@@ -8,7 +8,8 @@ statistically independent noise.
 
 A dynamic scan is a stream of projections from continuous rotation; :func:`time_windows`
 cuts it into time steps by rotation angle or by time, and the splits are then taken
-within each step (:func:`step_split_indices`). :func:`continuous_rotation` measures how far
+within each step (:func:`split_indices` of the step's projections, so no split mixes two
+steps). :func:`continuous_rotation` measures how far
 a stream turns continuously (``time.window: auto`` calls a scan dynamic past 1.5 turns).
 
 The angle axis is the second-to-last axis of a sinogram (``(..., angle, det)``,
@@ -17,13 +18,11 @@ see ``docs/CONVENTIONS.md``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TimeStep", "continuous_rotation", "split_indices", "split_sinogram", "step_split_indices", "time_windows",
-           "unwrap_rotation"]
+__all__ = ["TimeStep", "continuous_rotation", "split_indices", "split_sinogram", "time_windows", "unwrap_rotation"]
 
 #: A step between consecutive projections larger than this (radians) is a jump, not rotation.
 MAX_ROTATION_STEP = np.pi / 2
@@ -274,13 +273,3 @@ def time_windows(
             time_value = float(t)
         out.append(TimeStep(t, idx, time_value, float(offset) + t * length, float(offset) + (t + 1) * length))
     return out
-
-
-def step_split_indices(steps: Sequence[TimeStep], k: int) -> list[list[np.ndarray]]:
-    """For each time step, the projection-stream indices of its ``k`` interlaced splits.
-
-    Splits are taken within each step (split ``j`` of a step takes its projections
-    ``j, j + k, ...`` in acquisition order), so the K reconstructions of one step hold
-    independent noise; no split mixes two steps.
-    """
-    return [[s.projections[i] for i in split_indices(s.projections.size, k)] for s in steps]

@@ -39,7 +39,6 @@ from typing import Any, Callable, Iterable, Iterator
 
 DEFAULT_PATTERNS = ("*.h5", "*.hdf5", "*.hdf", "*.nxs")
 ACTIVE = ("starting", "running", "retrying")
-FINAL = ("completed", "cancelled", "failed", "superseded")
 # The start of the message of a run cancelled by SIGTERM (a worker or node shut down, a SLURM
 # time limit): unlike a person's cancel from the UI, it is retried like a crash.
 STOPPED_BY_SIGTERM = "stopped by SIGTERM"

@@ -10,9 +10,9 @@ from torch import nn
 from tomodenoise.config import ModelConfig
 from tomodenoise.methods import gaintuning as gt_module
 from tomodenoise.methods import sbd as sbd_module
-from tomodenoise.methods.base import Context
+from tomodenoise.methods.base import Context, Scan
 from tomodenoise.methods.gaintuning import GainTuned, GainTuning, conv_targets
-from tomodenoise.methods.noise_level import estimate_i0, estimate_noise, foam_scale
+from tomodenoise.methods.noise_level import estimate_noise, foam_scale
 from tomodenoise.methods.registry import parse_method
 from tomodenoise.methods.sample import foam_scan
 from tomodenoise.methods.sbd import SimulationBased, load_pretrained
@@ -54,12 +54,19 @@ def test_noise_estimate_plain_sinogram():
     rng = np.random.default_rng(0)
     a, c = np.meshgrid(np.linspace(0, np.pi, 180), np.linspace(-1, 1, 64), indexing="ij")
     t = 1.5 * np.clip(1 - c**2, 0, None) + 0.3 * np.sin(a) * c
+    angles = np.linspace(0, np.pi, 180)
+
+    def i0_of(sino):
+        return estimate_noise(Scan(sino[None], angles[: sino.shape[0]]), scale=1.0).i0
+
     for i0 in (100.0, 2000.0):
         sino = -np.log(np.maximum(rng.poisson(i0 * np.exp(-t)), 1) / i0)
-        assert i0 / 1.25 < estimate_i0(sino[None], 1.0) < i0 * 1.25
-    assert estimate_i0(t[None], 1.0) > 1e5  # no noise: only the smooth signal's tiny residual
+        assert i0 / 1.25 < i0_of(sino) < i0 * 1.25
+    assert i0_of(t) > 1e5  # no noise: only the smooth signal's tiny residual
     with pytest.raises(ValueError, match="no noise"):
-        estimate_i0(np.ones((1, 10, 8)), 1.0)
+        i0_of(np.ones((10, 8)))
+    with pytest.raises(ValueError, match="scale must be a positive number"):
+        estimate_noise(Scan(t[None], angles), scale=0.0)
 
 
 # --------------------------------------------------------------------------- SBD

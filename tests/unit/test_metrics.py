@@ -1,14 +1,13 @@
-"""Metrics: PSNR/SSIM as scikit-image, unsupervised MSE against the true MSE, N2I loss."""
+"""Metrics: PSNR/SSIM as scikit-image, unsupervised MSE against the true MSE."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from tomodenoise.metrics import mse, n2i_loss, psnr, ssim, umse, umse_from_splits, upsnr
+from tomodenoise.metrics import mse, psnr, ssim, umse, upsnr
 
 
 def images(seed=0, shape=(3, 32, 32)):
@@ -67,34 +66,3 @@ def test_upsnr_is_nan_for_a_non_positive_estimate():
     x = np.zeros((8, 8))
     assert np.isnan(upsnr(x, x, x + 1, x - 1, 1.0))  # umse = -2
 
-
-def test_umse_from_splits_ranks_denoisers_like_the_true_mse():
-    rng = np.random.default_rng(2)
-    clean = gaussian_filter(rng.normal(size=(2, 64, 64)), 3.0) * 5
-    s = np.stack([clean + rng.normal(0, 0.8, clean.shape) for _ in range(6)]).astype(np.float32)
-    mean_only = lambda v: v.mean(0)  # noqa: E731
-    blurred = lambda v: gaussian_filter(v.mean(0), (0, 1.0, 1.0))  # noqa: E731
-    r1 = umse_from_splits(mean_only, s)
-    r2 = umse_from_splits(blurred, s)
-    assert r1["held_out"] == [3, 4, 5] and r1["input_splits"] == [0, 1, 2]
-    assert r1["noise_var"] == pytest.approx(0.64, rel=0.1)
-    true1 = mse(clean, mean_only(s[:3]))
-    true2 = mse(clean, blurred(s[:3]))
-    assert r1["umse"] == pytest.approx(true1, abs=0.05)
-    assert r2["umse"] == pytest.approx(true2, abs=0.05)
-    assert (r2["umse"] < r1["umse"]) == (true2 < true1)
-    with pytest.raises(ValueError, match="K >= 4"):
-        umse_from_splits(mean_only, s[:3])
-
-
-def test_n2i_loss_numpy_and_torch():
-    a = np.arange(6, dtype=np.float32).reshape(2, 3)
-    b = a + 2
-    assert n2i_loss(a, b) == pytest.approx(4.0)
-    ta = torch.tensor(a, requires_grad=True)
-    loss = n2i_loss(ta, torch.tensor(b))
-    assert isinstance(loss, torch.Tensor) and float(loss.detach()) == pytest.approx(4.0)
-    loss.backward()
-    assert ta.grad is not None
-    with pytest.raises(ValueError):
-        n2i_loss(a, b[:1])

@@ -13,7 +13,6 @@ from tomodenoise.io import RawScan, ScanError, read_scan
 from tomodenoise.preprocess import (
     Preprocessed,
     find_center,
-    find_center_pair,
     flat_dark_correct,
     minus_log,
     preprocess,
@@ -176,25 +175,6 @@ def test_find_center_tomopy_sinogram():
     sino = np.load(_shared("tomopy_reference", "sinogram.npy"))[:, 0, :]
     angles = np.linspace(0, np.pi, sino.shape[0])
     assert find_center(sino, angles) == pytest.approx(45.28, rel=1e-2)
-
-
-@pytest.mark.reference
-def test_find_center_pair_tomopy_projection():
-    from scipy.ndimage import shift
-
-    proj = np.load(_shared("tomopy_reference", "projection.npy"))
-    proj_180 = shift(np.fliplr(proj), (0, 18.75), mode="reflect")
-    c = find_center_pair(proj, proj_180)
-    # geometric truth: the mirror of proj about c is proj(2c - j) = proj(145.75 - j) -> 72.875;
-    # tomopy's own test expects 73.375 (rtol 0.25)
-    assert c == pytest.approx(72.875, abs=0.1)
-    assert c == pytest.approx(73.375, rel=1e-2)
-
-
-def test_find_center_pair_synthetic():
-    angles = np.array([0.3, 0.3 + np.pi])
-    sino = disc_sinogram(angles, 80, 43.3)
-    assert find_center_pair(sino[0], sino[1]) == pytest.approx(43.3, abs=0.1)
 
 
 # --------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import numpy as np
 
 from .base import Scan
 
-__all__ = ["FOAM_ABSORPTION", "NoiseEstimate", "estimate_i0", "estimate_noise", "foam_scale"]
+__all__ = ["FOAM_ABSORPTION", "NoiseEstimate", "estimate_noise", "foam_scale"]
 
 #: the absorption factor of the foam benchmark (and of :func:`~tomodenoise.methods.sample.foam_scan`)
 FOAM_ABSORPTION = 2.76
@@ -93,38 +93,20 @@ def _estimate(sino: np.ndarray, scale: float, min_counts: float) -> tuple[float,
     return i0, float(sel.mean())
 
 
-def estimate_i0(sino: np.ndarray, scale: float = 1.0, *, min_counts: float = 10.0) -> float:
-    """Incident photons per pixel of a Poisson-noisy sinogram.
-
-    Parameters
-    ----------
-    sino : numpy.ndarray
-        ``(z, angle, det)`` or ``(angle, det)`` log-transformed measurements, in units such
-        that ``sino * scale == -log(I / I0)``.
-    scale : float
-        See above (1 for a plain ``-log(I / I0)``; :func:`foam_scale` for the foam simulations).
-    min_counts : float
-        Use only pixels with at least this many expected photons (first-order statistics hold).
-
-    Returns
-    -------
-    float
-        The estimated ``I0``.
-    """
-    if not (np.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a positive number, got {scale!r}")
-    return _estimate(sino, scale, min_counts)[0]
-
-
 def estimate_noise(scan: Scan, *, scale: float | None = None, absorption: float = FOAM_ABSORPTION,
                    min_counts: float = 10.0) -> NoiseEstimate:
     """The noise level of ``scan``: its estimated ``I0`` (and ``scan.i0`` when stated).
 
-    ``scale`` defaults to the foam convention ``foam_scale(n_det, absorption)`` (the sinogram
-    in pixel units, the object's radius half the detector width), which is how
-    :mod:`tomodenoise.methods.sample` and the simulation-based methods model the noise.
+    ``scale`` is the factor with ``scan.sino * scale == -log(I / I0)`` (1 for a plain
+    ``-log(I / I0)`` sinogram); it defaults to the foam convention
+    ``foam_scale(n_det, absorption)`` (the sinogram in pixel units, the object's radius half
+    the detector width), which is how :mod:`tomodenoise.methods.sample` and the
+    simulation-based methods model the noise. Only pixels with at least ``min_counts``
+    expected photons are used (where the first-order statistics hold).
     """
     s = foam_scale(scan.sino.shape[2], absorption) if scale is None else float(scale)
+    if not (np.isfinite(s) and s > 0):
+        raise ValueError(f"scale must be a positive number, got {scale!r}")
     i0, used = _estimate(scan.sino, s, min_counts)
     return NoiseEstimate(i0=float(i0), scale=s, used_fraction=used,
                          i0_given=None if scan.i0 is None else float(scan.i0))

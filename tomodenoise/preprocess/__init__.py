@@ -59,7 +59,6 @@ from .center import (
     CenterMethod,
     center_search_range,
     find_center,
-    find_center_pair,
 )
 from .core import CENTER_ROWS, Preprocessed, preprocess
 from .filters import remove_outliers, remove_rings
@@ -69,7 +68,6 @@ __all__ = [
     "Preprocessed",
     "center_search_range",
     "find_center",
-    "find_center_pair",
     "flat_dark_correct",
     "minus_log",
     "preprocess",

@@ -3,8 +3,8 @@
 :func:`find_center` searches a sinogram for the centre (Fourier data consistency, Vo et
 al. 2014, refined by minimising the histogram entropy of an FBP reconstruction, Donath et
 al. 2006; see :mod:`tomodenoise.preprocess`), :func:`find_center_info` does the same and
-also returns the record of the search, and :func:`find_center_pair` measures it from two
-projections half a turn apart.
+also returns the record of the search, and :func:`centre_scores` gives the fine score at
+given centres (the preview's curve).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ __all__ = [
     "centre_scores",
     "find_center",
     "find_center_info",
-    "find_center_pair",
 ]
 
 log = logging.getLogger("tomodenoise.preprocess")
@@ -421,36 +420,6 @@ def find_center(
         For mismatched shapes, NaN/inf, or a search range outside the detector.
     """
     return find_center_info(sinogram, angles, search, method)[0]
-
-
-def find_center_pair(proj_0: np.ndarray, proj_180: np.ndarray, upsample: int = 20) -> float:
-    """Centre of rotation from two projections half a turn apart (phase correlation).
-
-    ``proj_180`` mirrored left-right is ``proj_0`` shifted by ``2 c - (W - 1)`` columns;
-    the shift is measured by phase correlation with sub-pixel upsampling.
-
-    Parameters
-    ----------
-    proj_0, proj_180 : numpy.ndarray
-        ``(z, det)`` (or ``(det,)``) projections at ``theta`` and ``theta + pi``.
-    upsample : int
-        Sub-pixel precision ``1 / upsample``.
-
-    Returns
-    -------
-    float
-        0-based detector column of the rotation axis.
-    """
-    from skimage.registration import phase_cross_correlation
-
-    a = np.atleast_2d(np.asarray(proj_0, dtype=np.float64))
-    b = np.atleast_2d(np.asarray(proj_180, dtype=np.float64))
-    if a.shape != b.shape:
-        raise ValueError(f"projections differ in shape: {a.shape} vs {b.shape}")
-    shift, _, _ = phase_cross_correlation(a, b[:, ::-1], upsample_factor=upsample, normalization=None)
-    # a[j] = b_flipped[j - shift] = b[W - 1 - j + shift] and b[k] = a[2 c - k]
-    # -> a[j] = a[2 c - W + 1 + j - shift] -> c = (W - 1 + shift) / 2
-    return float((a.shape[1] - 1 + shift[-1]) / 2)
 
 
 def centre_scores(sinogram: np.ndarray, angles: np.ndarray, centres: np.ndarray,

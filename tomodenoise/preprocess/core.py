@@ -21,7 +21,7 @@ from .center import CenterMethod, find_center_info
 from .filters import remove_outliers, remove_rings
 from .flatfield import flat_dark_correct, minus_log
 
-__all__ = ["CENTER_ROWS", "Preprocessed", "preprocess"]
+__all__ = ["CENTER_ROWS", "Preprocessed", "center_rows", "preprocess"]
 
 log = logging.getLogger("tomodenoise.preprocess")
 
@@ -59,6 +59,7 @@ class Preprocessed:
 
 
 def center_rows(n_z: int, rows: int = CENTER_ROWS) -> slice:
+    """The central ``rows`` detector rows of ``n_z`` (all of them when there are no more)."""
     if n_z <= rows:
         return slice(0, n_z)
     start = (n_z - rows) // 2
@@ -163,87 +164,135 @@ def preprocess(
     check_detector_width(raw.n_det, raw.source, "projections", raw.projections.shape)
     check_angle_span(raw.angles, raw.source, "angles")
     info: dict[str, Any] = {"preprocessed_input": bool(raw.preprocessed), "log_min": float(log_min), "warnings": []}
-    proj = raw.projections
-    n_total = int(proj.size)
-    if raw.preprocessed:
-        if outliers is not None:
-            proj, n_out = remove_outliers(proj, outliers)
-            info["n_outliers"] = n_out
-        lines, n_clamped = np.asarray(proj, dtype=np.float32), 0
-        info["flat_dark"] = "none (input already line integrals)"
-    else:
-        if raw.flats is None:
-            if raw.darks is not None:
-                raise ScanError(raw.source, "flats", "flat fields to go with the dark fields", "darks only",
-                                hint="give the flat fields with input.flats")
-            med = float(np.median(proj[:: max(1, proj.shape[0] // 16)]))
-            if med > 2.0:
-                raise ScanError(raw.source, "flats", "flat fields to normalise raw counts (or projections that are "
-                                "transmission values around 0..1)", f"no flats and a median value of {med:.4g}",
-                                hint="give the flat and dark fields with input.flats and input.darks (a file, "
-                                     "folder or glob) when they are kept apart from the projections")
-            info["flat_dark"] = "none (input already transmission)"
-        else:
-            info["flat_dark"] = "mean flat and dark" if raw.darks is not None else "mean flat, no darks"
-            flat = raw.flats.mean(axis=0)
-            dark = raw.darks.mean(axis=0) if raw.darks is not None else np.zeros_like(flat)
-            n_bad = int(np.count_nonzero(~(flat > dark)))
-            info["n_bad_flat_pixels"] = n_bad
-            info["bad_flat_fraction"] = n_bad / float(flat.size)
-            if info["bad_flat_fraction"] > BAD_FLAT_FRACTION:  # the readers refuse these; RawScans built by hand
-                raise ScanError(raw.source, "flats", f"flat fields brighter than the darks over at least "
-                                f"{100 * (1 - BAD_FLAT_FRACTION):.0f} % of the detector",
-                                f"flat <= dark on {100 * info['bad_flat_fraction']:.1f} % of the pixels (mean flat "
-                                f"{float(flat.mean()):.4g}, mean dark {float(dark.mean()):.4g})",
-                                hint="check that flats and darks are not swapped (input.flats, input.darks)")
-        info["n_flats"] = 0 if raw.flats is None else int(raw.flats.shape[0])
-        info["n_darks"] = 0 if raw.darks is None else int(raw.darks.shape[0])
-        if outliers is not None:
-            proj, n_out = remove_outliers(proj, outliers)
-            info["n_outliers"] = n_out
-        trans = flat_dark_correct(proj, raw.flats, raw.darks)
-        lines, n_clamped = minus_log(trans, log_min)
-        del trans
-    info["n_clamped"] = int(n_clamped)
-    info["clamped_fraction"] = n_clamped / float(max(n_total, 1))
-    info["max_clamped_fraction"] = float(max_clamped_fraction)
-    if info["clamped_fraction"] > max_clamped_fraction:
-        raise _clamp_error(raw, int(n_clamped), n_total, max_clamped_fraction, log_min)
-    angles = np.asarray(raw.angles, dtype=np.float64)
-    order = angle_order(angles) if sort_angles else None
-    if order is None:
-        sino = np.ascontiguousarray(np.transpose(lines, (1, 0, 2)), dtype=np.float32)
-    else:
-        first = int(np.flatnonzero(np.diff(angles) < 0)[0]) + 1  # the first one below its predecessor
-        sino = np.take(np.transpose(lines, (1, 0, 2)), order, axis=1).astype(np.float32, copy=False)
-        angles = angles[order]
-        info["angles_sorted"] = True
-        info["projection_order"] = [int(i) for i in order]
-        _warn(info, f"{raw.source}: the {order.size} projection angles are not in order (projection {first} at "
-                    f"{np.rad2deg(raw.angles[first]):.4g} deg follows {np.rad2deg(raw.angles[first - 1]):.4g} deg): "
-                    "the projections are sorted by angle, and their acquisition order is kept in "
-                    "info['projection_order'] (the store's preprocess attributes)")
+    lines, n_clamped = _line_integrals(raw, log_min, outliers, info)
+    _check_clamped(raw, n_clamped, max_clamped_fraction, log_min, info)
+    sino, angles = _sinogram(raw, lines, sort_angles, info)
     del lines
     if rings is not None:
         sino = remove_rings(sino, int(rings))
         info["rings"] = f"column-profile median {int(rings)}"
-
     if center is None:
-        rows = center_rows(sino.shape[0])
-        sel = slice(None) if center_projections is None else np.asarray(center_projections)
-        c, cinfo = find_center_info(sino[rows][:, sel].mean(axis=0), angles[sel], center_search, center_method)
-        info.update(cinfo)
-        info["center_rows"] = [int(rows.start), int(rows.stop)]
-        if "center_warning" in cinfo:
-            info["warnings"].append(f"{raw.source}: centre of rotation {c:.2f}: {cinfo['center_warning']}")
+        c = _found_center(raw, sino, angles, center_search, center_method, center_projections, info)
     else:
-        c = float(center)
-        if not np.isfinite(c):
-            raise ValueError(f"center must be finite, got {center}")
-        if not 0 <= c <= sino.shape[2] - 1:
-            _warn(info, f"{raw.source}: the centre of rotation {c:.2f} given lies outside the detector "
-                        f"(0..{sino.shape[2] - 1})")
-        info["center_method"] = "given"
+        c = _given_center(raw, center, sino.shape[2], info)
     info["center"] = float(c)
     info["shape"] = [int(v) for v in sino.shape]
     return Preprocessed(sinogram=sino, angles=angles, center=float(c), n_clamped=int(n_clamped), info=info)
+
+
+def _line_integrals(raw: RawScan, log_min: float, outliers: float | None,
+                    info: dict[str, Any]) -> tuple[np.ndarray, int]:
+    """``(angle, z, det)`` line integrals of the scan and the number of values clamped before the -log.
+
+    Line integrals are taken as they are (outliers filtered in them); raw counts and
+    transmission values are checked against their fields (:func:`_check_fields`), filtered,
+    flat/dark corrected and -log transformed.
+    """
+    proj = raw.projections
+    if raw.preprocessed:
+        if outliers is not None:
+            proj, n_out = remove_outliers(proj, outliers)
+            info["n_outliers"] = n_out
+        info["flat_dark"] = "none (input already line integrals)"
+        return np.asarray(proj, dtype=np.float32), 0
+    _check_fields(raw, info)
+    if outliers is not None:
+        proj, n_out = remove_outliers(proj, outliers)
+        info["n_outliers"] = n_out
+    return minus_log(flat_dark_correct(proj, raw.flats, raw.darks), log_min)
+
+
+def _check_fields(raw: RawScan, info: dict[str, Any]) -> None:
+    """Refuse flat and dark fields that cannot normalise the projections; record them in ``info``.
+
+    Without flats the projections must already be transmission values (around 0..1) and
+    there must be no darks; with flats, they must be brighter than the darks over most of
+    the detector (the readers refuse the others; this catches RawScans built by hand).
+    """
+    proj = raw.projections
+    if raw.flats is None:
+        if raw.darks is not None:
+            raise ScanError(raw.source, "flats", "flat fields to go with the dark fields", "darks only",
+                            hint="give the flat fields with input.flats")
+        med = float(np.median(proj[:: max(1, proj.shape[0] // 16)]))
+        if med > 2.0:
+            raise ScanError(raw.source, "flats", "flat fields to normalise raw counts (or projections that are "
+                            "transmission values around 0..1)", f"no flats and a median value of {med:.4g}",
+                            hint="give the flat and dark fields with input.flats and input.darks (a file, "
+                                 "folder or glob) when they are kept apart from the projections")
+        info["flat_dark"] = "none (input already transmission)"
+    else:
+        info["flat_dark"] = "mean flat and dark" if raw.darks is not None else "mean flat, no darks"
+        flat = raw.flats.mean(axis=0)
+        dark = raw.darks.mean(axis=0) if raw.darks is not None else np.zeros_like(flat)
+        n_bad = int(np.count_nonzero(~(flat > dark)))
+        info["n_bad_flat_pixels"] = n_bad
+        info["bad_flat_fraction"] = n_bad / float(flat.size)
+        if info["bad_flat_fraction"] > BAD_FLAT_FRACTION:
+            raise ScanError(raw.source, "flats", f"flat fields brighter than the darks over at least "
+                            f"{100 * (1 - BAD_FLAT_FRACTION):.0f} % of the detector",
+                            f"flat <= dark on {100 * info['bad_flat_fraction']:.1f} % of the pixels (mean flat "
+                            f"{float(flat.mean()):.4g}, mean dark {float(dark.mean()):.4g})",
+                            hint="check that flats and darks are not swapped (input.flats, input.darks)")
+    info["n_flats"] = 0 if raw.flats is None else int(raw.flats.shape[0])
+    info["n_darks"] = 0 if raw.darks is None else int(raw.darks.shape[0])
+
+
+def _check_clamped(raw: RawScan, n_clamped: int, max_fraction: float, log_min: float,
+                   info: dict[str, Any]) -> None:
+    """Record the values clamped before the -log; refuse more than ``max_fraction`` of them."""
+    n_total = int(raw.projections.size)
+    info["n_clamped"] = int(n_clamped)
+    info["clamped_fraction"] = n_clamped / float(max(n_total, 1))
+    info["max_clamped_fraction"] = float(max_fraction)
+    if info["clamped_fraction"] > max_fraction:
+        raise _clamp_error(raw, int(n_clamped), n_total, max_fraction, log_min)
+
+
+def _sinogram(raw: RawScan, lines: np.ndarray, sort_angles: bool,
+              info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``(z, angle, det)`` float32 sinograms of the ``(angle, z, det)`` line integrals, and their angles.
+
+    With ``sort_angles`` the projections of angles that are not monotonic are sorted, with a
+    warning, and their acquisition order goes to ``info["projection_order"]``.
+    """
+    angles = np.asarray(raw.angles, dtype=np.float64)
+    order = angle_order(angles) if sort_angles else None
+    if order is None:
+        return np.ascontiguousarray(np.transpose(lines, (1, 0, 2)), dtype=np.float32), angles
+    first = int(np.flatnonzero(np.diff(angles) < 0)[0]) + 1  # the first one below its predecessor
+    sino = np.take(np.transpose(lines, (1, 0, 2)), order, axis=1).astype(np.float32, copy=False)
+    info["angles_sorted"] = True
+    info["projection_order"] = [int(i) for i in order]
+    _warn(info, f"{raw.source}: the {order.size} projection angles are not in order (projection {first} at "
+                f"{np.rad2deg(raw.angles[first]):.4g} deg follows {np.rad2deg(raw.angles[first - 1]):.4g} deg): "
+                "the projections are sorted by angle, and their acquisition order is kept in "
+                "info['projection_order'] (the store's preprocess attributes)")
+    return sino, angles[order]
+
+
+def _found_center(raw: RawScan, sino: np.ndarray, angles: np.ndarray, search: float, method: CenterMethod,
+                  projections: np.ndarray | None, info: dict[str, Any]) -> float:
+    """The centre of rotation found on the mean sinogram of the central rows (:func:`center_rows`),
+    on ``projections`` only when given; the search's record goes to ``info``."""
+    rows = center_rows(sino.shape[0])
+    sel = slice(None) if projections is None else np.asarray(projections)
+    c, cinfo = find_center_info(sino[rows][:, sel].mean(axis=0), angles[sel], search, method)
+    info.update(cinfo)
+    info["center_rows"] = [int(rows.start), int(rows.stop)]
+    if "center_warning" in cinfo:
+        info["warnings"].append(f"{raw.source}: centre of rotation {c:.2f}: {cinfo['center_warning']}")
+    return c
+
+
+def _given_center(raw: RawScan, center: float, n_det: int, info: dict[str, Any]) -> float:
+    """The centre of rotation given, checked: finite (else ``ValueError``), and a warning when
+    it lies outside the detector."""
+    c = float(center)
+    if not np.isfinite(c):
+        raise ValueError(f"center must be finite, got {center}")
+    if not 0 <= c <= n_det - 1:
+        _warn(info, f"{raw.source}: the centre of rotation {c:.2f} given lies outside the detector "
+                    f"(0..{n_det - 1})")
+    info["center_method"] = "given"
+    return c
