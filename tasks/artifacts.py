@@ -1,17 +1,21 @@
 """What a pipeline run shows in the Prefect UI: the report, the output location, progress.
 
-``publish_report`` reads what :func:`tomodenoise.pipeline.report` wrote under
-``<store>/report/`` and publishes two artifacts for the current flow run:
+``publish_report`` publishes two artifacts for the current flow run from what
+:func:`tomodenoise.pipeline.report` wrote under ``<store>/report/``:
 
-- ``report-<scan-id>`` (Markdown): the metrics table (PSNR/SSIM of FBP and denoised when a
-  reference was given, the noise estimate, the seconds of each stage) and the preview PNGs.
-  Prefect's UI renders Markdown images through its own renderer (``PMarkdownRenderer``:
-  an ``<img src=...>`` straight from the token, no URL allow-list), so the previews are
-  embedded as downscaled ``data:image/png;base64`` URIs; the artifact stays under
-  ``MAX_EMBED_BYTES`` and previews beyond that budget are listed by path instead.
+- ``report-<scan-id>`` (Markdown): the report page of :func:`tomodenoise.report.report_markdown`,
+  the same figures as report.md and the console (quality verdict first, PSNR/SSIM with a
+  reference, per time step and per channel, the noise estimate, the quality check, the seconds
+  of each stage) and the pictures. Prefect's UI renders Markdown images through its own renderer
+  (``PMarkdownRenderer``: an ``<img src=...>`` straight from the token, no URL allow-list), so
+  the pictures are embedded as downscaled ``data:image/png;base64`` URIs; the artifact stays under
+  ``MAX_EMBED_BYTES`` and pictures beyond that budget are listed by path instead.
 - ``store-<scan-id>`` (link): ``data`` is the absolute output folder ``<output.root>/<scan_id>``,
   a plain path string that API clients read to find the outputs.
 
+``publish_centre_preview`` publishes ``centre-<scan-id>``: the centre of rotation to check before
+the long work (:func:`tomodenoise.report.centre_preview_markdown`). The keys are
+:func:`tomodenoise.api.artifact_key`'s (a data-management system reads them).
 ``ChunkProgress`` is a progress artifact advanced by the flow as chunks complete. Call it
 from the flow (the process that has the flow run context), never from a Dask worker.
 
@@ -20,13 +24,10 @@ Artifacts are for people: a failure to publish one is logged and never fails the
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 from prefect.artifacts import (
@@ -36,8 +37,10 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-PREVIEW_WIDTH = 400  # pixels; previews are downscaled to this width before embedding
-MAX_EMBED_BYTES = 900_000  # total base64 of embedded previews (keeps the artifact < ~1 MB)
+from tomodenoise.api import artifact_key
+from tomodenoise.report import MAX_EMBED_BYTES, centre_preview_markdown, report_markdown
+
+__all__ = ["ChunkProgress", "publish_centre_preview", "publish_report", "run_logger", "tag_quality"]
 
 
 def run_logger(fallback: str = "tomodenoise.artifacts") -> logging.Logger | logging.LoggerAdapter:
@@ -48,57 +51,6 @@ def run_logger(fallback: str = "tomodenoise.artifacts") -> logging.Logger | logg
         return get_run_logger()
     except Exception:  # outside a flow or task run
         return logging.getLogger(fallback)
-
-
-def artifact_key(prefix: str, name: str) -> str:
-    """``<prefix>-<name>`` with the name in lowercase ASCII letters, digits and dashes."""
-    key = "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in name.lower()).strip("-")
-    return f"{prefix}-{key or 'scan'}"
-
-
-def _fmt(value: Any, spec: str = ".2f") -> str:
-    if value is None:
-        return "n/a"
-    try:
-        return format(float(value), spec)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _png_data_uri(path: Path, width: int = PREVIEW_WIDTH) -> str:
-    """The PNG at ``path`` downscaled to ``width`` pixels (never up), as a data URI."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        if img.width > width:
-            img = img.resize((width, max(1, round(img.height * width / img.width))), Image.LANCZOS)
-        buf = io.BytesIO()
-        img.save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-CENTRE_PREVIEW_WIDTH = 1100  # pixels: the centre preview is a wide grid; narrower hides its differences
-
-
-def centre_preview_markdown(png: str | Path) -> str:
-    """The centre-of-rotation artifact's Markdown: the numbers, the remedy and the embedded
-    ``report/preview_centre.png`` (:func:`tomodenoise.preview.store_preview`)."""
-    path = Path(png).resolve()
-    sidecar = path.with_suffix(".json")
-    info = json.loads(sidecar.read_text()) if sidecar.exists() else {}
-    uri = _png_data_uri(path, CENTRE_PREVIEW_WIDTH)
-    if len(uri) > MAX_EMBED_BYTES:
-        uri = _png_data_uri(path, 2 * PREVIEW_WIDTH)
-    centre = _fmt(info.get("center"))
-    lines = [f"# Centre of rotation: {path.parent.parent.name}", "",
-             f"Centre **{centre}** ({info.get('center_method', 'n/a')}); the score curve's minimum "
-             f"{_fmt(info.get('curve_minimum'))}. The red panel should be the sharpest, and the curve's "
-             "minimum at the red line.", "",
-             "Wrong centre? Rerun with `--set preprocess.center=<value>` (e.g. the sharpest panel's centre): "
-             "before the long work, not after it.", "",
-             f"![centre preview]({uri})", "", f"`{path}`", ""]
-    return "\n".join(lines)
 
 
 def publish_centre_preview(png: str | Path | None) -> None:
@@ -114,57 +66,13 @@ def publish_centre_preview(png: str | Path | None) -> None:
         run_logger().warning("could not publish the centre preview artifact: %s", exc)
 
 
-def report_markdown(store_root: str | Path, max_embed_bytes: int = MAX_EMBED_BYTES) -> str:
-    """The report artifact's Markdown, built from ``<store>/report/`` (metrics.json, previews)."""
-    root = Path(store_root).resolve()
-    report_dir = root / "report"
-    m = json.loads((report_dir / "metrics.json").read_text())
-    fbp, den = m.get("fbp", {}), m.get("denoised", {})
-    lines = [f"# tomodenoise report: {root.name}", "", "| metric | FBP | denoised |", "|---|---|---|"]
-    for key in ("psnr", "ssim"):
-        if key in fbp or key in den:
-            spec = ".2f" if key == "psnr" else ".3f"
-            lines.append(f"| {key.upper()} | {_fmt(fbp.get(key), spec)} | {_fmt(den.get(key), spec)} |")
-    if "noise_std_estimate" in fbp:
-        lines.append(f"| noise std (estimated from the splits) | {_fmt(fbp['noise_std_estimate'], '.4g')} | |")
-    if den.get("best_val_loss") is not None:
-        lines.append(f"| best N2I validation loss | | {_fmt(den['best_val_loss'], '.4g')} |")
-    if "psnr" not in fbp:
-        lines += ["", "No reference given: PSNR/SSIM not computed."]
-    from tomodenoise.quality.report import quality_markdown
-
-    q = m.get("quality") or {}
-    if q:  # the verdict first in the UI: a result below baseline is held back by its readers
-        lines[1:1] = ["", f"**quality: {q.get('status', 'ok')}**"]
-        lines += [""] + quality_markdown(q)
-    stages = {k: v for k, v in (m.get("stages") or {}).items()}
-    if stages:
-        lines += ["", "| stage | seconds |", "|---|---|"]
-        lines += [f"| {name} | {_fmt(sec, '.1f')} |" for name, sec in stages.items()]
-        total = sum(float(s) for s in stages.values() if isinstance(s, (int, float)))
-        lines.append(f"| **total** | **{total:.1f}** |")
-    pngs = sorted(report_dir.glob("preview_z*.png"))
-    if pngs:
-        lines += ["", "## Previews", "", "FBP | denoised | difference (FBP - denoised)", ""]
-        used = 0
-        for png in pngs:
-            uri = _png_data_uri(png)
-            if used + len(uri) > max_embed_bytes:
-                lines += [f"- `{png}` (not embedded: the report is at its size limit)", ""]
-                continue
-            used += len(uri)
-            lines += [f"![{png.stem}]({uri})", ""]
-    lines += ["", f"Output store: `{root}`", ""]
-    return "\n".join(lines)
-
-
 def publish_report(store_root: str) -> None:
     """Publish the report (Markdown) and output location (link) artifacts of a scan store."""
     root = Path(store_root).resolve()
     log = run_logger()
     try:
-        create_markdown_artifact(markdown=report_markdown(root), key=artifact_key("report", root.name),
-                                 description=f"tomodenoise report: {root.name}")
+        create_markdown_artifact(markdown=report_markdown(root, embed_bytes=MAX_EMBED_BYTES),
+                                 key=artifact_key("report", root.name), description=f"tomodenoise report: {root.name}")
     except Exception as exc:  # pragma: no cover - the report files exist once pipeline.report ran
         log.warning("could not publish the report artifact: %s", exc)
     tag_quality(root)
@@ -219,10 +127,6 @@ class ChunkProgress:
 
     def _percent(self) -> float:
         return 100.0 if self.total == 0 else min(100.0, 100.0 * self.done / self.total)
-
-    @property
-    def percent(self) -> float:
-        return self._percent()
 
     def advance(self, n: int = 1) -> float:
         """Count ``n`` more chunks done; returns the percentage."""

@@ -49,6 +49,7 @@ from urllib.parse import quote
 
 import httpx
 
+from tomodenoise.config import parse_sets
 from tomodenoise.paths import PathNotAllowed, confine, input_roots
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "Client",
     "PathNotAllowed",
     "RetryTransport",
+    "artifact_key",
     "main",
     "send_with_retries",
     "scan_resource_id",
@@ -90,10 +92,16 @@ def scan_resource_id(path: str) -> str:
     return "tomodenoise.scan." + hashlib.sha256(path.encode("utf-8")).hexdigest()[:16]
 
 
+def artifact_key(prefix: str, name: str) -> str:
+    """The key of a run's artifact: ``<prefix>-<name>`` with the name in lowercase ASCII letters,
+    digits and dashes (``report-<scan-id>``, ``store-<scan-id>``, ``centre-<scan-id>``)."""
+    key = "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in name.lower()).strip("-")
+    return f"{prefix}-{key or 'scan'}"
+
+
 def store_artifact_key(scan_id: str) -> str:
-    """The key of a run's store link artifact: ``store-<scan-id>`` in lowercase ASCII letters, digits, dashes."""
-    key = "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in scan_id.lower()).strip("-")
-    return STORE_ARTIFACT_PREFIX + (key or "scan")
+    """The key of a run's store link artifact: ``store-<scan-id>`` (:func:`artifact_key`)."""
+    return artifact_key(STORE_ARTIFACT_PREFIX.rstrip("-"), scan_id)
 
 
 def _basic_auth_header(auth: str) -> str:
@@ -406,33 +414,6 @@ class Client:
 
 
 # --- command line -------------------------------------------------------------------------------
-def _parse_sets(items: Sequence[str] | None) -> dict[str, Any]:
-    """``["train.epochs=5", "splits.k=4"]`` -> ``{"train": {"epochs": 5}, "splits": {"k": 4}}``.
-
-    Values are read as JSON, else as YAML (as ``tomodenoise run --set`` does), else kept as text.
-    """
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        parts = key.strip().split(".")
-        if not sep or not all(parts):
-            raise SystemExit(f"--set expects section.key=value, got {item!r}")
-        try:  # JSON first, so that 1e-3 is a number (YAML 1.1 reads it as a string)
-            value = json.loads(raw)
-        except ValueError:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        node = out
-        for p in parts[:-1]:
-            nxt = node.setdefault(p, {})
-            if not isinstance(nxt, dict):
-                raise SystemExit(f"--set {key}: {p!r} was already given a value")
-            node = nxt
-        node[parts[-1]] = value
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m tomodenoise.api",
@@ -461,14 +442,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with Client(args.api_url, timeout=args.timeout) as api:
             if args.cmd == "start":
-                run_id = api.start_run(args.scan, _parse_sets(args.set), deployment=args.deployment,
+                run_id = api.start_run(args.scan, parse_sets(args.set), deployment=args.deployment,
                                        idempotency_key=args.idempotency_key)
                 if args.wait is None:
                     print(run_id)
                     return 0
                 run = api.wait(run_id, args.wait)
             elif args.cmd == "event":
-                print(api.post_scan_completed(args.scan, _parse_sets(args.set)))
+                print(api.post_scan_completed(args.scan, parse_sets(args.set)))
                 return 0
             else:
                 run = api.wait(args.run_id, args.wait) if args.wait is not None else api.get_run(args.run_id)

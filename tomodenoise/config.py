@@ -1,22 +1,40 @@
 """The one configuration tree of a tomodenoise run.
 
-Every section is a strict pydantic model (unknown keys are errors), the whole tree
-round-trips through YAML, and it is stored with every checkpoint and in the scan store's
-attributes. Factory functions build common variants (``demo_config``, ``bench_config``).
+Every section is a strict pydantic model (unknown keys are errors; a removed setting is an
+error that says so), the whole tree round-trips through YAML, and it is stored with every
+checkpoint and in the scan store's attributes. ``demo_config`` builds the demo's variant;
+``apply_sets`` and ``parse_sets`` read ``--set section.key=value`` overrides.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 from collections.abc import Sequence
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+__all__ = ["ChannelConfig", "ComputeConfig", "InferenceConfig", "InputConfig", "ModelConfig", "OutputConfig",
+           "PreprocessConfig", "ReconConfig", "RunConfig", "SplitConfig", "TimeConfig", "TrainConfig",
+           "apply_sets", "demo_config", "parse_sets"]
+
 
 class _Strict(BaseModel):
+    """A section: unknown keys are errors; a key of ``removed`` is an error that says why it went."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    #: Settings that were removed: key -> what replaces it, one sentence with the key's full name.
+    removed: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_removed(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in sorted(set(data) & set(cls.removed)):
+                raise ValueError(cls.removed[key])
+        return data
 
 
 class InputConfig(_Strict):
@@ -76,8 +94,11 @@ class ChannelConfig(_Strict):
 class SplitConfig(_Strict):
     """How projections are divided into K sets with independent noise."""
 
+    removed: ClassVar[dict[str, str]] = {
+        "scheme": "splits.scheme was removed and had no effect (the splits are always interlaced: split j holds "
+                  "angles j, j+k, j+2k, ...): delete it from the configuration"}
+
     k: int = Field(4, ge=2, le=64)
-    scheme: Literal["interlaced"] = "interlaced"
 
 
 class ReconConfig(_Strict):
@@ -93,9 +114,9 @@ class ReconConfig(_Strict):
     @field_validator("filter")
     @classmethod
     def _known_filter(cls, v: str) -> str:
-        from .recon import _normalise_filter
+        from .recon.checks import normalise_filter
 
-        return _normalise_filter(v)
+        return normalise_filter(v)
 
 
 class ModelConfig(_Strict):
@@ -259,12 +280,6 @@ class RunConfig(_Strict):
                              f"its parameters: {', '.join(sorted(known))}")
         return v
 
-    @model_validator(mode="after")
-    def _check(self) -> "RunConfig":
-        if self.train.strategy == "1:X" and self.splits.k < 2:
-            raise ValueError("strategy 1:X needs k >= 2")
-        return self
-
     def with_overrides(self, overrides: dict[str, Any] | None) -> "RunConfig":
         """A new, re-validated configuration with nested ``overrides`` merged in.
 
@@ -298,20 +313,55 @@ class RunConfig(_Strict):
         return path
 
 
-def apply_sets(cfg: RunConfig, sets: Sequence[str]) -> RunConfig:
-    """Apply ``a.b=value`` overrides (values parsed as YAML) and re-validate strictly."""
+def _parse_set(item: str) -> tuple[list[str], Any]:
+    """``"train.lr=1e-3"`` -> ``(["train", "lr"], 0.001)``: the value read as JSON, else as YAML
+    (JSON first, so that 1e-3 is a number, which YAML 1.1 reads as text); empty is null."""
+    key, sep, raw = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise SystemExit(f"--set expects section.key=value, got {item!r}")
+    try:
+        return parts, json.loads(raw)
+    except ValueError:
+        pass
+    try:
+        return parts, yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise SystemExit(f"--set {item!r}: the value is neither JSON nor YAML "
+                         f"({getattr(exc, 'problem', None) or exc})") from None
+
+
+def parse_sets(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["train.epochs=5", "splits.k=4"]`` -> ``{"train": {"epochs": 5}, "splits": {"k": 4}}``: the
+    nested overrides of ``--set`` options (e.g. for :meth:`RunConfig.with_overrides` on the worker).
+
+    Not validated here (the client that sends them may not have the configuration the run uses);
+    SystemExit on an item that is not ``section.key=value`` or that sets inside a value given before.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        parts, value = _parse_set(item)
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise SystemExit(f"--set {item}: {p!r} was already given a value")
+        node[parts[-1]] = value
+    return out
+
+
+def apply_sets(cfg: RunConfig, sets: Sequence[str] | None) -> RunConfig:
+    """``cfg`` with ``--set section.key=value`` overrides (values read as :func:`parse_sets` does),
+    re-validated strictly. Each item sets one value: ``model.params.depth=5`` keeps the other params."""
     data = cfg.model_dump(mode="json")
-    for item in sets:
-        if "=" not in item:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
+    for item in sets or []:
+        parts, value = _parse_set(item)
         node = data
-        parts = key.split(".")
         for p in parts[:-1]:
             if not isinstance(node.get(p), dict):
-                raise SystemExit(f"--set {key}: {p!r} is not a configuration section")
+                raise SystemExit(f"--set {item}: {p!r} is not a configuration section")
             node = node[p]
-        node[parts[-1]] = yaml.safe_load(value)
+        node[parts[-1]] = value
     return RunConfig.model_validate(data)
 
 

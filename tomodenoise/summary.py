@@ -1,4 +1,5 @@
-"""One line per pipeline stage for the console: what was done, how long it took, where it went.
+"""The console's summaries: one line per pipeline stage (what was done, how long it took, where
+it went) and the run's figures at the end (:func:`metrics_table`).
 
 The lines are built from what each stage recorded in the store (``ScanStore.mark_stage``), so
 the flow and the plain pipeline print the same, and a stage skipped because its result is
@@ -8,14 +9,17 @@ current says so.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
 from .io.store import ScanStore
 from .logs import summary
+from .report import metrics_lines
+
+__all__ = ["log_stage", "metrics_table", "stage_line"]
 
 log = logging.getLogger("tomodenoise.stages")
 
@@ -88,32 +92,6 @@ def log_stage(store: ScanStore, stage: str, since: float | None = None) -> None:
 
 
 def metrics_table(metrics: dict[str, Any]) -> str:
-    """The metrics of one run as a small Markdown table (what ``tomodenoise run`` prints)."""
-    fbp, den = metrics.get("fbp", {}), metrics.get("denoised", {})
-    lines = ["| metric | FBP | denoised |", "|---|---|---|"]
-    for key, spec in (("psnr", ".2f"), ("ssim", ".3f")):
-        if key in fbp or key in den:
-            f = lambda v: "n/a" if v is None else format(v, spec)  # noqa: E731
-            lines.append(f"| {key.upper()} | {f(fbp.get(key))} | {f(den.get(key))} |")
-    if "psnr_mean_over_channels" in fbp:
-        lines.append(f"| PSNR, mean over channels | {fbp['psnr_mean_over_channels']:.2f} | "
-                     f"{den['psnr_mean_over_channels']:.2f} |")
-    for key, what in (("per_time", "time"), ("per_channel", "channel")):
-        rows = metrics.get(key) or []
-        if rows:
-            lo = min(rows, key=lambda e: e["denoised_psnr"] - e["fbp_psnr"])
-            hi = max(rows, key=lambda e: e["denoised_psnr"] - e["fbp_psnr"])
-            lines.append(f"| PSNR gain per {what} ({len(rows)}) | | {lo['denoised_psnr'] - lo['fbp_psnr']:+.2f} to "
-                         f"{hi['denoised_psnr'] - hi['fbp_psnr']:+.2f} dB |")
-    if fbp.get("noise_std_estimate") is not None:
-        lines.append(f"| noise std (from the splits) | {fbp['noise_std_estimate']:.4g} | |")
-    if den.get("best_val_loss") is not None:
-        lines.append(f"| best N2I validation loss | | {den['best_val_loss']:.4g} |")
-    if "psnr" not in fbp:
-        lines.append("(no reference given: PSNR/SSIM need a clean volume, --reference)")
-    q = metrics.get("quality")
-    if q:
-        from .quality.report import headline, quality_rows
-
-        lines += ["", headline(q), "", "| quality check | |", "|---|---|"] + quality_rows(q)
-    return "\n".join(lines)
+    """The figures of one run (its ``metrics.json``) for the console, as ``report.md`` and the UI
+    show them (:func:`tomodenoise.report.metrics_lines`): what ``tomodenoise run`` prints."""
+    return "\n".join(metrics_lines(metrics))

@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.artifacts import ChunkProgress, artifact_key, publish_report, report_markdown
+from tasks.artifacts import ChunkProgress, publish_report
+from tomodenoise.api import artifact_key
+from tomodenoise.report import MAX_EMBED_BYTES, report_markdown
 
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "test-output" / "ui"
@@ -61,7 +63,7 @@ def test_artifact_key():
 
 def test_report_markdown_embeds_downscaled_previews_within_budget(tmp_path):
     store = _fake_store(tmp_path / "foam", previews=3)
-    md = report_markdown(store)
+    md = report_markdown(store, embed_bytes=MAX_EMBED_BYTES)
     assert "| PSNR | 13.57 | 21.25 |" in md and "| SSIM | 0.610 | 0.820 |" in md
     assert "noise std" in md and "| train | 3.5 |" in md and "| **total** | **4.9** |" in md
     assert md.count("](data:image/png;base64,") == 3
@@ -72,10 +74,10 @@ def test_report_markdown_embeds_downscaled_previews_within_budget(tmp_path):
 
     uri = md.split("](data:image/png;base64,", 1)[1].split(")", 1)[0]
     assert Image.open(io.BytesIO(base64.b64decode(uri))).size == (400, 143)  # downscaled
-    small = report_markdown(store, max_embed_bytes=len(uri) + 100)  # room for one preview
+    small = report_markdown(store, embed_bytes=len(uri) + 100)  # room for one preview
     assert small.count("](data:image/png;base64,") == 1
     assert small.count("not embedded") == 2 and str(store / "report" / "preview_z0002.png") in small
-    no_ref = report_markdown(_fake_store(tmp_path / "real", previews=0, reference=False))
+    no_ref = report_markdown(_fake_store(tmp_path / "real", previews=0, reference=False), embed_bytes=MAX_EMBED_BYTES)
     assert "| PSNR |" not in no_ref and "No reference given" in no_ref and "noise std" in no_ref
 
 
@@ -96,9 +98,8 @@ def test_publish_report_and_progress_on_real_server(prefect_server_settings, tmp
     def publish(store_root: str, chunks: int) -> str:
         publish_report(store_root)
         progress = ChunkProgress(chunks, "unit-test chunks")
-        for _ in range(3):
-            progress.advance()
-        assert progress.percent == pytest.approx(100 * 3 / chunks)
+        percents = [progress.advance() for _ in range(3)]
+        assert percents[-1] == pytest.approx(100 * 3 / chunks)
         return str(progress.artifact_id)
 
     progress_id = publish(str(store), 7)

@@ -12,8 +12,8 @@ import pytest
 from tomodenoise.api import (
     ApiError,
     Client,
+    artifact_key,
     _link_target,
-    _parse_sets,
     main,
     scan_resource_id,
     store_artifact_key,
@@ -227,10 +227,7 @@ def test_helpers():
     assert store_artifact_key("Scan_0042.v2") == "store-scan-0042-v2"
     assert _link_target("[text](/out/a b)") == "/out/a b"
     assert _link_target("/out/a") == "/out/a"
-    assert _parse_sets(["train.epochs=5", "train.lr=1e-3", "input.scan_id=abc"]) == {
-        "train": {"epochs": 5, "lr": 1e-3}, "input": {"scan_id": "abc"}}
-    with pytest.raises(SystemExit):
-        _parse_sets(["epochs"])
+    assert artifact_key("report", "Scan_0042.v2") == "report-scan-0042-v2"
 
 
 def test_cli_reports_errors(monkeypatch, capsys):

@@ -48,3 +48,26 @@ def test_demo_config_overrides_are_validated():
         demo_config(train={"epochs": 0})
     with pytest.raises(ValueError):
         demo_config(trian={"epochs": 5})
+
+
+def test_a_removed_setting_is_an_error_that_says_so():
+    with pytest.raises(ValidationError, match="splits.scheme was removed and had no effect"):
+        RunConfig.from_yaml("splits:\n  k: 4\n  scheme: interlaced\n")
+    assert "scheme" not in RunConfig().model_dump()["splits"]
+
+
+def test_set_overrides_parse_once_for_the_cli_and_the_api():
+    from tomodenoise.config import apply_sets, parse_sets
+
+    assert parse_sets(["train.epochs=5", "train.lr=1e-3", "input.scan_id=abc", "train.patch_size=null"]) == {
+        "train": {"epochs": 5, "lr": 1e-3, "patch_size": None}, "input": {"scan_id": "abc"}}
+    for bad in (["epochs"], ["train.=3"], ["train=5", "train.epochs=3"]):
+        with pytest.raises(SystemExit):
+            parse_sets(bad)
+    base = RunConfig(model={"name": "msd", "params": {"depth": 10, "width": 2}})
+    cfg = apply_sets(base, ["model.params.depth=5", "train.lr=1e-3", "splits.k=3"])
+    assert cfg.model.params == {"depth": 5, "width": 2} and cfg.train.lr == 1e-3 and cfg.splits.k == 3
+    with pytest.raises(SystemExit, match="not a configuration section"):
+        apply_sets(RunConfig(), ["train.epochs.x=1"])
+    with pytest.raises(ValidationError):
+        apply_sets(RunConfig(), ["train.nonsense=1"])

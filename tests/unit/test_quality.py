@@ -107,7 +107,7 @@ def test_a_trained_network_on_foam_passes(tmp_path):
 def test_the_ui_report_and_console_table_carry_the_verdict(tmp_path):
     import json
 
-    from tasks.artifacts import report_markdown
+    from tomodenoise.report import report_markdown
     from tomodenoise.summary import metrics_table
 
     h = {"network": 3e-6, "input": 3.3e-6, "gaussian": 2.5e-6, "gaussian_sigma": 3.3, "gain_over_gaussian_db": None,
@@ -117,8 +117,41 @@ def test_the_ui_report_and_console_table_carry_the_verdict(tmp_path):
     metrics = {"fbp": {"noise_std_estimate": 1e-3}, "denoised": {}, "quality": q}
     (tmp_path / "report").mkdir()
     (tmp_path / "report" / "metrics.json").write_text(json.dumps(metrics))
-    md = report_markdown(tmp_path)
+    md = report_markdown(tmp_path)  # report.md; the UI's artifact is the same page with the pictures embedded
     assert "**quality: below_baseline**" in md.splitlines()[2]  # first thing under the title
     assert "QUALITY BELOW BASELINE" in md and "edge gradient kept 0.51 < 0.7" in md and "Remedy:" in md
     table = metrics_table(metrics)
     assert "QUALITY BELOW BASELINE" in table and "| edge gradient kept (>= 0.7) | 0.51 |" in table
+
+
+def test_console_report_md_and_ui_show_the_same_figures_per_time_step_and_channel(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from tomodenoise.report import MAX_EMBED_BYTES, metrics_lines, report_markdown
+    from tomodenoise.summary import metrics_table
+
+    metrics = {"fbp": {"psnr": 20.0, "ssim": 0.5, "psnr_mean_over_channels": 19.0, "noise_std_estimate": 0.01},
+               "denoised": {"psnr": 25.0, "ssim": 0.8, "psnr_mean_over_channels": 24.5, "best_val_loss": 0.02},
+               "per_time": [{"time": 0.5, "fbp_psnr": 20.1, "denoised_psnr": 24.0},
+                            {"time": 1.5, "fbp_psnr": 19.9, "denoised_psnr": 26.0}],
+               "per_channel": [{"channel": 3.25, "fbp_psnr": 18.0, "denoised_psnr": 23.5}],
+               "stages": {"ingest": 1.0, "train": 2.5}, "quality": {"status": "ok", "heldout": None}}
+    report = tmp_path / "scan" / "report"
+    report.mkdir(parents=True)
+    (report / "metrics.json").write_text(json.dumps(metrics))
+    for name in ("preview_z0000.png", "time_strip.png"):
+        Image.new("RGB", (40, 20)).save(report / name)
+    lines = metrics_lines(metrics)
+    assert lines[0] == "**quality: ok**"  # the verdict first
+    for row in ("| 0.5 | 20.10 | 24.00 |", "| 1.5 | 19.90 | 26.00 |", "| 3.25 | 18.00 | 23.50 |",
+                "| PSNR gain per time step (2) | | +3.90 to +6.10 dB |", "| SSIM | 0.500 | 0.800 |",
+                "| PSNR, mean over channels | 19.00 | 24.50 |", "| **total** | **3.5** |"):
+        assert row in lines, row
+    md, ui = report_markdown(report.parent), report_markdown(report.parent, embed_bytes=MAX_EMBED_BYTES)
+    assert metrics_table(metrics) == "\n".join(lines)
+    for page in (md, ui):
+        assert page.splitlines()[2:2 + len(lines)] == lines
+    assert "![preview_z0000](preview_z0000.png)" in md and "![time_strip](time_strip.png)" in md
+    assert ui.count("](data:image/png;base64,") == 2 and "Output store:" in ui and "Output store:" not in md

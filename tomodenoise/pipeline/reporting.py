@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from ..config import RunConfig
 from ..io.store import ScanStore
-from ..quality.report import below_baseline_message, quality_markdown
+from ..quality.report import below_baseline_message
+from ..report import report_markdown, spectrum_pixels, write_grid, write_previews, write_spectra
 from .keys import scan_id_for
 from .reconstruction import load_splits, volume_shape
 
@@ -52,7 +53,6 @@ def report(store: ScanStore, cfg: RunConfig, reference: np.ndarray | None = None
     ``(time, channel, z, y, x)`` for dynamic and XRD-CT scans.
     """
     from .. import metrics
-    from ..report import write_previews
 
     shape = volume_shape(store)
     nt, nc, nz = shape
@@ -104,7 +104,7 @@ def report(store: ScanStore, cfg: RunConfig, reference: np.ndarray | None = None
     else:
         pngs = write_previews(store.report_dir, fbp, den, n=cfg.output.previews, title=title)
     pngs += _modality_plots(store, ds, fbp5, den5, ref5, title)
-    (store.report_dir / "report.md").write_text(_markdown(store, out, pngs))
+    (store.report_dir / "report.md").write_text(report_markdown(store.root))  # what the console and the UI show
     store.mark_stage("report", previews=[p.name for p in pngs], quality=out["quality"].get("status"))
     loud = below_baseline_message(out["quality"])
     if loud:
@@ -156,8 +156,6 @@ def _picks(n: int, m: int = 4) -> list[int]:
 
 def _modality_plots(store: ScanStore, ds: Any, fbp5: np.ndarray, den5: np.ndarray, ref5: np.ndarray | None,
                     title: str) -> list[Path]:
-    from ..report import spectrum_pixels, write_grid, write_spectra
-
     nt, nc, nz = fbp5.shape[:3]
     zm = nz // 2
     paths = []
@@ -186,20 +184,3 @@ def _modality_plots(store: ScanStore, ds: Any, fbp5: np.ndarray, den5: np.ndarra
         paths.append(write_grid(store.report_dir / "channel_maps.png", rows, [f"{chan[c]:.3g}" for c in cs],
                                 title=f"{title}: channels ({label}), slice {zm}"))
     return paths
-
-
-def _markdown(store: ScanStore, m: dict[str, Any], pngs: Iterable[Path]) -> str:
-    lines = [f"# tomodenoise report: {store.root.name}", "", "| | FBP | denoised |", "|---|---|---|"]
-    for key in ("psnr", "ssim", "psnr_mean_over_channels"):
-        if key in m["fbp"]:
-            lines.append(f"| {key.upper() if key in ('psnr', 'ssim') else 'PSNR, mean over channels'} | "
-                         f"{m['fbp'][key]:.2f} | {m['denoised'][key]:.2f} |")
-    lines.append(f"| noise std (estimated from splits) | {m['fbp']['noise_std_estimate']:.4g} | |")
-    for key, what in (("per_time", "time"), ("per_channel", "channel")):
-        if key in m:
-            lines += ["", f"PSNR per {what} (dB):", "", f"| {what} | FBP | denoised |", "|---|---|---|"]
-            lines += [f"| {e[what]:.4g} | {e['fbp_psnr']:.2f} | {e['denoised_psnr']:.2f} |" for e in m[key]]
-    lines += [""] + quality_markdown(m.get("quality") or {})
-    lines += ["", "Previews:", ""]
-    lines += [f"![{p.stem}]({p.name})" for p in pngs]
-    return "\n".join(lines) + "\n"

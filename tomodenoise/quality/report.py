@@ -1,15 +1,22 @@
-"""The quality section of a run, as Markdown (report.md, the UI artifact, the console table)
-and as the loud warning a run below baseline ends with. One renderer for all of them."""
+"""The quality section of a run, as Markdown (in the figures of :func:`tomodenoise.report.metrics_lines`:
+report.md, the UI artifact, the console table) and as the loud warning a run below baseline ends
+with. One renderer for all of them."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["below_baseline_message", "headline", "quality_markdown", "quality_rows"]
+__all__ = ["below_baseline_message", "fmt", "headline", "quality_markdown", "quality_rows"]
 
 
-def _f(v: Any, spec: str) -> str:
-    return "n/a" if v is None else format(float(v), spec)
+def fmt(value: Any, spec: str = ".2f") -> str:
+    """A figure for a table: ``n/a`` for None, a number in ``spec``, anything else as text."""
+    if value is None:
+        return "n/a"
+    try:
+        return format(float(value), spec)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def headline(q: dict[str, Any]) -> str:
@@ -41,9 +48,9 @@ def quality_rows(q: dict[str, Any]) -> list[str]:
     h, fig = q.get("heldout") or {}, q.get("figures") or {}
     rows = []
     if h:
-        rows += [f"| held-out N2I loss: network | {_f(h['network'], '.5g')} |",
-                 f"| held-out N2I loss: input (no denoising) | {_f(h['input'], '.5g')} |",
-                 f"| held-out N2I loss: best Gaussian (sigma {h['gaussian_sigma']:.2g} px) | {_f(h['gaussian'], '.5g')} |",
+        rows += [f"| held-out N2I loss: network | {fmt(h['network'], '.5g')} |",
+                 f"| held-out N2I loss: input (no denoising) | {fmt(h['input'], '.5g')} |",
+                 f"| held-out N2I loss: best Gaussian (sigma {h['gaussian_sigma']:.2g} px) | {fmt(h['gaussian'], '.5g')} |",
                  f"| network against the Gaussian | {relative(h)} |"]
         if h.get("gain_over_gaussian_db") is not None:
             rows.append(f"| network's gain over the Gaussian (estimated error to the clean image) | "
@@ -53,7 +60,7 @@ def quality_rows(q: dict[str, Any]) -> list[str]:
                        ("noise_removed", "noise removed")):
         if key in fig:
             low = th.get(key)
-            rows.append(f"| {label}{f' (>= {low:g})' if low is not None else ''} | {_f(fig[key], '.2f')} |")
+            rows.append(f"| {label}{f' (>= {low:g})' if low is not None else ''} | {fmt(fig[key], '.2f')} |")
     return rows
 
 
