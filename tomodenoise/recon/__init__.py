@@ -60,7 +60,6 @@ from __future__ import annotations
 from .algorithms import fbp, fbp_reconstructor, sirt, sirt_reconstructor
 from .astra2d import SliceReconstructor
 from .checks import ASTRA_FILTERS
-from .checks import normalise_filter as _normalise_filter  # noqa: F401 - tomodenoise.config validates filters with it
 from .gpu import gpu_available
 from .project import forward_project
 from .split_recon import reconstruct_splits
