@@ -21,6 +21,7 @@ Formats (``format=``):
 ``pencil``      NeXus pencil-beam absorption (data / monitor, no image_key):
                 :func:`tomodenoise.io.diffraction.read_pencil_beam`
 ``auto``        chosen from the path (suffix, folder contents, HDF5 layout)
+``hdf5``        one of the HDF5 layouts above, chosen from the file
 ==============  ==========================================================================
 
 Flat and dark fields kept apart from the projections (``flats=``, ``darks=``; the
@@ -31,6 +32,13 @@ A NeXus/HDF5 file with several entries (fluorescence, absorption and diffraction
 is read one entry at a time: ``entry=`` (``input.entry``) names it, else the first entry a
 reader understands is read; the console lists the entries and says which one is read
 (:mod:`tomodenoise.io.entries`).
+
+Each format is a :class:`~tomodenoise.io.registry.Reader` in the one registry
+:data:`~tomodenoise.io.registry.READERS`: its name, whether it reads a path (for ``auto``) and
+its read function; :func:`read_scan` and :func:`detect_format` dispatch through it. The readers
+share :mod:`tomodenoise.io.base` (the raw scan, its checks, angle and time conversions),
+:mod:`tomodenoise.io.hdf5` (HDF5 and NeXus lookups) and :mod:`tomodenoise.io.files` (file
+lists, TIFF pages), which import no reader.
 
 Every reader also checks the geometry (:mod:`tomodenoise.io.checks`): a detector narrower
 than :data:`~tomodenoise.io.checks.MIN_DET_WIDTH` pixels, angles that are all the same and
@@ -48,14 +56,14 @@ from typing import Any
 from .base import RawScan
 from .checks import MIN_DET_WIDTH
 from .errors import ScanError
-from .fields import FieldSpec, is_hdf5
+from .fields import FieldSpec
+from .files import is_glob
+from .hdf5 import looks_hdf5, open_h5
+from .registry import FORMATS, Reader, claimed_by, find_reader
 
 __all__ = ["FORMATS", "MIN_DET_WIDTH", "RawScan", "ScanError", "detect_format", "read_scan"]
 
-FORMATS = ("dxchange", "nexus", "tiff", "npy", "npz", "zarr", "xrdct", "pencil")
-_HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".nxs", ".nx5", ".nexus", ".cxi")
-_ALIASES = {"hdf5": "auto-hdf5", "h5": "auto-hdf5", "dx": "dxchange", "data_exchange": "dxchange",
-            "nxtomo": "nexus", "nxs": "nexus", "tif": "tiff", "array": "npy", "arrays": "npy"}
+_HDF5_ALIASES = ("hdf5", "h5")
 
 
 def detect_format(path: str | PathLike[str]) -> str:
@@ -66,58 +74,41 @@ def detect_format(path: str | PathLike[str]) -> str:
     ScanError
         When the path does not exist or its format is not recognised.
     """
-    s = str(path)
-    p = Path(s)
-    if any(ch in s for ch in "*?[") and not p.exists():
-        return "tiff"
-    if not p.exists():
+    return _detect(path).name
+
+
+def _detect(path: str | PathLike[str]) -> Reader:
+    """The reader that claims ``path`` (see :func:`~tomodenoise.io.registry.claimed_by`)."""
+    p = Path(path)
+    if not p.exists() and not is_glob(path):
         raise ScanError(p, None, "an existing scan file or folder", "no such file or folder")
-    suffix = p.suffix.lower()
-    if p.is_dir():
-        if suffix == ".zarr" or any((p / n).exists() for n in ("zarr.json", ".zgroup", ".zarray")):
-            from .diffraction import is_xrdct
-
-            return "xrdct" if is_xrdct(p) else "zarr"
-        return "tiff"
-    if suffix in (".tif", ".tiff"):
-        return "tiff"
-    if suffix in (".npy", ".npz"):
-        return suffix[1:]
-    if suffix in _HDF5_SUFFIXES or is_hdf5(p):
-        return _hdf5_flavour(p)
+    hdf5 = looks_hdf5(p)
+    if hdf5:
+        open_h5(p).close()  # unreadable HDF5 -> ScanError
+    reader = claimed_by(p)
+    if reader is not None:
+        return reader
+    if hdf5:
+        raise _not_hdf5_scan(p)
     raise ScanError(p, None, "a scan in a known format: HDF5 (.h5/.nxs: Data Exchange or NeXus NXtomo), "
-                    "TIFF (.tif, folder or glob), .npy/.npz or .zarr", f"suffix {suffix or '(none)'!r}")
+                    "TIFF (.tif, folder or glob), .npy/.npz or .zarr", f"suffix {p.suffix.lower() or '(none)'!r}")
 
 
-def _hdf5_flavour(p: Path) -> str:
-    from .dxchange import is_dxchange, open_h5
-    from .nexus import is_nexus
-
-    from .diffraction import is_pencil_beam, is_xrdct
-
-    open_h5(p).close()  # missing/unreadable -> ScanError
-    if is_dxchange(p):
-        return "dxchange"
-    if _probe(is_xrdct, p):
-        return "xrdct"
-    if _probe(is_pencil_beam, p):
-        return "pencil"
-    if is_nexus(p) or p.suffix.lower() in (".nxs", ".nx5", ".nexus"):
-        return "nexus"
-    raise ScanError(p, None, "a Data Exchange file (an /exchange group), a NeXus file (an NXentry group) or "
-                    "XRD-CT sinograms (an NXdata group with a 4-D signal)", "none of these")
+def _detect_hdf5(path: str | PathLike[str]) -> Reader:
+    """The HDF5 reader that claims ``path`` (``format="hdf5"``)."""
+    p = Path(path)
+    if not p.exists():
+        raise ScanError(p, None, "an existing HDF5 file", "no such file")
+    open_h5(p).close()  # a folder, unreadable HDF5 -> ScanError
+    reader = claimed_by(p, hdf5_only=True)
+    if reader is None:
+        raise _not_hdf5_scan(p)
+    return reader
 
 
-def _probe(check: Any, p: Path) -> bool:
-    """``check(p)``, False when probing the file fails (e.g. an external link that cannot be opened).
-
-    Detection must not fail on a file that another flavour reads: a NeXus NXtomo file whose
-    NXdata signal is an external link to a detector file is an NXtomo scan, not an error.
-    """
-    try:
-        return bool(check(p))
-    except (KeyError, OSError, ValueError, RuntimeError):
-        return False
+def _not_hdf5_scan(p: Path) -> ScanError:
+    return ScanError(p, None, "a Data Exchange file (an /exchange group), a NeXus file (an NXentry group) or "
+                     "XRD-CT sinograms (an NXdata group with a 4-D signal)", "none of these")
 
 
 def read_scan(
@@ -170,57 +161,30 @@ def read_scan(
     ValueError
         For an unknown ``format``.
     """
-    fmt = _ALIASES.get(str(format).lower(), str(format).lower())
-    chosen = fmt in FORMATS
-    if fmt == "auto":
-        fmt = detect_format(path)
-    elif fmt == "auto-hdf5":
-        p = Path(path)
-        if not p.exists():
-            raise ScanError(p, None, "an existing HDF5 file", "no such file")
-        fmt = _hdf5_flavour(p)
+    name = str(format).lower()
+    if name == "auto":
+        reader: Reader | None = _detect(path)
+    elif name in _HDF5_ALIASES:
+        reader = _detect_hdf5(path)
+    else:
+        reader = find_reader(name)
+    chosen = name not in ("auto", *_HDF5_ALIASES)  # the user named the format
     kw: dict[str, Any] = dict(angles_file=angles_file, angles_unit=angles_unit, slices=slices, flats=flats,
                               darks=darks, **options)
     if entry is not None and not str(entry).strip("/ "):
         entry = None
     explicit_paths = any(options.get(k) for k in ("data_path", "image_key_path", "angles_path"))
-    if fmt in _ENTRY_FORMATS and Path(path).is_file() and not explicit_paths:
+    if reader is not None and reader.entries and Path(path).is_file() and not explicit_paths:
         from .entries import read_entry
 
-        return read_entry(path, fmt if chosen else None, entry,
-                          lambda f, e: _read(path, f, dict(kw, entry=e) if e else kw, format), fmt)
+        def read_one(fmt: str, e: str | None) -> RawScan:
+            return find_reader(fmt).read(path, **(dict(kw, entry=e) if e else kw))
+
+        return read_entry(path, reader.name if chosen else None, entry, read_one, reader.name)
     if entry is not None:
         raise ScanError(path, None, "input.entry only for a NeXus/HDF5 file with entries (nexus, xrdct or pencil "
-                        "formats, without data_path)", f"a {fmt} scan and input.entry {entry!r}")
-    return _read(path, fmt, kw, format)
-
-
-_ENTRY_FORMATS = ("nexus", "xrdct", "pencil")
-
-
-def _read(path: str | PathLike[str], fmt: str, kw: dict[str, Any], format: str) -> RawScan:
-    if fmt == "dxchange":
-        from .dxchange import read_dxchange
-
-        return read_dxchange(path, **kw)
-    if fmt == "nexus":
-        from .nexus import read_nxtomo
-
-        return read_nxtomo(path, **kw)
-    if fmt == "tiff":
-        from .tiff import read_tiff_stack
-
-        return read_tiff_stack(path, **kw)
-    if fmt == "xrdct":
-        from .diffraction import read_xrdct
-
-        return read_xrdct(path, **kw)
-    if fmt == "pencil":
-        from .diffraction import read_pencil_beam
-
-        return read_pencil_beam(path, **kw)
-    if fmt in ("npy", "npz", "zarr"):
-        from .arrays import read_array
-
-        return read_array(path, **kw)
-    raise ValueError(f"unknown scan format {format!r}: use 'auto' or one of {', '.join(FORMATS)}")
+                        "formats, without data_path)", f"a {reader.name if reader else name} scan and input.entry "
+                        f"{entry!r}")
+    if reader is None:
+        raise ValueError(f"unknown scan format {format!r}: use 'auto' or one of {', '.join(FORMATS)}")
+    return reader.read(path, **kw)

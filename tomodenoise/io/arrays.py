@@ -33,7 +33,8 @@ and Zarr arrays sliced, so only those rows are read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
@@ -42,9 +43,10 @@ import numpy as np
 
 from .base import RawScan, check_scan_arrays, check_slices, load_angles, parse_unit, saturation_of, to_radians
 from .errors import ScanError
-from .fields import read_field
+from .fields import fields_attrs, read_field
+from .files import is_zarr_store
 
-__all__ = ["read_array"]
+__all__ = ["array_format", "read_array"]
 
 _SINO_KEYS = ("sinogram", "sinograms", "data")
 _PROJ_KEYS = ("projections", "tomo")
@@ -84,11 +86,20 @@ class _Source:
         return None
 
 
+def array_format(path: str | PathLike[str]) -> str | None:
+    """``"npy"``, ``"npz"`` or ``"zarr"``: the array format of ``path`` (a ``.npy``/``.npz`` file or
+    a Zarr store), or None for anything else."""
+    p = Path(path)
+    if is_zarr_store(p):
+        return "zarr"
+    suffix = p.suffix.lower()
+    return suffix[1:] if suffix in (".npy", ".npz") and p.is_file() else None
+
+
 def _open(path: Path) -> tuple[Any, bool]:
     """(object, is_zarr): a numpy array / memmap, an NpzFile, a zarr Array or Group."""
     suffix = path.suffix.lower()
-    is_zarr = suffix == ".zarr" or (path.is_dir() and any((path / n).exists() for n in
-                                                            ("zarr.json", ".zgroup", ".zarray")))
+    is_zarr = suffix == ".zarr" or is_zarr_store(path)
     try:
         if is_zarr:
             import zarr
@@ -194,109 +205,127 @@ def read_array(
     if kind not in ("auto", "sinogram", "projections"):
         raise ValueError(f"kind must be 'auto', 'sinogram' or 'projections', not {kind!r}")
     obj, is_zarr = _open(p)
-    stored_angles = None
-    angles_name = None
-    unit_from_file = None
-    names: dict[str, str] = {}
-    flat_arr = dark_arr = None
-
-    def fields(own: Any, spec: Any, what: str, rows: slice, full_shape: tuple[int, int]) -> np.ndarray | None:
-        if spec is not None:
-            arr, names[what] = read_field(spec, what, full_shape, rows)
-            return arr
-        names[what] = what
-        return None if own is None else _field(own, rows, p, what)
-
     try:
-        is_group = (is_zarr and not hasattr(obj, "shape")) or (not is_zarr and hasattr(obj, "files"))
-        if is_group:
-            src = _Source(p, obj, is_zarr)
-            keys = src.keys()
-            pkey = _pick(keys, _PROJ_KEYS)
-            skey = _pick(keys, _SINO_KEYS)
-            if pkey is not None and kind != "sinogram":
-                full = src.get(pkey)
-                data, rows = _as_projections(full, p, pkey, slices)
-                preprocessed = False
-                names["projections"] = pkey
-                shape = tuple(full.shape[1:])
-                flat_arr = fields(src.get("flats") if "flats" in keys else None, flats, "flats", rows, shape)
-                dark_arr = fields(src.get("darks") if "darks" in keys else None, darks, "darks", rows, shape)
-                saturation = saturation_of(data.dtype)
-            elif skey is not None:
-                sino, rows = _as_sinogram(src.get(skey), p, skey, slices)
-                data = np.transpose(sino, (1, 0, 2))
-                preprocessed = True
-                names["projections"] = skey
-                saturation = None
-            else:
-                raise ScanError(p, None, f"an array named one of {list(_PROJ_KEYS + _SINO_KEYS)}",
-                                f"keys {sorted(keys)}")
-            akey = _pick(keys, _ANGLE_KEYS)
-            if akey is not None:
-                stored_angles = np.asarray(src.get(akey)[:] if is_zarr else src.get(akey))
-                angles_name = akey
-                unit_from_file = src.unit(akey)
+        if (is_zarr and not hasattr(obj, "shape")) or (not is_zarr and hasattr(obj, "files")):
+            got = _from_group(_Source(p, obj, is_zarr), kind, slices, flats, darks)
         else:
-            arr = obj
-            name = p.name
-            names["projections"] = name
-            if kind == "projections" or (kind == "auto" and (flats is not None or darks is not None)):
-                data, rows = _as_projections(arr, p, name, slices)
-                preprocessed = False
-                shape = tuple(arr.shape[1:])
-                flat_arr = fields(None, flats, "flats", rows, shape)
-                dark_arr = fields(None, darks, "darks", rows, shape)
-                saturation = saturation_of(data.dtype)
-            else:
-                sino, rows = _as_sinogram(arr, p, name, slices)
-                data = np.transpose(sino, (1, 0, 2))
-                preprocessed = True
-                saturation = None
-            if is_zarr:
-                a = arr.attrs.get("angles")
-                if a is not None:
-                    stored_angles, angles_name = np.asarray(a), "attrs['angles']"
-                    unit_from_file = parse_unit(arr.attrs.get("angles_unit") or arr.attrs.get("units"), p, angles_name)
-            elif angles_file is None:
-                for cand in (p.with_name(p.stem + "_angles.npy"), p.with_name(p.stem + "_angles.txt")):
-                    if cand.is_file():
-                        angles_file = cand
-                        break
+            got = _from_array(p, obj, is_zarr, kind, slices, flats, darks)
     finally:
         if not is_zarr and hasattr(obj, "close"):
             obj.close()
-
+    data, names = got.data, got.names
     if data.size == 0:
         raise ScanError(p, names.get("projections"), "a non-empty sinogram or projection stack",
                         f"shape {data.shape}")
-    if preprocessed and (flats is not None or darks is not None):
+    if got.preprocessed and (flats is not None or darks is not None):
         raise ScanError(p, names.get("projections"), "raw projections to go with the flat/dark fields given "
                         "(input.flats/input.darks)", "a sinogram of line integrals, which needs none",
                         hint="leave input.flats and input.darks empty for a sinogram, or store the raw "
                              "projections (a 'projections' array)")
-    if angles_file is not None:
-        angles = load_angles(angles_file, angles_unit)
-        angles_name = str(angles_file)
-    elif stored_angles is not None:
-        angles = to_radians(stored_angles, unit_from_file or angles_unit, p, angles_name,
-                            from_attribute=unit_from_file is not None)
-    else:
-        raise ScanError(p, "angles", f"projection angles: an angles_file, or an 'angles'/'theta' array in the "
-                        f"file, with {data.shape[0]} values", "none")
-    names["angles"] = angles_name
-    if preprocessed and data.dtype.kind not in "fiu":
+    angles, names["angles"] = _angles(p, got, angles_file, angles_unit)
+    if got.preprocessed and data.dtype.kind not in "fiu":
         raise ScanError(p, names["projections"], "real numeric sinogram values", f"dtype {data.dtype}")
-    check_scan_arrays(p, data, angles, flat_arr, dark_arr, names=names, saturation=saturation,
-                      preprocessed=preprocessed)
+    check_scan_arrays(p, data, angles, got.flats, got.darks, names=names, saturation=got.saturation,
+                      preprocessed=got.preprocessed)
     attrs = {
         "format": "zarr" if is_zarr else p.suffix.lower().lstrip("."),
-        "kind": "sinogram" if preprocessed else "projections",
-        "rows": [int(rows.start), int(rows.stop)],
-        "n_flats": 0 if flat_arr is None else int(flat_arr.shape[0]),
-        "n_darks": 0 if dark_arr is None else int(dark_arr.shape[0]),
-        "flats_source": names.get("flats") if flat_arr is not None else None,
-        "darks_source": names.get("darks") if dark_arr is not None else None,
+        "kind": "sinogram" if got.preprocessed else "projections",
+        "rows": [int(got.rows.start), int(got.rows.stop)],
+        **fields_attrs(got.flats, got.darks, names),
     }
-    return RawScan(np.array(data, dtype=np.float32, order="C"), flat_arr, dark_arr, angles, source=str(p),
-                   preprocessed=preprocessed, attrs=attrs)
+    return RawScan(np.array(data, dtype=np.float32, order="C"), got.flats, got.darks, angles, source=str(p),
+                   preprocessed=got.preprocessed, attrs=attrs)
+
+
+@dataclass
+class _Read:
+    """What a ``.npy``/``.npz``/Zarr input holds, as read: the stack, its fields and stored angles."""
+
+    data: np.ndarray
+    rows: slice
+    preprocessed: bool
+    names: dict[str, str]
+    flats: np.ndarray | None = None
+    darks: np.ndarray | None = None
+    saturation: float | None = None
+    angles: np.ndarray | None = None  # stored in the file
+    angles_unit: str | None = None  # the unit the file gives them
+    angles_file: Path | None = None  # <stem>_angles.npy/.txt beside a .npy file
+    angles_name: str | None = None
+
+
+def _sinograms(arr: Any, path: Path, name: str, slices: Sequence[int] | None) -> _Read:
+    """A sinogram stack read as ``(angle, z, det)`` -log projections."""
+    sino, rows = _as_sinogram(arr, path, name, slices)
+    return _Read(np.transpose(sino, (1, 0, 2)), rows, True, {"projections": name})
+
+
+def _projections(arr: Any, path: Path, name: str, slices: Sequence[int] | None, flats: Any, darks: Any,
+                 own: Callable[[str], Any] | None = None) -> _Read:
+    """A raw ``(angle, z, det)`` projection stack with its flat and dark fields: those given
+    (``flats``/``darks``), else the group's own (``own("flats")``; None: none)."""
+    data, rows = _as_projections(arr, path, name, slices)
+    shape = tuple(arr.shape[1:])
+    names = {"projections": name}
+    fields: dict[str, np.ndarray | None] = {}
+    for what, spec in (("flats", flats), ("darks", darks)):
+        stored = own(what) if own is not None else None
+        if spec is not None:
+            fields[what], names[what] = read_field(spec, what, shape, rows)
+        else:
+            names[what] = what
+            fields[what] = None if stored is None else _field(stored, rows, path, what)
+    return _Read(data, rows, False, names, fields["flats"], fields["darks"], saturation_of(data.dtype))
+
+
+def _from_group(src: _Source, kind: Kind, slices: Sequence[int] | None, flats: Any, darks: Any) -> _Read:
+    """An ``.npz`` file or Zarr group: projections or sinograms by their key, and stored angles."""
+    p, keys = src.path, src.keys()
+    pkey, skey = _pick(keys, _PROJ_KEYS), _pick(keys, _SINO_KEYS)
+    if pkey is not None and kind != "sinogram":
+        got = _projections(src.get(pkey), p, pkey, slices, flats, darks,
+                           own=lambda what: src.get(what) if what in keys else None)
+    elif skey is not None:
+        got = _sinograms(src.get(skey), p, skey, slices)
+    else:
+        raise ScanError(p, None, f"an array named one of {list(_PROJ_KEYS + _SINO_KEYS)}", f"keys {sorted(keys)}")
+    akey = _pick(keys, _ANGLE_KEYS)
+    if akey is not None:
+        got.angles = np.asarray(src.get(akey)[:] if src.is_zarr else src.get(akey))
+        got.angles_name, got.angles_unit = akey, src.unit(akey)
+    return got
+
+
+def _from_array(p: Path, arr: Any, is_zarr: bool, kind: Kind, slices: Sequence[int] | None, flats: Any,
+                darks: Any) -> _Read:
+    """A bare ``.npy`` file or Zarr array: sinograms or (by ``kind`` and fields) projections; its
+    angles from the Zarr attributes, or a ``<stem>_angles`` file beside a ``.npy``."""
+    name = p.name
+    if kind == "projections" or (kind == "auto" and (flats is not None or darks is not None)):
+        got = _projections(arr, p, name, slices, flats, darks)
+    else:
+        got = _sinograms(arr, p, name, slices)
+    if is_zarr:
+        a = arr.attrs.get("angles")
+        if a is not None:
+            got.angles, got.angles_name = np.asarray(a), "attrs['angles']"
+            got.angles_unit = parse_unit(arr.attrs.get("angles_unit") or arr.attrs.get("units"), p, got.angles_name)
+        return got
+    for cand in (p.with_name(p.stem + "_angles.npy"), p.with_name(p.stem + "_angles.txt")):
+        if cand.is_file():
+            got.angles_file = cand
+            break
+    return got
+
+
+def _angles(p: Path, got: _Read, angles_file: str | PathLike[str] | None, angles_unit: str) -> tuple[np.ndarray, str]:
+    """(radians, name) of the projection angles: ``angles_file``, else the stored ones, else the
+    file beside a ``.npy``."""
+    angles_file = angles_file if angles_file is not None else got.angles_file
+    if angles_file is not None:
+        return load_angles(angles_file, angles_unit), str(angles_file)
+    if got.angles is not None:
+        return to_radians(got.angles, got.angles_unit or angles_unit, p, got.angles_name,
+                          from_attribute=got.angles_unit is not None), got.angles_name
+    raise ScanError(p, "angles", f"projection angles: an angles_file, or an 'angles'/'theta' array in the "
+                    f"file, with {got.data.shape[0]} values", "none")

@@ -3,14 +3,16 @@
 A reader reads a file into a :class:`RawScan` (projections ``(angle, z, det)``, flats and
 darks ``(n, z, det)``, angles in radians) and calls :func:`check_scan_arrays` before building
 it, so that bad input gives a :class:`~tomodenoise.io.errors.ScanError` naming the file, the
-dataset and what was expected, before anything downstream runs or writes.
+dataset and what was expected, before anything downstream runs or writes. The readers also
+share the conversions of stored values here: angles (:func:`parse_unit`, :func:`to_radians`,
+:func:`load_angles`), timestamps (:func:`to_seconds`) and detector rows (:func:`check_slices`).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,10 @@ __all__ = [
     "check_slices",
     "load_angles",
     "parse_unit",
+    "saturation_of",
     "to_radians",
+    "to_seconds",
 ]
-
-log = logging.getLogger(__name__)
 
 #: A flat field is rejected when more than this fraction of its pixels is unusable
 #: (mean flat <= mean dark, or saturated in every flat frame).
@@ -209,6 +211,80 @@ def to_radians(
         return a
     check_degrees_not_radians(a, path, dataset, from_attribute=from_attribute)
     return np.deg2rad(a)
+
+
+_TIME_SCALE = {
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1.0),
+    **dict.fromkeys(("ms", "msec", "msecs", "millisecond", "milliseconds"), 1e-3),
+    **dict.fromkeys(("us", "µs", "μs", "usec", "usecs", "microsecond", "microseconds"), 1e-6),
+    **dict.fromkeys(("ns", "nsec", "nsecs", "nanosecond", "nanoseconds"), 1e-9),
+    **dict.fromkeys(("min", "mins", "minute", "minutes"), 60.0),
+}
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, np.ndarray):
+        v = v.reshape(-1)[0] if v.size else ""
+    if isinstance(v, (bytes, np.bytes_)):
+        v = v.decode("utf-8", "replace")
+    return str(v).strip()
+
+
+def _parse_datetime(text: str) -> float:
+    d = datetime.fromisoformat(text)
+    if d.tzinfo is None:  # naive times: all taken as UTC, so differences are right
+        d = d.replace(tzinfo=timezone.utc)
+    return d.timestamp()
+
+
+def to_seconds(values: Any, units: Any, path: str | PathLike[str], dataset: str | None) -> np.ndarray:
+    """Timestamps as stored -> a 1-D float64 array of seconds, checked to be finite.
+
+    Parameters
+    ----------
+    values : array_like
+        Numbers (in ``units``) or ISO 8601 date-time strings (bytes or str).
+    units : str, bytes or None
+        The dataset's ``units`` attribute: ``s`` (default when None or empty), ``ms``,
+        ``us``/``µs``, ``ns`` or ``min`` (any common spelling); ignored for strings.
+    path, dataset : str
+        Where they come from (for error messages).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` float64 seconds; date-time strings give seconds since the first of them
+        (naive times are taken as UTC).
+
+    Raises
+    ------
+    ScanError
+        For an unknown unit, values that are neither numbers nor ISO 8601 strings, a shape
+        other than 1-D, no values, or NaN/inf.
+    """
+    a = np.asarray(values)
+    if a.ndim == 2 and 1 in a.shape:
+        a = a.reshape(-1)
+    if a.ndim != 1 or a.size == 0:
+        raise ScanError(path, dataset, "a non-empty 1-D array of timestamps (one per projection)", f"shape {a.shape}")
+    if a.dtype.kind in "SUO":
+        try:
+            t = np.array([_parse_datetime(_text(v)) for v in a], dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ScanError(path, dataset, "numeric or ISO 8601 date-time timestamps", exc) from None
+        t -= t[0]
+    elif a.dtype.kind in "iuf":
+        unit = _text(units) if units is not None else ""
+        scale = _TIME_SCALE.get(unit.lower(), _TIME_SCALE.get(unit)) if unit else 1.0
+        if scale is None:
+            raise ScanError(path, dataset, "timestamp units of s, ms, us or ns", repr(unit))
+        t = a.astype(np.float64) * scale
+    else:
+        raise ScanError(path, dataset, "numeric or ISO 8601 date-time timestamps", f"dtype {a.dtype}")
+    if not np.isfinite(t).all():
+        bad = np.flatnonzero(~np.isfinite(t))
+        raise ScanError(path, dataset, "finite timestamps", f"{bad.size} NaN/inf values (first at index {bad[0]})")
+    return t
 
 
 def load_angles(path: str | PathLike[str], unit: str = "deg") -> np.ndarray:

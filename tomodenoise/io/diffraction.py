@@ -30,10 +30,12 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from .base import RawScan, check_scan_arrays, check_slices, parse_unit, to_radians
 from .errors import ScanError
+from .hdf5 import entry_path
 
 __all__ = ["find_nxdata", "is_pencil_beam", "is_xrdct", "pencil_entry", "read_pencil_beam", "read_xrdct", "write_xrdct"]
 
@@ -63,8 +65,6 @@ def write_xrdct(path: str | PathLike[str], sinograms: np.ndarray, angles_deg: np
 
     Written under a temporary name and renamed when complete.
     """
-    import h5py
-
     p = Path(path)
     sino = np.asarray(sinograms, dtype=np.float32)
     ang = np.asarray(angles_deg, dtype=np.float64).reshape(-1)
@@ -115,10 +115,6 @@ def _role(name: str) -> str | None:
     return None
 
 
-def _entry_path(entry: str) -> str:
-    return "/" + str(entry).strip().strip("/")
-
-
 def find_nxdata(f: Any, entry: str | None = None) -> tuple[str, list[str]] | None:
     """The first NXdata group (its path without the leading slash, and its axes) with a 4-D
     signal whose axes include a channel and an angle; in ``entry`` only when given."""
@@ -126,10 +122,10 @@ def find_nxdata(f: Any, entry: str | None = None) -> tuple[str, list[str]] | Non
     top = f
     prefix = ""
     if entry is not None:
-        top = f.get(_entry_path(entry))
+        top = f.get(entry_path(entry))
         if top is None or not hasattr(top, "visititems"):
             return None
-        prefix = _entry_path(entry).lstrip("/") + "/"
+        prefix = entry_path(entry).lstrip("/") + "/"
 
     def visit(name: str, obj: Any) -> None:
         if found or _attr(obj, "NX_class") != "NXdata":
@@ -159,8 +155,6 @@ def is_xrdct(path: str | PathLike[str]) -> bool:
         except Exception:
             return False
     try:
-        import h5py
-
         with h5py.File(p, "r") as f:
             return find_nxdata(f) is not None
     except OSError:
@@ -217,12 +211,10 @@ def read_xrdct(path: str | PathLike[str], *, angles_unit: str = "deg", slices: A
         order = list(g["data"].attrs.get("axes", [ck, "z", "rotation_angle", "translation"]))
         return _finish(p, g["data"][:], order, g[ak][:], g[ak].attrs.get("units"), g[ck][:], ck,
                        g[ck].attrs.get("units"), slices, {"projections": "data", "angles": ak}, angles_unit, "xrdct")
-    import h5py
-
     with h5py.File(p, "r") as f:
         hit = find_nxdata(f, entry)
         if hit is None:
-            raise ScanError(p, _entry_path(entry) if entry else None,
+            raise ScanError(p, entry_path(entry) if entry else None,
                             "an NXdata group with a 4-D signal and channel and rotation-angle axes", "none")
         gname, axes = hit
         g = f[gname]
@@ -246,7 +238,7 @@ def read_xrdct(path: str | PathLike[str], *, angles_unit: str = "deg", slices: A
 def pencil_entry(f: Any, entry: str | None = None) -> dict[str, str] | None:
     """Dataset paths of a pencil-beam entry: 3-D data, angles, translation positions and a monitor;
     no image_key, not an NXtomo definition. In ``entry`` only when given."""
-    names = list(f) if entry is None else [_entry_path(entry).lstrip("/")]
+    names = list(f) if entry is None else [entry_path(entry).lstrip("/")]
     for ename in names:
         if ename not in f:
             continue
@@ -285,8 +277,6 @@ def pencil_entry(f: Any, entry: str | None = None) -> dict[str, str] | None:
 def is_pencil_beam(path: str | PathLike[str]) -> bool:
     """True for a NeXus file with a pencil-beam absorption entry (see the module docstring)."""
     try:
-        import h5py
-
         with h5py.File(Path(path), "r") as f:
             return pencil_entry(f) is not None
     except OSError:
@@ -302,13 +292,11 @@ def read_pencil_beam(path: str | PathLike[str], *, angles_unit: str = "deg", sli
     beside the sample at the ends of each translation). ``entry``: read this entry (``/entry2``)
     of a file with several (default: the first pencil-beam entry).
     """
-    import h5py
-
     p = Path(path)
     with h5py.File(p, "r") as f:
         paths = pencil_entry(f, entry)
         if paths is None:
-            raise ScanError(p, _entry_path(entry) if entry else None, "a NeXus pencil-beam entry: (angle, row, "
+            raise ScanError(p, entry_path(entry) if entry else None, "a NeXus pencil-beam entry: (angle, row, "
                             "translation) data, rotation angles and a monitor, without image_key", "none")
         ds = f[paths["data"]]
         rows = check_slices(slices, ds.shape[1], p, paths["data"])

@@ -26,115 +26,26 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from os import PathLike
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
 
-from .base import RawScan, check_scan_arrays, check_slices, load_angles, parse_unit, saturation_of, to_radians
+from .base import (RawScan, check_scan_arrays, check_slices, load_angles, parse_unit, saturation_of, to_radians,
+                   to_seconds)
 from .errors import ScanError
-from .fields import FieldSpec, read_field
+from .fields import FieldSpec, fields_attrs, read_field
+from .hdf5 import EXCHANGE_DARK, EXCHANGE_DATA, EXCHANGE_WHITE, open_h5
 
-__all__ = ["is_dxchange", "read_dxchange", "to_seconds", "write_dxchange"]
+__all__ = ["is_dxchange", "read_dxchange", "write_dxchange"]
 
 log = logging.getLogger(__name__)
 
-DATA = "/exchange/data"
-WHITE = "/exchange/data_white"
-DARK = "/exchange/data_dark"
 THETA = "/exchange/theta"
 TIMESTAMPS = "/exchange/timestamps"
 AD_TIMESTAMP = "/defaults/NDArrayTimeStamp"
 AD_SAVE_DEST = "/defaults/SaveDest"
-
-_TIME_SCALE = {
-    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1.0),
-    **dict.fromkeys(("ms", "msec", "msecs", "millisecond", "milliseconds"), 1e-3),
-    **dict.fromkeys(("us", "µs", "μs", "usec", "usecs", "microsecond", "microseconds"), 1e-6),
-    **dict.fromkeys(("ns", "nsec", "nsecs", "nanosecond", "nanoseconds"), 1e-9),
-    **dict.fromkeys(("min", "mins", "minute", "minutes"), 60.0),
-}
-
-
-def _text(v: Any) -> str:
-    if isinstance(v, np.ndarray):
-        v = v.reshape(-1)[0] if v.size else ""
-    if isinstance(v, (bytes, np.bytes_)):
-        v = v.decode("utf-8", "replace")
-    return str(v).strip()
-
-
-def _parse_datetime(text: str) -> float:
-    d = datetime.fromisoformat(text)
-    if d.tzinfo is None:  # naive times: all taken as UTC, so differences are right
-        d = d.replace(tzinfo=timezone.utc)
-    return d.timestamp()
-
-
-def to_seconds(values: Any, units: Any, path: str | PathLike[str], dataset: str | None) -> np.ndarray:
-    """Timestamps as stored -> a 1-D float64 array of seconds, checked to be finite.
-
-    Parameters
-    ----------
-    values : array_like
-        Numbers (in ``units``) or ISO 8601 date-time strings (bytes or str).
-    units : str, bytes or None
-        The dataset's ``units`` attribute: ``s`` (default when None or empty), ``ms``,
-        ``us``/``µs``, ``ns`` or ``min`` (any common spelling); ignored for strings.
-    path, dataset : str
-        Where they come from (for error messages).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(n,)`` float64 seconds; date-time strings give seconds since the first of them
-        (naive times are taken as UTC).
-
-    Raises
-    ------
-    ScanError
-        For an unknown unit, values that are neither numbers nor ISO 8601 strings, a shape
-        other than 1-D, no values, or NaN/inf.
-    """
-    a = np.asarray(values)
-    if a.ndim == 2 and 1 in a.shape:
-        a = a.reshape(-1)
-    if a.ndim != 1 or a.size == 0:
-        raise ScanError(path, dataset, "a non-empty 1-D array of timestamps (one per projection)", f"shape {a.shape}")
-    if a.dtype.kind in "SUO":
-        try:
-            t = np.array([_parse_datetime(_text(v)) for v in a], dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ScanError(path, dataset, "numeric or ISO 8601 date-time timestamps", exc) from None
-        t -= t[0]
-    elif a.dtype.kind in "iuf":
-        unit = _text(units) if units is not None else ""
-        scale = _TIME_SCALE.get(unit.lower(), _TIME_SCALE.get(unit)) if unit else 1.0
-        if scale is None:
-            raise ScanError(path, dataset, "timestamp units of s, ms, us or ns", repr(unit))
-        t = a.astype(np.float64) * scale
-    else:
-        raise ScanError(path, dataset, "numeric or ISO 8601 date-time timestamps", f"dtype {a.dtype}")
-    if not np.isfinite(t).all():
-        bad = np.flatnonzero(~np.isfinite(t))
-        raise ScanError(path, dataset, "finite timestamps", f"{bad.size} NaN/inf values (first at index {bad[0]})")
-    return t
-
-
-def open_h5(path: str | PathLike[str]) -> h5py.File:
-    """Open an HDF5 file read-only, turning a missing or unreadable file into a ScanError."""
-    p = Path(path)
-    if not p.exists():
-        raise ScanError(p, None, "an existing HDF5 file", "no such file")
-    if not p.is_file():
-        raise ScanError(p, None, "an HDF5 file", "a folder")
-    try:
-        return h5py.File(p, "r")
-    except OSError as exc:
-        raise ScanError(p, None, "a readable HDF5 file", exc) from None
 
 
 def is_dxchange(path: str | PathLike[str]) -> bool:
@@ -182,7 +93,7 @@ def _timestamps(f: h5py.File, path: Path, n: int) -> tuple[np.ndarray | None, st
     if ds is not None:
         t = to_seconds(_read_values(ds, path, TIMESTAMPS), ds.attrs.get("units"), path, TIMESTAMPS)
         if t.shape[0] != n:
-            raise ScanError(path, TIMESTAMPS, f"{n} timestamps (one per projection in {DATA})",
+            raise ScanError(path, TIMESTAMPS, f"{n} timestamps (one per projection in {EXCHANGE_DATA})",
                             f"{t.shape[0]} timestamps")
         return t, TIMESTAMPS
     try:
@@ -248,54 +159,57 @@ def read_dxchange(
     """
     p = Path(path)
     with open_h5(p) as f:
-        ds = _dataset(f, DATA, p, required=True, expected="a 3-D (angle, z, det) projection dataset")
+        ds = _dataset(f, EXCHANGE_DATA, p, required=True, expected="a 3-D (angle, z, det) projection dataset")
         if ds.ndim != 3:
-            raise ScanError(p, DATA, "a 3-D (angle, z, det) array of projections", f"shape {ds.shape}")
+            raise ScanError(p, EXCHANGE_DATA, "a 3-D (angle, z, det) array of projections", f"shape {ds.shape}")
         if 0 in ds.shape:
-            raise ScanError(p, DATA, "a non-empty (angle, z, det) stack of projections", f"shape {ds.shape}")
-        rows = check_slices(slices, ds.shape[1], p, DATA)
-        proj = _read_rows(ds, rows, p, DATA)
+            raise ScanError(p, EXCHANGE_DATA, "a non-empty (angle, z, det) stack of projections",
+                            f"shape {ds.shape}")
+        rows = check_slices(slices, ds.shape[1], p, EXCHANGE_DATA)
+        proj = _read_rows(ds, rows, p, EXCHANGE_DATA)
         saturation = saturation_of(ds.dtype)
-        names = {"projections": DATA, "flats": WHITE, "darks": DARK}
+        names = {"projections": EXCHANGE_DATA, "flats": EXCHANGE_WHITE, "darks": EXCHANGE_DARK}
         full_shape = tuple(ds.shape[1:])
         if flats is not None:
             flats, names["flats"] = read_field(flats, "flats", full_shape, rows)
         else:
-            w = _dataset(f, WHITE, p, required=False, expected="a 3-D (n, z, det) flat-field dataset")
-            flats = _read_rows(w, rows, p, WHITE) if w is not None else None
+            flats = _own_fields(f, p, EXCHANGE_WHITE, rows, "a 3-D (n, z, det) flat-field dataset")
         if darks is not None:
             darks, names["darks"] = read_field(darks, "darks", full_shape, rows)
         else:
-            d = _dataset(f, DARK, p, required=False, expected="a 3-D (n, z, det) dark-field dataset")
-            darks = _read_rows(d, rows, p, DARK) if d is not None else None
-        angles_name = THETA
+            darks = _own_fields(f, p, EXCHANGE_DARK, rows, "a 3-D (n, z, det) dark-field dataset")
         if angles_file is not None:
-            angles = load_angles(angles_file, angles_unit)
-            angles_name = str(angles_file)
+            angles, names["angles"] = load_angles(angles_file, angles_unit), str(angles_file)
         else:
-            th = _dataset(f, THETA, p, required=True,
-                          expected=f"rotation angles, one per projection ({ds.shape[0]}), or an angles_file")
-            try:
-                values = th[()]
-            except (OSError, TypeError, ValueError) as exc:
-                raise ScanError(p, THETA, "readable numeric angles", exc) from None
-            attr_unit = parse_unit(th.attrs.get("units"), p, THETA)
-            angles = to_radians(values, attr_unit or angles_unit, p, THETA, from_attribute=attr_unit is not None)
+            angles, names["angles"] = _theta(f, p, int(ds.shape[0]), angles_unit), THETA
         timestamps, timestamps_name = _timestamps(f, p, int(ds.shape[0]))
-    names["angles"] = angles_name
     check_scan_arrays(p, proj, angles, flats, darks, names=names, saturation=saturation)
     attrs = {
         "format": "dxchange",
         "rows": [int(rows.start), int(rows.stop)],
-        "n_flats": 0 if flats is None else int(flats.shape[0]),
-        "n_darks": 0 if darks is None else int(darks.shape[0]),
-        "flats_source": names["flats"] if flats is not None else None,
-        "darks_source": names["darks"] if darks is not None else None,
+        **fields_attrs(flats, darks, names),
         "dtype": str(proj.dtype),
         "timestamps": timestamps_name,
     }
     return RawScan(proj, flats, darks, angles, source=str(p), preprocessed=False, attrs=attrs,
                    timestamps=timestamps)
+
+
+def _own_fields(f: h5py.File, p: Path, name: str, rows: slice, expected: str) -> np.ndarray | None:
+    """The file's own flat or dark fields (``name``), rows ``rows``; None when it has none."""
+    ds = _dataset(f, name, p, required=False, expected=expected)
+    return _read_rows(ds, rows, p, name) if ds is not None else None
+
+
+def _theta(f: h5py.File, p: Path, n: int, angles_unit: str) -> np.ndarray:
+    """``/exchange/theta`` in radians (its ``units`` attribute wins over ``angles_unit``)."""
+    th = _dataset(f, THETA, p, required=True, expected=f"rotation angles, one per projection ({n}), or an angles_file")
+    try:
+        values = th[()]
+    except (OSError, TypeError, ValueError) as exc:
+        raise ScanError(p, THETA, "readable numeric angles", exc) from None
+    attr_unit = parse_unit(th.attrs.get("units"), p, THETA)
+    return to_radians(values, attr_unit or angles_unit, p, THETA, from_attribute=attr_unit is not None)
 
 
 def write_dxchange(

@@ -27,7 +27,9 @@ import numpy as np
 
 from ..logs import summary
 from .base import RawScan
+from .diffraction import find_nxdata, pencil_entry
 from .errors import ScanError
+from .hdf5 import data_candidates, entries, entry_path, find_image_key, get, is_frames, open_h5
 
 __all__ = ["Entry", "list_entries", "read_entry"]
 
@@ -86,9 +88,6 @@ def _shape(shape: Any) -> str:
 
 
 def _classify(f: Any, entry: str) -> Entry:
-    from .diffraction import find_nxdata, pencil_entry
-    from .nexus import data_candidates, find_image_key, get, is_frames
-
     eg = get(f, entry)
     definition = _text(get(eg, "definition")) if eg is not None else ""
     title = _text(get(eg, "title")) if eg is not None else ""
@@ -131,9 +130,6 @@ def list_entries(path: str | PathLike[str]) -> list[Entry]:
     ScanError
         When the file is missing or not readable HDF5.
     """
-    from .dxchange import open_h5
-    from .nexus import entries
-
     p = Path(path)
     out = []
     with open_h5(p) as f:
@@ -146,7 +142,7 @@ def list_entries(path: str | PathLike[str]) -> list[Entry]:
 
 
 def _match(listing: list[Entry], entry: str) -> Entry | None:
-    want = "/" + str(entry).strip().strip("/")
+    want = entry_path(entry)
     return next((e for e in listing if e.path == want), None)
 
 
@@ -180,9 +176,6 @@ def read_entry(path: str | PathLike[str], fmt: str | None, entry: str | None,
         An ``entry`` that the file lacks, or that no reader understands (the message lists the
         entries); a file none of whose entries a reader understands; the reader's errors.
     """
-    from .dxchange import open_h5
-    from .nexus import entries
-
     p = Path(path)
     if entry is None:
         with open_h5(p) as f:

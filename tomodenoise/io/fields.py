@@ -23,7 +23,7 @@ projections' whole detector ``(z, det)``; only the rows kept by ``slices`` are r
 from __future__ import annotations
 
 import glob as _glob
-import re
+from itertools import groupby
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -33,27 +33,20 @@ import h5py
 import numpy as np
 
 from .errors import ScanError
+from .files import TIFF_SUFFIXES, is_glob, natural_key, read_stack
+from .hdf5 import (EXCHANGE_DARK, EXCHANGE_DATA, EXCHANGE_WHITE, HDF5_SUFFIXES, data_candidates, entries,
+                   find_image_key, get, is_frames, looks_hdf5, open_h5, read_frames)
 
-__all__ = ["FieldSpec", "read_field"]
+__all__ = ["FieldSpec", "field_files", "fields_attrs", "read_field"]
 
 FieldSpec = str | PathLike | Sequence[str | PathLike] | np.ndarray | None
 
-_TIFF = (".tif", ".tiff")
-_HDF5 = (".h5", ".hdf5", ".hdf", ".he5", ".nxs", ".nx5", ".nexus", ".cxi")
 _PREFIXES = {"flats": ("flat", "white"), "darks": ("dark",)}
 _WORD = {"flats": "flat field", "darks": "dark field"}
 
 
-def _natural_key(p: Path) -> list:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
-
-
-def _is_glob(s: str) -> bool:
-    return any(ch in s for ch in "*?[")
-
-
 def _known(f: Path) -> bool:
-    return f.is_file() and (f.suffix.lower() in _TIFF + _HDF5 + (".npy",))
+    return f.is_file() and (f.suffix.lower() in TIFF_SUFFIXES + HDF5_SUFFIXES + (".npy",))
 
 
 def field_files(spec: str | PathLike[str], what: Literal["flats", "darks"]) -> list[Path]:
@@ -66,8 +59,8 @@ def field_files(spec: str | PathLike[str], what: Literal["flats", "darks"]) -> l
     """
     s = str(spec)
     word = _WORD[what]
-    if _is_glob(s) and not Path(s).exists():
-        files = sorted((Path(f) for f in _glob.glob(s) if Path(f).is_file()), key=_natural_key)
+    if is_glob(s) and not Path(s).exists():
+        files = sorted((Path(f) for f in _glob.glob(s) if Path(f).is_file()), key=natural_key)
         if not files:
             raise ScanError(s, None, f"{word} files matching the glob pattern given as input.{what}", "none",
                             hint="check the pattern")
@@ -85,7 +78,7 @@ def field_files(spec: str | PathLike[str], what: Literal["flats", "darks"]) -> l
     if not files:
         raise ScanError(p, None, f"{word} files (TIFF, .npy or HDF5) in the folder given as input.{what}", "none",
                         hint=f"give the folder, file or glob pattern that holds the {word}s")
-    return sorted(files, key=_natural_key)
+    return sorted(files, key=natural_key)
 
 
 def _check_shape(shape: tuple[int, ...], full_shape: tuple[int, int], path: str | PathLike[str],
@@ -119,16 +112,13 @@ def _read_npy(f: Path, what: str, full_shape: tuple[int, int], rows: slice) -> n
 
 def _h5_frames(f: h5py.File, p: Path, what: str) -> tuple[str, h5py.Dataset, np.ndarray | None]:
     """(dataset name, dataset, frame indices or None for all) of the fields in an HDF5 file."""
-    from .dxchange import DARK, DATA, WHITE
-    from .nexus import data_candidates, entries, find_image_key, get, is_frames
-
     if isinstance(f.get("/exchange"), h5py.Group):
-        own = WHITE if what == "flats" else DARK
-        for name in (own, DATA):
+        own = EXCHANGE_WHITE if what == "flats" else EXCHANGE_DARK
+        for name in (own, EXCHANGE_DATA):
             ds = get(f, name)
             if isinstance(ds, h5py.Dataset):
                 return name, ds, None
-        raise ScanError(p, own, f"a {_WORD[what]} dataset ({own} or {DATA}) in the Data Exchange file", "none")
+        raise ScanError(p, own, f"a {_WORD[what]} dataset ({own} or {EXCHANGE_DATA}) in the Data Exchange file", "none")
     for entry in entries(f):
         for cand in data_candidates(f, entry):
             ds = get(f, cand)
@@ -155,9 +145,6 @@ def _h5_frames(f: h5py.File, p: Path, what: str) -> tuple[str, h5py.Dataset, np.
 
 
 def _read_h5(p: Path, what: str, full_shape: tuple[int, int], rows: slice) -> tuple[np.ndarray, str]:
-    from .dxchange import open_h5
-    from .nexus import read_frames
-
     with open_h5(p) as f:
         name, ds, idx = _h5_frames(f, p, what)
         if idx is None:
@@ -202,55 +189,54 @@ def read_field(
         raise ValueError(f"what must be 'flats' or 'darks', not {what!r}")
     if isinstance(spec, np.ndarray):
         return _fit(spec, full_shape, rows, f"input.{what}", None, what), f"{what} array"
-    if isinstance(spec, (str, PathLike)):
-        files = field_files(spec, what)
-    else:
-        files = [Path(s) for s in spec]
-        if not files:
-            raise ScanError(f"input.{what}", None, f"at least one {_WORD[what]} file", "an empty list")
-        for f in files:
-            if not f.is_file():
-                raise ScanError(f, None, f"an existing {_WORD[what]} file", "no such file")
     parts: list[np.ndarray] = []
     names: list[str] = []
-    tiffs: list[Path] = []
-
-    def flush_tiffs() -> None:
-        if tiffs:
-            from .tiff import read_stack
-
-            arr, _, _ = read_stack(list(tiffs), (rows.start, rows.stop), tiffs[0], _WORD[what],
-                                   shape=tuple(full_shape))
+    for tiff, run in groupby(_spec_files(spec, what), key=lambda f: f.suffix.lower() in TIFF_SUFFIXES):
+        run = list(run)
+        if tiff:  # consecutive TIFF files: one stack
+            arr, _, _ = read_stack(run, (rows.start, rows.stop), run[0], _WORD[what], shape=tuple(full_shape))
             parts.append(arr)
-            names.extend(str(t) for t in tiffs)
-            tiffs.clear()
-
-    for f in files:
-        suffix = f.suffix.lower()
-        if suffix in _TIFF:
-            tiffs.append(f)
+            names.extend(str(t) for t in run)
             continue
-        flush_tiffs()
-        if suffix == ".npy":
-            parts.append(_read_npy(f, what, full_shape, rows))
-            names.append(str(f))
-        elif suffix in _HDF5 or is_hdf5(f):
-            arr, ds_name = _read_h5(f, what, full_shape, rows)
+        for f in run:
+            arr, name = _read_file(f, what, full_shape, rows)
             parts.append(arr)
-            names.append(f"{f}:{ds_name}")
-        else:
-            raise ScanError(f, None, f"a {_WORD[what]} file in a supported format (TIFF, .npy or HDF5)",
-                            f"suffix {suffix or '(none)'!r}")
-    flush_tiffs()
+            names.append(name)
     out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
     name = names[0] if len(names) == 1 else f"{names[0]} ... ({len(names)} files)"
     return out, name
 
 
-def is_hdf5(p: str | PathLike[str]) -> bool:
-    """True when ``p`` is a readable file that starts with the HDF5 signature."""
-    try:
-        with open(p, "rb") as fh:
-            return fh.read(8) == b"\x89HDF\r\n\x1a\n"
-    except OSError:
-        return False
+def _spec_files(spec: FieldSpec, what: str) -> list[Path]:
+    """The files a path, folder, glob pattern or list of paths names (checked to exist)."""
+    if isinstance(spec, (str, PathLike)):
+        return field_files(spec, what)
+    files = [Path(s) for s in spec]
+    if not files:
+        raise ScanError(f"input.{what}", None, f"at least one {_WORD[what]} file", "an empty list")
+    for f in files:
+        if not f.is_file():
+            raise ScanError(f, None, f"an existing {_WORD[what]} file", "no such file")
+    return files
+
+
+def _read_file(f: Path, what: str, full_shape: tuple[int, int], rows: slice) -> tuple[np.ndarray, str]:
+    """The fields in one ``.npy`` or HDF5 file, and their name."""
+    if f.suffix.lower() == ".npy":
+        return _read_npy(f, what, full_shape, rows), str(f)
+    if looks_hdf5(f):
+        arr, ds_name = _read_h5(f, what, full_shape, rows)
+        return arr, f"{f}:{ds_name}"
+    raise ScanError(f, None, f"a {_WORD[what]} file in a supported format (TIFF, .npy or HDF5)",
+                    f"suffix {f.suffix.lower() or '(none)'!r}")
+
+
+def fields_attrs(flats: np.ndarray | None, darks: np.ndarray | None, names: dict[str, str]) -> dict[str, object]:
+    """The scan attributes every reader records about its fields: how many flats and darks,
+    and where they came from (``names["flats"]``/``names["darks"]``; None without fields)."""
+    return {
+        "n_flats": 0 if flats is None else int(flats.shape[0]),
+        "n_darks": 0 if darks is None else int(darks.shape[0]),
+        "flats_source": names["flats"] if flats is not None else None,
+        "darks_source": names["darks"] if darks is not None else None,
+    }

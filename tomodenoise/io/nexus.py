@@ -16,6 +16,10 @@ Where the datasets are is found, in this order:
   NXdata group's first axis, or a dataset whose name contains ``rotation_angle``,
   ``theta`` or ``angle``).
 
+The frames and image keys are found with :func:`tomodenoise.io.hdf5.data_candidates` and
+:func:`tomodenoise.io.hdf5.find_image_key` (shared with the flat/dark fields and the entry
+listing); the rotation angle, timestamps and acquisition order are found here.
+
 Diamond's DIAD layout (``/entry/imaging/data``, ``/entry/instrument/imaging/image_key``,
 ``/entry/imaging/gts_theta_value``) is found by the search. External links are followed;
 links to files that are missing are skipped. Angles are degrees unless the dataset's
@@ -36,152 +40,31 @@ when the file has none.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from .base import RawScan, check_scan_arrays, check_slices, load_angles, parse_unit, saturation_of, to_radians
-from .dxchange import open_h5, to_seconds
+from .base import (RawScan, check_scan_arrays, check_slices, load_angles, parse_unit, saturation_of, to_radians,
+                   to_seconds)
 from .errors import ScanError
-from .fields import FieldSpec, read_field
+from .fields import FieldSpec, fields_attrs, read_field
+from .hdf5 import (NEXUS_SUFFIXES, attr_str, data_candidates, entries, entry_path, find_image_key, get, identity,
+                   is_frames, nx_class, open_h5, read_frames, walk)
 
 __all__ = ["is_nexus", "read_nxtomo"]
 
 log = logging.getLogger(__name__)
 
-_MAX_DEPTH = 6
 _ANGLE_WORDS = ("rotation_angle", "theta", "angle")
 #: Names of per-frame time datasets, most likely first (lower case).
 _TIME_NAMES = ("timestamp", "timestamps", "time_stamp", "ndarraytimestamp", "start_time", "frame_time")
 #: Names of per-frame acquisition-order datasets, most likely first.
 _INDEX_NAMES = ("sequence_number", "image_number", "frame_number")
 _FRAME_CLASSES = ("NXdetector", "NXmonitor", "NXsample", "NXdata", "NXcollection")
-
-
-def _nx_class(obj: h5py.HLObject) -> str:
-    v = obj.attrs.get("NX_class", b"")
-    if isinstance(v, bytes):
-        v = v.decode("utf-8", "replace")
-    return str(v)
-
-
-def _attr_str(obj: h5py.HLObject, name: str) -> str | None:
-    v = obj.attrs.get(name)
-    if v is None:
-        return None
-    if isinstance(v, np.ndarray):
-        v = v.reshape(-1)[0] if v.size else ""
-    if isinstance(v, bytes):
-        v = v.decode("utf-8", "replace")
-    return str(v)
-
-
-def get(f: h5py.File | h5py.Group, name: str) -> h5py.HLObject | None:
-    """``f[name]`` or None when missing or a dangling (soft/external) link."""
-    try:
-        return f.get(name)
-    except (KeyError, OSError, ValueError, RuntimeError):
-        return None
-
-
-def _walk_named(group: h5py.Group, prefix: str, depth: int) -> Iterator[tuple[str, h5py.HLObject]]:
-    """Every reachable object under ``group`` (depth-limited), skipping dangling links.
-
-    Paths are given as seen from the master file (an object reached through an external
-    link reports its name inside the other file).
-    """
-    try:
-        names = list(group.keys())
-    except (OSError, RuntimeError):
-        return
-    for name in names:
-        obj = get(group, name)
-        if obj is None:
-            continue
-        path = f"{prefix}/{name}"
-        yield path, obj
-        if isinstance(obj, h5py.Group) and depth < _MAX_DEPTH:
-            yield from _walk_named(obj, path, depth + 1)
-
-
-def _identity(ds: h5py.Dataset) -> tuple[str, str]:
-    return (os.path.realpath(ds.file.filename), ds.name)
-
-
-def entries(f: h5py.File) -> list[str]:
-    """Paths of the file's ``NXentry`` groups (every top-level group when none is marked)."""
-    out = []
-    for name in f:
-        obj = get(f, name)
-        if isinstance(obj, h5py.Group) and _nx_class(obj) == "NXentry":
-            out.append(f"/{name}")
-    if not out:  # files without NX_class attributes: every top-level group
-        out = [f"/{n}" for n in f if isinstance(get(f, n), h5py.Group)]
-    return out
-
-
-def entry_path(entry: str) -> str:
-    """``"entry2"`` or ``"/entry2/"`` -> ``"/entry2"``."""
-    return "/" + str(entry).strip().strip("/")
-
-
-def is_frames(obj: h5py.HLObject | None) -> bool:
-    """True when ``obj`` is a non-empty 3-D ``(frame, z, det)`` dataset."""
-    return isinstance(obj, h5py.Dataset) and obj.ndim == 3 and obj.size > 0
-
-
-def _is_vector(obj: h5py.HLObject | None, n: int) -> bool:
-    return isinstance(obj, h5py.Dataset) and obj.ndim == 1 and obj.shape[0] == n
-
-
-def data_candidates(f: h5py.File, entry: str) -> list[str]:
-    """Paths that may hold an entry's frames, most likely first (standard places, then a search)."""
-    out = [f"{entry}/data/data", f"{entry}/instrument/detector/data"]
-    nxdata, nxdet = [], []
-    eg = get(f, entry)
-    if isinstance(eg, h5py.Group):
-        for path, obj in _walk_named(eg, entry, 0):
-            if isinstance(obj, h5py.Group):
-                cls = _nx_class(obj)
-                if cls in ("NXdata", "NXdetector"):
-                    d = get(obj, "data")
-                    if is_frames(d):
-                        signal = _attr_str(obj, "signal")
-                        rank = 0 if (cls == "NXdata" and signal in (None, "data")) else 1 if cls == "NXdata" else 2
-                        (nxdata if rank < 2 else nxdet).append((rank, f"{path}/data"))
-    out += [p for _, p in sorted(nxdata, key=lambda t: t[0])] + [p for _, p in nxdet]
-    seen, uniq = set(), []
-    for p in out:
-        if p not in seen:
-            seen.add(p)
-            uniq.append(p)
-    return uniq
-
-
-def find_image_key(f: h5py.File, entry: str, data_path: str, ds: h5py.Dataset) -> str | None:
-    """Path of the ``image_key`` (one key per frame of ``ds``) that goes with ``data_path``, or None."""
-    n = ds.shape[0]
-    parent = data_path.rsplit("/", 1)[0]
-    for cand in (f"{parent}/image_key", f"{entry}/instrument/detector/image_key", f"{entry}/data/image_key"):
-        if _is_vector(get(f, cand), n):
-            return cand
-    eg = get(f, entry)
-    if not isinstance(eg, h5py.Group):
-        return None
-    ident = _identity(ds)
-    fallback = None
-    for path, obj in _walk_named(eg, entry, 0):
-        if isinstance(obj, h5py.Group):
-            d = get(obj, "data")
-            if isinstance(d, h5py.Dataset) and _identity(d) == ident and _is_vector(get(obj, "image_key"), n):
-                return f"{path}/image_key"
-        elif fallback is None and path.rsplit("/", 1)[-1] == "image_key" and _is_vector(obj, n):
-            fallback = path
-    return fallback
 
 
 def _is_angle_name(name: str) -> bool:
@@ -216,7 +99,7 @@ def _find_angles(f: h5py.File, entry: str, data_path: str, lengths: tuple[int, .
     eg = get(f, entry)
     if isinstance(eg, h5py.Group):
         found = []
-        for path, obj in _walk_named(eg, entry, 0):
+        for path, obj in walk(eg, entry):
             if not isinstance(obj, h5py.Dataset):
                 continue
             leaf = path.rsplit("/", 1)[-1]
@@ -240,24 +123,24 @@ def find_frame_vectors(f: h5py.File, entry: str, ds: h5py.Dataset, names: Sequen
     eg = get(f, entry)
     if not isinstance(eg, h5py.Group):
         return []
-    ident = _identity(ds)
+    ident = identity(ds)
     found, seen = [], set()
-    for path, obj in _walk_named(eg, entry, 0):
+    for path, obj in walk(eg, entry):
         leaf = path.rsplit("/", 1)[-1].lower()
         if leaf not in names or not isinstance(obj, h5py.Dataset):
             continue
         shape = tuple(obj.shape or ())
         if len(shape) == 2 and 1 in shape:
             shape = (shape[0] * shape[1],)
-        if len(shape) != 1 or shape[0] not in lengths or _identity(obj) in seen:
+        if len(shape) != 1 or shape[0] not in lengths or identity(obj) in seen:
             continue
-        seen.add(_identity(obj))
+        seen.add(identity(obj))
         holder = get(f, path.rsplit("/", 1)[0])
         data = get(holder, "data") if isinstance(holder, h5py.Group) else None
-        if isinstance(data, h5py.Dataset) and _identity(data) == ident:
+        if isinstance(data, h5py.Dataset) and identity(data) == ident:
             rank = 0
         else:
-            rank = 1 if holder is not None and _nx_class(holder) in _FRAME_CLASSES else 2
+            rank = 1 if holder is not None and nx_class(holder) in _FRAME_CLASSES else 2
         found.append(((rank, names.index(leaf), len(path)), path))
     return [p for _, p in sorted(found)]
 
@@ -278,7 +161,7 @@ def _frame_times(f: h5py.File, entry: str, ds: h5py.Dataset, i_proj: np.ndarray,
         try:
             if not isinstance(obj, h5py.Dataset):
                 raise ScanError(path, cand, "a timestamps dataset", "no such dataset")
-            t = to_seconds(obj[()], _attr_str(obj, "units"), path, cand)
+            t = to_seconds(obj[()], attr_str(obj, "units"), path, cand)
             if t.shape[0] not in lengths:
                 raise ScanError(path, cand, f"{n} timestamps (one per frame) or {i_proj.size} (one per projection)",
                                 f"{t.shape[0]} values")
@@ -309,32 +192,14 @@ def _acquisition_index(f: h5py.File, entry: str, ds: h5py.Dataset, i_proj: np.nd
     return None, None
 
 
-def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
-    """Consecutive runs of sorted indices as (start, stop) pairs."""
-    if idx.size == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(idx) != 1)
-    starts = np.r_[idx[0], idx[breaks + 1]]
-    stops = np.r_[idx[breaks] + 1, idx[-1] + 1]
-    return [(int(a), int(b)) for a, b in zip(starts, stops)]
-
-
-def read_frames(ds: h5py.Dataset, idx: np.ndarray, rows: slice, path: Path, name: str) -> np.ndarray:
-    """Frames ``idx`` (sorted) of ``ds``, detector rows ``rows``, read run by run as ``(n, rows, det)``."""
-    try:
-        parts = [ds[a:b, rows, :] for a, b in _runs(idx)]
-    except (OSError, TypeError, ValueError) as exc:
-        raise ScanError(path, name, "readable frames", exc) from None
-    if not parts:
-        return np.empty((0, rows.stop - rows.start, ds.shape[2]), dtype=ds.dtype)
-    return np.concatenate(parts, axis=0)
-
-
 def is_nexus(path: str | PathLike[str]) -> bool:
-    """True when ``path`` is an HDF5 file with an ``NXentry`` group."""
+    """True when ``path`` is an HDF5 file with an ``NXentry`` group, or any HDF5 file named
+    ``.nxs``/``.nx5``/``.nexus``."""
     try:
         with h5py.File(path, "r") as f:
-            return any(isinstance(get(f, n), h5py.Group) and _nx_class(f[n]) == "NXentry" for n in f)
+            if Path(path).suffix.lower() in NEXUS_SUFFIXES:
+                return True
+            return any(isinstance(get(f, n), h5py.Group) and nx_class(f[n]) == "NXentry" for n in f)
     except (OSError, ValueError):
         return False
 
@@ -396,114 +261,157 @@ def read_nxtomo(
     """
     p = Path(path)
     with open_h5(p) as f:
-        if data_path is not None:
-            pairs = [("/" + data_path.strip("/").split("/", 1)[0], data_path)]
-        else:
-            pairs = [(e, c) for e in ([entry_path(entry)] if entry else entries(f)) for c in data_candidates(f, e)]
-        chosen = None
-        tried = []
-        for entry, cand in pairs:
-            ds = get(f, cand)
-            if not is_frames(ds):
-                if data_path is not None:
-                    raise ScanError(p, data_path, "a 3-D (frame, z, det) dataset",
-                                    "no such dataset" if ds is None else f"shape {getattr(ds, 'shape', None)}")
-                continue
-            tried.append(cand)
-            key_path = image_key_path or find_image_key(f, entry, cand, ds)
-            if key_path is None:
-                continue
-            chosen = (entry, cand, ds, key_path)
-            break
-        if chosen is None:
-            if tried:
-                raise ScanError(p, tried[0], f"an image_key dataset ({tried[0].rsplit('/', 1)[0]}/image_key or "
-                                "<entry>/instrument/detector/image_key) with one key per frame", "none",
-                                hint="give its path as image_key_path")
-            raise ScanError(p, f"{entry_path(entry) if entry else '/entry'}/data/data", "an NXtomo entry: a 3-D (frame, z, det) 'data' dataset in an "
-                            "NXdata or NXdetector group", "none", hint="give its path as data_path")
-        entry, dpath, ds, key_path = chosen
-        n = ds.shape[0]
-        key_ds = get(f, key_path)
-        if not isinstance(key_ds, h5py.Dataset):
-            raise ScanError(p, key_path, f"an image_key dataset with {n} keys", "no such dataset")
-        keys = np.asarray(key_ds[()]).reshape(-1)
-        if keys.shape[0] != n or not np.issubdtype(keys.dtype, np.number):
-            raise ScanError(p, key_path, f"{n} integer image keys (one per frame of {dpath})",
-                            f"{keys.shape[0]} values of {keys.dtype}")
-        keys = keys.astype(np.int64)
-        unknown = np.setdiff1d(np.unique(keys), [0, 1, 2, 3])
-        if unknown.size:
-            raise ScanError(p, key_path, "image keys 0 (projection), 1 (flat), 2 (dark) or 3 (invalid)",
-                            f"keys {unknown.tolist()}")
-        i_proj, i_flat, i_dark = (np.flatnonzero(keys == k) for k in (0, 1, 2))
-        if i_proj.size == 0:
-            raise ScanError(p, key_path, "at least one projection (image_key 0)", "none")
-        rows = check_slices(slices, ds.shape[1], p, dpath)
-
+        fr = _frames(f, p, data_path, image_key_path, entry)
+        rows = check_slices(slices, fr.ds.shape[1], p, fr.data_path)
         if angles_file is not None:
-            angles_name = str(angles_file)
-            all_angles = load_angles(angles_file, angles_unit)
+            angles_name, all_angles = str(angles_file), load_angles(angles_file, angles_unit)
         else:
-            angles_name = angles_path or _find_angles(f, entry, dpath, (n, int(i_proj.size)))
-            if angles_name is None:
-                raise ScanError(p, f"{entry}/sample/rotation_angle",
-                                f"a rotation angle dataset with {n} (one per frame) or {i_proj.size} values", "none",
-                                hint="give its path as angles_path, or the angles in input.angles_file")
-            a_ds = get(f, angles_name)
-            if not isinstance(a_ds, h5py.Dataset):
-                raise ScanError(p, angles_name, "a rotation angle dataset", "no such dataset")
-            try:
-                values = a_ds[()]
-            except (OSError, TypeError, ValueError) as exc:
-                raise ScanError(p, angles_name, "readable rotation angles", exc) from None
-            unit = parse_unit(_attr_str(a_ds, "units"), p, angles_name)
-            all_angles = to_radians(values, unit or angles_unit, p, angles_name, from_attribute=unit is not None)
-        if all_angles.shape[0] == n:
-            angles = all_angles[i_proj]
-        elif all_angles.shape[0] == i_proj.size:
-            angles = all_angles
-        else:
-            raise ScanError(p, angles_name, f"{n} angles (one per frame) or {i_proj.size} (one per projection)",
-                            f"{all_angles.shape[0]} angles")
-
+            angles_name, all_angles = _read_angles(f, p, fr, angles_path, angles_unit)
+        angles = _projection_angles(all_angles, fr, p, angles_name)
+        dpath, ds = fr.data_path, fr.ds
         names = {"projections": f"{dpath} (image_key 0)", "angles": angles_name,
                  "flats": f"{dpath} (image_key 1)", "darks": f"{dpath} (image_key 2)"}
-        proj = read_frames(ds, i_proj, rows, p, dpath)
+        proj = read_frames(ds, fr.i_proj, rows, p, dpath)
         full_shape = tuple(ds.shape[1:])
         if flats is not None:
             flats, names["flats"] = read_field(flats, "flats", full_shape, rows)
         else:
-            flats = read_frames(ds, i_flat, rows, p, dpath) if i_flat.size else None
+            flats = read_frames(ds, fr.i_flat, rows, p, dpath) if fr.i_flat.size else None
         if darks is not None:
             darks, names["darks"] = read_field(darks, "darks", full_shape, rows)
         else:
-            darks = read_frames(ds, i_dark, rows, p, dpath) if i_dark.size else None
-        saturation = saturation_of(ds.dtype)
-        timestamps, timestamps_name = _frame_times(f, entry, ds, i_proj, p, timestamps_path)
-        order, order_name = _acquisition_index(f, entry, ds, i_proj, p)
-
-    first, last = int(i_proj[0]), int(i_proj[-1])
+            darks = read_frames(ds, fr.i_dark, rows, p, dpath) if fr.i_dark.size else None
+        saturation, dtype = saturation_of(ds.dtype), str(ds.dtype)
+        timestamps, timestamps_name = _frame_times(f, fr.entry, ds, fr.i_proj, p, timestamps_path)
+        order, order_name = _acquisition_index(f, fr.entry, ds, fr.i_proj, p)
     check_scan_arrays(p, proj, angles, flats, darks, names=names, saturation=saturation)
     attrs = {
+        **_frames_attrs(fr, angles_name, rows),
+        **fields_attrs(flats, darks, names),
+        "dtype": dtype,
+        "timestamps": timestamps_name,
+        "acquisition_index": order_name,
+    }
+    return RawScan(proj, flats, darks, angles, source=str(p), preprocessed=False, attrs=attrs,
+                   timestamps=timestamps, acquisition_index=order)
+
+
+@dataclass(frozen=True)
+class _Frames:
+    """The frames of an NXtomo entry: where they are, and which are projections, flats, darks."""
+
+    entry: str
+    data_path: str
+    ds: h5py.Dataset
+    key_path: str
+    keys: np.ndarray
+
+    @property
+    def i_proj(self) -> np.ndarray:
+        return np.flatnonzero(self.keys == 0)
+
+    @property
+    def i_flat(self) -> np.ndarray:
+        return np.flatnonzero(self.keys == 1)
+
+    @property
+    def i_dark(self) -> np.ndarray:
+        return np.flatnonzero(self.keys == 2)
+
+
+def _frames(f: h5py.File, p: Path, data_path: str | None, image_key_path: str | None,
+            entry: str | None) -> _Frames:
+    """The first frame dataset with an image key (in ``entry`` when given; ``data_path`` and
+    ``image_key_path`` when given), its image keys checked."""
+    if data_path is not None:
+        pairs = [("/" + data_path.strip("/").split("/", 1)[0], data_path)]
+    else:
+        pairs = [(e, c) for e in ([entry_path(entry)] if entry else entries(f)) for c in data_candidates(f, e)]
+    tried = []
+    for entry_found, cand in pairs:
+        ds = get(f, cand)
+        if not is_frames(ds):
+            if data_path is not None:
+                raise ScanError(p, data_path, "a 3-D (frame, z, det) dataset",
+                                "no such dataset" if ds is None else f"shape {getattr(ds, 'shape', None)}")
+            continue
+        tried.append(cand)
+        key_path = image_key_path or find_image_key(f, entry_found, cand, ds)
+        if key_path is not None:
+            return _Frames(entry_found, cand, ds, key_path, _image_keys(f, p, key_path, cand, ds.shape[0]))
+    if tried:
+        raise ScanError(p, tried[0], f"an image_key dataset ({tried[0].rsplit('/', 1)[0]}/image_key or "
+                        "<entry>/instrument/detector/image_key) with one key per frame", "none",
+                        hint="give its path as image_key_path")
+    where = pairs[-1][0] if pairs else (entry_path(entry) if entry else None)
+    raise ScanError(p, f"{where or '/entry'}/data/data", "an NXtomo entry: a 3-D (frame, z, det) 'data' dataset "
+                    "in an NXdata or NXdetector group", "none", hint="give its path as data_path")
+
+
+def _image_keys(f: h5py.File, p: Path, key_path: str, dpath: str, n: int) -> np.ndarray:
+    """The ``n`` image keys at ``key_path`` as int64, checked: 0 to 3, at least one projection."""
+    key_ds = get(f, key_path)
+    if not isinstance(key_ds, h5py.Dataset):
+        raise ScanError(p, key_path, f"an image_key dataset with {n} keys", "no such dataset")
+    keys = np.asarray(key_ds[()]).reshape(-1)
+    if keys.shape[0] != n or not np.issubdtype(keys.dtype, np.number):
+        raise ScanError(p, key_path, f"{n} integer image keys (one per frame of {dpath})",
+                        f"{keys.shape[0]} values of {keys.dtype}")
+    keys = keys.astype(np.int64)
+    unknown = np.setdiff1d(np.unique(keys), [0, 1, 2, 3])
+    if unknown.size:
+        raise ScanError(p, key_path, "image keys 0 (projection), 1 (flat), 2 (dark) or 3 (invalid)",
+                        f"keys {unknown.tolist()}")
+    if not (keys == 0).any():
+        raise ScanError(p, key_path, "at least one projection (image_key 0)", "none")
+    return keys
+
+
+def _read_angles(f: h5py.File, p: Path, fr: _Frames, angles_path: str | None,
+                 angles_unit: str) -> tuple[str, np.ndarray]:
+    """(dataset, radians) of the rotation angle: ``angles_path``, else the one the search finds."""
+    n, n_proj = fr.ds.shape[0], int(fr.i_proj.size)
+    angles_name = angles_path or _find_angles(f, fr.entry, fr.data_path, (n, n_proj))
+    if angles_name is None:
+        raise ScanError(p, f"{fr.entry}/sample/rotation_angle",
+                        f"a rotation angle dataset with {n} (one per frame) or {n_proj} values", "none",
+                        hint="give its path as angles_path, or the angles in input.angles_file")
+    a_ds = get(f, angles_name)
+    if not isinstance(a_ds, h5py.Dataset):
+        raise ScanError(p, angles_name, "a rotation angle dataset", "no such dataset")
+    try:
+        values = a_ds[()]
+    except (OSError, TypeError, ValueError) as exc:
+        raise ScanError(p, angles_name, "readable rotation angles", exc) from None
+    unit = parse_unit(attr_str(a_ds, "units"), p, angles_name)
+    return angles_name, to_radians(values, unit or angles_unit, p, angles_name, from_attribute=unit is not None)
+
+
+def _projection_angles(all_angles: np.ndarray, fr: _Frames, p: Path, angles_name: str) -> np.ndarray:
+    """The projections' angles from one angle per frame or one per projection."""
+    n, i_proj = fr.ds.shape[0], fr.i_proj
+    if all_angles.shape[0] == n:
+        return all_angles[i_proj]
+    if all_angles.shape[0] == i_proj.size:
+        return all_angles
+    raise ScanError(p, angles_name, f"{n} angles (one per frame) or {i_proj.size} (one per projection)",
+                    f"{all_angles.shape[0]} angles")
+
+
+def _frames_attrs(fr: _Frames, angles_name: str, rows: slice) -> dict[str, object]:
+    """The scan attributes of an NXtomo read: where its datasets are, and its frame counts."""
+    i_flat, i_dark = fr.i_flat, fr.i_dark
+    first, last = int(fr.i_proj[0]), int(fr.i_proj[-1])
+    return {
         "format": "nexus",
-        "entry": entry,
-        "data_path": dpath,
-        "image_key_path": key_path,
+        "entry": fr.entry,
+        "data_path": fr.data_path,
+        "image_key_path": fr.key_path,
         "angles_path": angles_name,
         "rows": [int(rows.start), int(rows.stop)],
         "n_flats_before": int((i_flat < first).sum()),
         "n_flats_after": int((i_flat > last).sum()),
         "n_darks_before": int((i_dark < first).sum()),
         "n_darks_after": int((i_dark > last).sum()),
-        "n_invalid": int((keys == 3).sum()),
-        "n_flats": 0 if flats is None else int(flats.shape[0]),
-        "n_darks": 0 if darks is None else int(darks.shape[0]),
-        "flats_source": names["flats"] if flats is not None else None,
-        "darks_source": names["darks"] if darks is not None else None,
-        "dtype": str(ds.dtype),
-        "timestamps": timestamps_name,
-        "acquisition_index": order_name,
+        "n_invalid": int((fr.keys == 3).sum()),
     }
-    return RawScan(proj, flats, darks, angles, source=str(p), preprocessed=False, attrs=attrs,
-                   timestamps=timestamps, acquisition_index=order)

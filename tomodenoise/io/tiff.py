@@ -15,45 +15,46 @@
 from __future__ import annotations
 
 import glob as _glob
-import re
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
-from .base import RawScan, check_scan_arrays, check_slices, load_angles, saturation_of
+from .base import RawScan, check_scan_arrays, load_angles, saturation_of
 from .errors import ScanError
-from .fields import FieldSpec, read_field
+from .fields import FieldSpec, fields_attrs, read_field
+from .files import TIFF_SUFFIXES, is_glob, is_zarr_store, natural_key, read_stack
 
-__all__ = ["list_tiffs", "read_tiff_stack"]
+__all__ = ["is_tiff", "list_tiffs", "read_tiff_stack"]
 
-_TIFF_SUFFIXES = (".tif", ".tiff")
 _FLAT_PREFIXES = ("flat", "white")
 _DARK_PREFIXES = ("dark",)
 _ANGLE_FILES = ("angles.txt", "angles.npy", "theta.txt", "theta.npy")
 
 
-def _natural_key(p: Path) -> list:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
-
-
-def _is_glob(s: str) -> bool:
-    return any(ch in s for ch in "*?[")
-
-
 def list_tiffs(path: str | PathLike[str]) -> list[Path]:
     """The TIFF files of a folder, a glob pattern or a single file, in natural name order."""
     s = str(path)
-    if _is_glob(s):
+    if is_glob(s):
         files = [Path(f) for f in _glob.glob(s)]
     elif Path(s).is_dir():
         files = [f for f in Path(s).iterdir()]
     else:
         files = [Path(s)]
-    files = [f for f in files if f.is_file() and f.suffix.lower() in _TIFF_SUFFIXES]
-    return sorted(files, key=_natural_key)
+    files = [f for f in files if f.is_file() and f.suffix.lower() in TIFF_SUFFIXES]
+    return sorted(files, key=natural_key)
+
+
+def is_tiff(path: str | PathLike[str]) -> bool:
+    """True for what :func:`read_tiff_stack` reads: a glob pattern that names no existing file,
+    a folder that is not a Zarr store, or a ``.tif``/``.tiff`` file."""
+    p = Path(path)
+    if is_glob(path) and not p.exists():
+        return True
+    if p.is_dir():
+        return not is_zarr_store(p)
+    return p.suffix.lower() in TIFF_SUFFIXES
 
 
 def _role(f: Path) -> str:
@@ -63,37 +64,6 @@ def _role(f: Path) -> str:
     if low.startswith(_DARK_PREFIXES):
         return "dark"
     return "proj"
-
-
-def read_stack(files: list[Path], rows_spec: Sequence[int] | None, source: Path, what: str,
-               shape: tuple[int, int] | None = None) -> tuple[np.ndarray, slice, np.dtype]:
-    """Read files (each one or more 2-D pages) into ``(n, rows, det)``, checking shapes."""
-    frames: list[np.ndarray] = []
-    rows: slice | None = None
-    dtype = None
-    for f in files:
-        try:
-            with tifffile.TiffFile(f) as t:
-                for i, page in enumerate(t.pages):
-                    img = page.asarray()
-                    if img.ndim != 2:
-                        raise ScanError(f, f"page {i}", f"a 2-D (z, det) {what} image", f"shape {img.shape}")
-                    if shape is None:
-                        shape = img.shape
-                    if img.shape != shape:
-                        raise ScanError(f, f"page {i}", f"a {what} image of shape {shape} like the projections",
-                                        f"shape {img.shape}")
-                    if rows is None:
-                        rows = check_slices(rows_spec, shape[0], f, f"page {i}")
-                    dtype = img.dtype if dtype is None else np.promote_types(dtype, img.dtype)
-                    frames.append(np.array(img[rows], copy=True))
-        except ScanError:
-            raise
-        except (OSError, ValueError, tifffile.TiffFileError) as exc:
-            raise ScanError(f, None, f"a readable TIFF {what} image", exc) from None
-    if not frames:
-        raise ScanError(source, None, f"at least one {what} image", "none")
-    return np.stack(frames), rows, dtype
 
 
 def read_tiff_stack(
@@ -137,43 +107,19 @@ def read_tiff_stack(
     """
     s = str(path)
     p = Path(s)
-    if not _is_glob(s) and not p.exists():
-        raise ScanError(p, None, "an existing TIFF file, folder of TIFF files or glob pattern", "no such file")
-    folder = p if p.is_dir() else p.parent
-    files = list_tiffs(s)
-    if not files:
-        raise ScanError(p, None, "TIFF files (*.tif, *.tiff)", "none")
-    single = len(files) == 1 and not p.is_dir() and not _is_glob(s)
-    proj_files = files if single else [f for f in files if _role(f) == "proj"]
-    if not proj_files:
-        raise ScanError(p, None, "projection TIFF files (besides flat*/dark* files)", "none")
-
+    files, proj_files, single = _files(p, s)
     proj, rows, dtype = read_stack(proj_files, slices, p, "projection")
-    with tifffile.TiffFile(proj_files[0]) as t:
-        full_shape = tuple(t.pages[0].shape)
-
-    def fields(spec: FieldSpec, role: str, what: str) -> tuple[np.ndarray | None, str]:
-        if spec is not None:
-            return read_field(spec, what, full_shape, rows)
-        if single:
-            return None, what
-        found = [f for f in files if _role(f) == role]
-        if not found:
-            return None, what
-        arr, _, _ = read_stack(found, slices, p, f"{role} field", shape=full_shape)
-        return arr, f"{found[0].name} ... ({len(found)} files)"
-
-    flat_arr, flat_name = fields(flats, "flat", "flats")
-    dark_arr, dark_name = fields(darks, "dark", "darks")
-
-    if angles_file is None:
-        for name in _ANGLE_FILES:
-            if (folder / name).is_file():
-                angles_file = folder / name
-                break
-        else:
-            raise ScanError(p, None, f"an angles_file (or {', '.join(_ANGLE_FILES)} beside the images) with "
-                            f"{proj.shape[0]} angles", "none given")
+    full_shape = _image_shape(proj_files[0])
+    own = [] if single else files  # a single (multi-page) file holds projections only
+    if flats is not None:
+        flat_arr, flat_name = read_field(flats, "flats", full_shape, rows)
+    else:
+        flat_arr, flat_name = _own_fields(own, "flat", slices, p, full_shape)
+    if darks is not None:
+        dark_arr, dark_name = read_field(darks, "darks", full_shape, rows)
+    else:
+        dark_arr, dark_name = _own_fields(own, "dark", slices, p, full_shape)
+    angles_file = angles_file if angles_file is not None else _angles_beside(p, proj.shape[0])
     angles = load_angles(angles_file, angles_unit)
     names = {"projections": f"{len(proj_files)} projection file(s)", "angles": str(angles_file),
              "flats": flat_name, "darks": dark_name}
@@ -183,10 +129,50 @@ def read_tiff_stack(
         "n_files": len(proj_files),
         "first_file": proj_files[0].name,
         "rows": [int(rows.start), int(rows.stop)],
-        "n_flats": 0 if flat_arr is None else int(flat_arr.shape[0]),
-        "n_darks": 0 if dark_arr is None else int(dark_arr.shape[0]),
-        "flats_source": flat_name if flat_arr is not None else None,
-        "darks_source": dark_name if dark_arr is not None else None,
+        **fields_attrs(flat_arr, dark_arr, names),
         "dtype": str(dtype),
     }
     return RawScan(proj, flat_arr, dark_arr, angles, source=s, preprocessed=False, attrs=attrs)
+
+
+def _files(p: Path, s: str) -> tuple[list[Path], list[Path], bool]:
+    """(all TIFF files, the projection files, whether ``s`` is a single file) of a TIFF scan."""
+    if not is_glob(s) and not p.exists():
+        raise ScanError(p, None, "an existing TIFF file, folder of TIFF files or glob pattern", "no such file")
+    files = list_tiffs(s)
+    if not files:
+        raise ScanError(p, None, "TIFF files (*.tif, *.tiff)", "none")
+    single = len(files) == 1 and not p.is_dir() and not is_glob(s)
+    proj_files = files if single else [f for f in files if _role(f) == "proj"]
+    if not proj_files:
+        raise ScanError(p, None, "projection TIFF files (besides flat*/dark* files)", "none")
+    return files, proj_files, single
+
+
+def _image_shape(f: Path) -> tuple[int, int]:
+    """The ``(z, det)`` shape of the first page of ``f``: the whole detector."""
+    import tifffile
+
+    with tifffile.TiffFile(f) as t:
+        return tuple(t.pages[0].shape)
+
+
+def _own_fields(files: list[Path], role: str, slices: Sequence[int] | None, p: Path,
+                full_shape: tuple[int, int]) -> tuple[np.ndarray | None, str]:
+    """The ``flat*``/``dark*`` files among ``files`` read as ``(n, rows, det)``, and their name."""
+    what = f"{role}s"
+    found = [f for f in files if _role(f) == role]
+    if not found:
+        return None, what
+    arr, _, _ = read_stack(found, slices, p, f"{role} field", shape=full_shape)
+    return arr, f"{found[0].name} ... ({len(found)} files)"
+
+
+def _angles_beside(p: Path, n: int) -> Path:
+    """The angles file beside the images (``angles.txt``, ...), or a ScanError."""
+    folder = p if p.is_dir() else p.parent
+    for name in _ANGLE_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    raise ScanError(p, None, f"an angles_file (or {', '.join(_ANGLE_FILES)} beside the images) with "
+                    f"{n} angles", "none given")
