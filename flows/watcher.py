@@ -17,145 +17,18 @@ completed, retrying at T, failed: reason) and its flow run ids.
 
 from __future__ import annotations
 
-from collections import Counter
-from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
 from prefect.client.orchestration import get_client
-from prefect.deployments import run_deployment
-from prefect.exceptions import ObjectNotFound
 
+from tasks.watching import STATUS_ARTIFACT, follow_up, publish_status, submit_scan, under_roots
 from tomodenoise.config import RunConfig
-from tomodenoise.pipeline import input_identity, store_for
 from tomodenoise.paths import PathNotAllowed, confine, input_roots
-from tomodenoise.watch import (
-    DEFAULT_PATTERNS,
-    Claim,
-    claim,
-    claims_dir_for,
-    find_scans,
-    list_claims,
-    scan_identity,
-    status_rows,
-)
+from tomodenoise.pipeline.keys import already_ingested
+from tomodenoise.watch import DEFAULT_PATTERNS, claim, claims_dir_for, find_scans, list_claims
 
 PIPELINE_DEPLOYMENT = "tomodenoise-pipeline/pipeline"
-STATUS_ARTIFACT = "tomodenoise-watcher"
-
-
-def _already_processed(cfg: RunConfig, scan) -> bool:
-    """True when the output store already holds this scan (started through the API or an event)."""
-    c = cfg.model_copy(deep=True)
-    c.input.path = str(scan)
-    store = store_for(c)
-    if not store.exists():
-        return False
-    try:
-        held = store.attrs.get("source_identity", {})
-    except Exception:  # a store being written: leave it to the next pass
-        return True
-    # the same file, unchanged since it was ingested (a rewritten scan is processed again)
-    return held == input_identity(scan)
-
-
-def _submit(deployment: str, scan: Path, overrides: dict[str, Any] | None, cid: str, attempt: int):
-    """Create attempt ``attempt``'s pipeline run for ``scan`` (idempotent per attempt)."""
-    key, name, tags = f"tomodenoise-scan-{cid}", f"{scan.stem}-{cid[:6]}", ["tomodenoise", "watcher"]
-    if attempt > 1:
-        key, name, tags = f"{key}-{attempt}", f"{name}-a{attempt}", [*tags, "retry", f"attempt-{attempt}"]
-    return run_deployment(
-        deployment, parameters={"scan": str(scan), "overrides": overrides or {}},
-        timeout=0, as_subflow=False, idempotency_key=key, flow_run_name=name, tags=tags,
-    )
-
-
-def _outcome(client, flow_run_id: str, logger) -> tuple[str, str | None] | None:
-    """``(state type, message)`` of a finished run, ``("MISSING", why)``, or None while it runs."""
-    try:
-        run = client.read_flow_run(UUID(flow_run_id))
-    except ObjectNotFound:
-        return "MISSING", f"flow run {flow_run_id} no longer exists"
-    except Exception as e:  # the server briefly unreachable: ask again next pass
-        logger.warning("could not read flow run %s: %s", flow_run_id, e)
-        return None
-    state = run.state
-    if state is None or not state.is_final():
-        return None
-    return state.type.value, state.message or state.name
-
-
-def _follow_up(c: Claim, client, deployment: str, overrides: dict[str, Any] | None, max_retries: int,
-               retry_backoff_s: float, may_start: bool, logger) -> dict[str, Any] | None:
-    """Record a finished run of ``c`` and resubmit when an attempt is due; the run started or None."""
-    data = c.read()
-    if data["status"] == "running" and data.get("flow_run_id"):
-        ended = _outcome(client, data["flow_run_id"], logger)
-        if ended is None:
-            return None
-        new = c.finish_attempt(data["flow_run_id"], *ended, max_retries=max_retries,
-                               retry_backoff_s=retry_backoff_s)
-        if new is None:  # another watcher pass recorded it first
-            return None
-        data, n = new, new["attempt"]
-        if data["status"] == "failed":
-            logger.warning("scan %s failed after %d attempts (flow runs %s): %s", c.scan, n,
-                           ", ".join(h["flow_run_id"] for h in data["history"]), data["reason"])
-        elif data["status"] == "retrying":
-            logger.info("run %s of %s ended %s (%s); attempt %d of %d due at %s", data["flow_run_id"], c.scan,
-                        ended[0], data["reason"], n + 1, max_retries + 1, data["next_attempt_at"])
-        else:
-            logger.info("scan %s: run %s %s", c.scan, data["flow_run_id"], data["status"])
-    if data["status"] not in ("retrying", "starting") or not may_start:
-        return None
-    attempt = c.begin_attempt()
-    if attempt is None:  # not due yet, or another pass took it
-        return None
-    try:
-        changed = scan_identity(c.scan) != c.id
-    except FileNotFoundError:
-        c.give_up("failed", "the scan file no longer exists")
-        logger.warning("scan %s failed: the file no longer exists", c.scan)
-        return None
-    if changed:
-        c.give_up("superseded", "the scan file changed since it was claimed (the new file has its own claim)")
-        logger.info("scan %s changed since attempt %d; not retried under its old claim", c.scan, attempt - 1)
-        return None
-    try:
-        run = _submit(deployment, c.scan, overrides, c.id, attempt)
-    except Exception as e:
-        c.abort_attempt(attempt, repr(e))
-        logger.warning("could not resubmit %s (attempt %d): %r; trying again next pass", c.scan, attempt, e)
-        return None
-    c.started(attempt, str(run.id), deployment=deployment)
-    logger.info("started %s for %s (attempt %d of %d)", run.name, c.scan, attempt, max_retries + 1)
-    return {"scan": str(c.scan), "flow_run_id": str(run.id), "attempt": attempt}
-
-
-def _publish_status(claims: list[Claim], max_retries: int, logger) -> None:
-    """The ``tomodenoise-watcher`` table artifact: every scan's status and flow runs."""
-    try:
-        data = []
-        for c in claims:
-            try:
-                data.append(c.read())
-            except (OSError, ValueError):
-                continue
-        counts = Counter(d["status"] for d in data)
-        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no scans claimed yet"
-        create_table_artifact(
-            table=status_rows(data, max_retries), key=STATUS_ARTIFACT,
-            description=f"Scans claimed by the new-scan watcher: {summary}. Failed runs are resubmitted "
-                        f"up to {max_retries} times; `failed: reason` means every attempt failed.",
-        )
-    except Exception as e:  # artifacts are for people: never fail the pass over one
-        logger.warning("could not publish the watcher status artifact: %r", e)
-
-
-def _under(path: Path, roots: list[str]) -> bool:
-    return any(path.is_relative_to(r) for r in roots)
 
 
 @flow(name="tomodenoise-watcher")
@@ -211,11 +84,11 @@ def watcher_flow(
     claims = claims_dir_for(cfg.output.root)
     started: list[dict[str, Any]] = []
 
-    ours = [c for c in list_claims(claims) if _under(c.scan, roots)]
+    ours = [c for c in list_claims(claims) if under_roots(c.scan, roots)]
     with get_client(sync_client=True) as client:
         for c in ours:
             try:
-                run = _follow_up(c, client, deployment, overrides, max_retries, retry_backoff_s,
+                run = follow_up(c, client, deployment, overrides, max_retries, retry_backoff_s,
                                  len(started) < max_runs, logger)
             except (OSError, ValueError) as e:  # an unreadable claim must not stop the others
                 logger.warning("could not follow up claim %s: %r", c.file, e)
@@ -234,13 +107,13 @@ def watcher_flow(
         if len(started) >= max_runs:
             logger.info("max_runs = %d reached; the rest waits for the next pass", max_runs)
             break
-        if _already_processed(cfg, scan):
+        if already_ingested(cfg, scan):
             continue
         c = claim(scan, claims)
         if c is None:
             continue
         try:
-            run = _submit(deployment, scan, overrides, c.id, 1)
+            run = submit_scan(deployment, scan, overrides, c.id, 1)
         except Exception:
             c.release()
             raise
@@ -250,5 +123,5 @@ def watcher_flow(
         ours.append(c)
     logger.info("%d scans found under %s, %d new runs started, %d resubmitted", len(scans), ", ".join(roots),
                 len(started) - resubmitted, resubmitted)
-    _publish_status(ours, max_retries, logger)
+    publish_status(ours, max_retries, logger)
     return started

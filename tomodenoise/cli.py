@@ -5,7 +5,6 @@
     tomodenoise preview SCAN [-c run.yaml] [--set preprocess.center=1023.5] [--out preview.png]
     tomodenoise simulate foam|dynamic|xrdct --out scan.h5 [--size N --angles N --slices N ...]
     tomodenoise demo [--out DIR]
-    tomodenoise bench foam|reference|warmstart|profile|dynamic|xrdct --out DIR
     tomodenoise config [--demo]
     tomodenoise export STORE [--format ome-zarr tiff] [--out DIR]
 """
@@ -13,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -43,38 +41,40 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     return apply_sets(cfg, getattr(args, "set", None) or [])
 
 
-def run_flow(cfg: RunConfig, reference: str | None = None) -> dict[str, Any]:
-    """Run the pipeline as a Prefect flow in this process.
+def prefect_runner() -> Any:
+    """The Prefect runner (``flows.RUNNER``), found through the ``tomodenoise.runners`` entry point."""
+    from importlib.metadata import entry_points
 
-    The flows live outside the core package (``flows/``), so they are imported by name here.
-    Reports to the API in Prefect's settings (see :func:`prefect_session` for the CLI's).
-    """
-    flows = importlib.import_module("flows.pipeline")
-    return flows.pipeline_flow(config=cfg, reference=reference)
+    found = entry_points(group="tomodenoise.runners", name="prefect")
+    if not found:
+        raise RuntimeError("the Prefect runner is not installed (the `tomodenoise.runners` entry point `prefect`): "
+                           "reinstall tomodenoise with `pip install -e .`, or run with --no-prefect")
+    return next(iter(found)).load()
+
+
+def run_flow(cfg: RunConfig, reference: str | None = None) -> dict[str, Any]:
+    """Run the pipeline as a Prefect flow in this process (reports to :func:`prefect_session`'s API)."""
+    return prefect_runner().run(cfg, reference)
 
 
 def run_core(cfg: RunConfig, reference: str | None = None) -> dict[str, Any]:
     """Run the pipeline without Prefect (same stages, sequential)."""
-    import numpy as np
-
     from . import pipeline
 
-    store = pipeline.run(cfg, reference=np.load(reference) if reference else None)
+    store = pipeline.run(cfg, reference=reference)
     return {"store": str(store.root), "metrics": json.loads((store.report_dir / "metrics.json").read_text())}
 
 
 @contextmanager
 def prefect_session(no_prefect: bool = False) -> Iterator[None]:
-    """One Prefect API for this process (``flows.local``), named on the console's first line."""
+    """One Prefect API for this process (the runner's), named on the console's first line."""
     if no_prefect:
         summary(log, "Prefect: not used (--no-prefect)")
         yield
         return
-    local = importlib.import_module("flows.local")
-    importlib.import_module("flows.pipeline")  # imports Prefect, which sets up its logging...
-    logs.configure(None, _verbosity_now())  # ...which is routed through ours from here on
-    with local.prefect_api() as (url, kind):
-        summary(log, local.describe(url, kind))
+    # importing Prefect sets up its logging, which is routed through ours before the server starts
+    with prefect_runner().api(before_start=lambda: logs.configure(None, _verbosity_now())) as line:
+        summary(log, line)
         try:
             yield
         except BaseException as e:  # say why now: the server's shutdown comes after
@@ -128,10 +128,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate the configuration and read the scan without writing anything."""
+    """Validate the configuration, read the scan and plan every stage of a run, writing nothing."""
     import numpy as np
 
     from .io import read_scan
+    from .pipeline.ingestion import refuse_splits
     from .pipeline.modalities import build_sinograms
 
     cfg = build_config(args)
@@ -139,9 +140,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                     angles_unit=cfg.input.angles_unit, slices=cfg.input.slices,
                     flats=cfg.input.flats, darks=cfg.input.darks, entry=cfg.input.entry)
     sg = build_sinograms(raw, cfg)
-    if cfg.splits.k > sg.min_projections:
-        raise ValueError(f"splits.k = {cfg.splits.k} is more than the {sg.min_projections} projections of "
-                         f"{'the shortest time step' if sg.modality == 'dynamic' else 'the scan'}")
+    refuse_splits(cfg, sg)
     a = np.asarray(sg.angles)
     print(f"OK {cfg.input.path}: {sg.modality} scan, sinogram (time, channel, z, angle, det) = "
           f"{tuple(sg.sinogram.shape)}, angles {np.nanmin(a):.4f}..{np.nanmax(a):.4f} rad, centre {sg.center:.2f}, "
@@ -158,7 +157,25 @@ def cmd_check(args: argparse.Namespace) -> int:
         if raw.attrs.get(key):
             print(f"  {what}: {raw.attrs[key]}")
     # the warnings about the input (sg.info["warnings"]) were logged as they arose: on the console once
+    print_plans(cfg, sg.sinogram)
     return 0
+
+
+def print_plans(cfg: RunConfig, sinogram: Any) -> None:
+    """Every stage's plan for a run of ``cfg`` (what it would refuse is refused here), one line each."""
+    from .pipeline import STAGES, Context, Layout, store_for
+
+    store, ctx = store_for(cfg), Context(layout=Layout.of_sinograms(sinogram, cfg))
+    for stage in STAGES:
+        plan = stage.plan(store, cfg, ctx)
+        if plan.current:
+            what = "already complete"
+        elif stage.chunked:
+            what = (f"{plan.todo} of {plan.total} chunks in {len(plan.units)} tasks, "
+                    f"up to about {plan.unit_bytes / 2**20:.0f} MiB of data per task at a time")
+        else:
+            what = "to run"
+        print(f"  {stage.key}: {what}")
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -217,32 +234,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from . import bench
+    """``tomodenoise bench`` moved out of the installed package: say where to (exit status 2)."""
+    import shlex
 
-    out, n = Path(args.out), args.slices
-    if args.kind == "foam":
-        bench.run_foam_benchmark(out=out, n_slices=n, phantom=args.phantom, minutes=args.minutes or 10.0,
-                                 methods=args.methods)
-    elif args.kind == "reference":
-        bench.run_reference_benchmark(out, n, args.minutes or 10.0, network=args.network, phantom=args.phantom)
-    elif args.kind == "warmstart":
-        bench.run_warmstart_benchmark(out, n, args.minutes or 5.0, source_minutes=args.source_minutes,
-                                      warm_minutes=args.warm_minutes, network=args.network, phantom=args.phantom)
-    elif args.kind == "dynamic":
-        from .bench.modalities import run_dynamic_benchmark
-
-        run_dynamic_benchmark(out, minutes=args.minutes or 5.0)
-    elif args.kind == "real":
-        from .bench.real import run_real_benchmark
-
-        run_real_benchmark(out, args.scans, minutes=args.minutes, overrides=args.set or [])
-    elif args.kind == "xrdct":
-        from .bench.modalities import run_xrdct_benchmark
-
-        run_xrdct_benchmark(out, minutes=args.minutes or 3.0, ingredients=args.ingredients)
-    else:
-        bench.run_profile(out, n, phantom=args.phantom)
-    return 0
+    log.error("`tomodenoise bench` is gone: the benchmarks live in the repository's benchmarks/ folder, not in the "
+              "installed package, so from a checkout run `%s` instead (`python -m benchmarks --help` lists them)",
+              shlex.join(["python", "-m", "benchmarks", args.kind or "NAME", *args.options]))
+    return 2
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -354,27 +352,11 @@ def make_parser() -> argparse.ArgumentParser:
                    help="which of the demo's scans to run (default: both)")
     d.set_defaults(func=cmd_demo)
 
-    b = sub.add_parser("bench", parents=[common], help="quality benchmarks")
-    b.add_argument("kind", choices=["foam", "real", "reference", "warmstart", "profile", "dynamic", "xrdct"],
-                   help="foam: quality of every method and PSNR-vs-time curves; real: run's defaults on real scans, "
-                        "quality figures without ground truth; reference: our training loop vs a "
-                        "reference-style loop; warmstart: warm start from another foam vs a cold start; profile: "
-                        "where one training step's time goes; dynamic: PSNR per time step of FBP, N2I and N2I "
-                        "with time neighbours; xrdct: PSNR per channel and the shorter-acquisition experiment")
-    b.add_argument("scans", nargs="*", help="real: scans to run with run's defaults (default: the shipped APS tooth)")
-    b.add_argument("--set", action="append", metavar="KEY=VALUE", help="real: a configuration override for every scan, or STEM:KEY=VALUE for one scan")
-    b.add_argument("--slices", type=int, default=16)
-    b.add_argument("--out", required=True)
-    b.add_argument("--phantom", help="phantom.h5 (default: ../shared/data/foam_n2i/phantom.h5 if present, else a generated foam)")
-    b.add_argument("--minutes", type=float, default=None,
-                   help="training minutes per network (foam, reference: 10; warmstart: the cold start's, 5)")
-    b.add_argument("--methods", nargs="*", default=None, help="foam: which methods")
-    b.add_argument("--network", default="n2i_msd", choices=["n2i_unet", "n2i_msd"],
-                   help="reference, warmstart: which network (default n2i_msd, the faster to quality)")
-    b.add_argument("--source-minutes", type=float, default=None, help="warmstart: training on the other foam")
-    b.add_argument("--warm-minutes", type=float, default=None, help="warmstart: the warm start's budget")
-    b.add_argument("--ingredients", help="xrdct: folder with Patterns.h5 and catalyst_particles_*.tif (default: "
-                                         "../shared/data/xrdct_ingredients if present, else built-in phases)")
+    b = sub.add_parser("bench", help="moved: the benchmarks run as `python -m benchmarks NAME` from a checkout",
+                       description="Moved: the benchmarks are not installed; from a checkout of the repository run "
+                                   "`python -m benchmarks NAME [options]` (`python -m benchmarks --help` lists them).")
+    b.add_argument("kind", nargs="?", help="the benchmark (foam, real, reference, ...)")
+    b.add_argument("options", nargs=argparse.REMAINDER, help="its options")
     b.set_defaults(func=cmd_bench)
 
     cm = sub.add_parser("compare", parents=[common], help="run several denoising methods on one scan: table and panel")

@@ -8,6 +8,13 @@ only decides (no Prefect here, per the import rules of DESIGN.md):
   ``local`` (with a warning) when dask-cuda is not importable or there is no GPU;
 - ``address``: an existing scheduler (``compute.address``, e.g. ``tcp://head:8786``);
 - ``slurm``: ``dask_jobqueue.SLURMCluster(**compute.slurm)`` scaled to ``n_workers`` jobs.
+
+Every worker this module starts keeps glibc's own memory allocator settings, as a plain process
+has (:data:`NANNY_UNSET_ENV`): Dask's nanny otherwise starts each worker with
+``MALLOC_TRIM_THRESHOLD_=65536``, and setting any glibc malloc threshold also fixes the mmap
+threshold at 128 KiB, so every tensor of a forward pass over 128 KiB is mapped afresh and
+page-faulted in; that made a network's inference about 2x slower in a worker
+(``benchmarks/dask_worker_probe.py``).
 """
 
 from __future__ import annotations
@@ -18,8 +25,35 @@ from typing import Any
 
 from .config import ComputeConfig
 
+__all__ = ["DaskCluster", "LOG_PRELOAD", "NANNY_UNSET_ENV", "configure_nannies", "dask_runner_kwargs", "gpu_count",
+           "slurm_prologue"]
+
 log = logging.getLogger(__name__)
 LOG_PRELOAD = "tomodenoise.logs"  # Dask preload module: quiet console, the parent's run log
+#: Variables of ``distributed.nanny.pre-spawn-environ`` that a nanny must not set before it
+#: starts a worker (``None`` there unsets one): glibc's defaults, as in a plain process.
+NANNY_UNSET_ENV = ("MALLOC_TRIM_THRESHOLD_",)
+PRE_SPAWN_KEY = "distributed.nanny.pre-spawn-environ"
+
+
+def configure_nannies() -> None:
+    """Apply :data:`NANNY_UNSET_ENV` to Dask's configuration in this process.
+
+    A nanny reads ``distributed.nanny.pre-spawn-environ`` from the global configuration of the
+    process that creates it (no cluster keyword reaches it), so :func:`dask_runner_kwargs` calls
+    this for the clusters started here; SLURM jobs get it from :func:`slurm_prologue`.
+    """
+    import dask
+
+    dask.config.set({f"{PRE_SPAWN_KEY}.{name}": None for name in NANNY_UNSET_ENV})
+
+
+def slurm_prologue() -> list[str]:
+    """Lines of a SLURM job script that give its nanny :data:`NANNY_UNSET_ENV` (Dask reads
+    ``DASK_*`` variables into its configuration when a worker job starts)."""
+    env_name = "DASK_" + PRE_SPAWN_KEY.upper().replace(".", "__").replace("-", "_")
+    value = repr({name: None for name in NANNY_UNSET_ENV})
+    return [f'export {env_name}="{value}"']
 
 
 def gpu_count() -> int:
@@ -57,11 +91,14 @@ def dask_runner_kwargs(compute: ComputeConfig) -> dict[str, Any]:
             import dask_jobqueue  # noqa: F401
         except ImportError as e:  # pragma: no cover - a core dependency
             raise ValueError("compute.cluster = 'slurm' needs dask-jobqueue") from e
+        slurm = dict(compute.slurm)
+        slurm["job_script_prologue"] = slurm_prologue() + list(slurm.get("job_script_prologue", []))
         return {
             "cluster_class": "dask_jobqueue.SLURMCluster",
-            "cluster_kwargs": dict(compute.slurm),
+            "cluster_kwargs": slurm,
             "adapt_kwargs": {"minimum": compute.n_workers, "maximum": compute.n_workers},
         }
+    configure_nannies()  # a local cluster's nannies run in this process
     if kind == "local_cuda":
         n_gpu = gpu_count()
         try:
@@ -91,3 +128,44 @@ def dask_runner_kwargs(compute: ComputeConfig) -> dict[str, Any]:
                     "MKL_NUM_THREADS": str(compute.threads_per_worker)},
         },
     }
+
+
+class DaskCluster:
+    """The one Dask cluster of a run, started on first use and closed at the end of the run.
+
+    ``compute.cluster`` names the kind (see the module docstring); ``address`` connects to an
+    existing scheduler and starts nothing. All chunked stages of a run share it: on SLURM that is
+    one allocation (and one queue wait) for the Dask work of a scan.
+    """
+
+    def __init__(self, compute: ComputeConfig):
+        self.compute = compute
+        self.cluster: Any = None
+
+    def address(self) -> str:
+        """The scheduler's address, starting the cluster the first time."""
+        if self.compute.cluster == "address":
+            return dask_runner_kwargs(self.compute)["address"]
+        if self.cluster is None:
+            import importlib
+
+            kw = dask_runner_kwargs(self.compute)
+            module, _, name = kw["cluster_class"].rpartition(".")
+            self.cluster = getattr(importlib.import_module(module), name)(**kw.get("cluster_kwargs", {}))
+            if kw.get("adapt_kwargs"):
+                self.cluster.adapt(**kw["adapt_kwargs"])
+            log.info("Dask cluster %s started (%s)", type(self.cluster).__name__, self.cluster.scheduler_address)
+        return self.cluster.scheduler_address
+
+    def log_dashboard(self, logger: logging.Logger | logging.LoggerAdapter) -> None:
+        """Put the Dask dashboard's address in the run's log (the UI shows it)."""
+        link = getattr(self.cluster, "dashboard_link", None)
+        if link:
+            logger.info("Dask dashboard: %s", link)
+
+    def close(self) -> None:
+        if self.cluster is not None:
+            try:
+                self.cluster.close()
+            finally:
+                self.cluster = None

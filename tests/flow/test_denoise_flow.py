@@ -73,7 +73,8 @@ def _task_names(flow_run_id) -> list[str]:
 
 
 def test_sharded_flow_on_two_workers_equals_one_process_and_resumes(trained, tmp_path):
-    from flows.pipeline import denoise_flow, task_runner_for
+    from flows.pipeline import PrefectExecutor
+    from tomodenoise.pipeline.stages import DENOISE, Context
 
     store, cfg = trained
     one = _copy(store, tmp_path / "one")
@@ -81,7 +82,12 @@ def test_sharded_flow_on_two_workers_equals_one_process_and_resumes(trained, tmp
     expected = np.asarray(one.array("denoised")[:])
 
     flow_store = _copy(store, tmp_path / "flow")
-    run = denoise_flow.with_options(task_runner=task_runner_for(cfg.compute))
+
+    def run(cfg, root, return_state):
+        with PrefectExecutor(cfg) as executor:  # one cluster per call, as in a run
+            return executor.stage(DENOISE, type(flow_store)(root), cfg,
+                                  Context(), return_state=return_state)
+
     state = run(cfg, str(flow_store.root), return_state=True)
     assert state.is_completed(), state
     np.testing.assert_array_equal(np.asarray(flow_store.array("denoised")[:]), expected)

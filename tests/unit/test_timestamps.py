@@ -8,7 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from tomodenoise.io.dxchange import read_dxchange, to_seconds, write_dxchange
+from tomodenoise.io.base import to_seconds
+from tomodenoise.io.dxchange import read_dxchange, write_dxchange
 from tomodenoise.io.errors import ScanError
 from tomodenoise.io.nexus import read_nxtomo
 

@@ -1,9 +1,11 @@
-"""The pipeline's stages as plain functions on a scan store (no Prefect, no Dask).
+"""The pipeline's stages on a scan store (no Prefect, no Dask).
 
 Each stage reads from and writes to ``<out>/<scan_id>/`` (see :mod:`tomodenoise.io.store`)
-and marks itself complete there only when all its output is written. The Prefect flows
-(``flows/``) call exactly these functions, grouping the reconstruction's and the denoising's chunks into
-tasks sized by their work; a notebook can call them directly::
+and marks itself complete there only when all its output is written. :mod:`.stages` holds the
+stage contract (plan, start, run a unit, finish) and the one list of stages; :mod:`.executor`
+runs them: one after another here, or on the Prefect flow's executor (``flows/``), which runs
+the reconstruction's and the denoising's units on Dask workers. A notebook can call them
+directly::
 
     from tomodenoise.config import RunConfig
     from tomodenoise import pipeline
@@ -12,7 +14,8 @@ tasks sized by their work; a notebook can call them directly::
 
 One module per stage: :mod:`.ingestion` (with :mod:`.modalities`: static, dynamic 4D and
 XRD-CT scans to one store layout), :mod:`.reconstruction`, :mod:`.training`,
-:mod:`.denoising` (sharded: :mod:`.inference`), :mod:`.reporting`; :mod:`.keys` decides what a rerun may skip;
+:mod:`.denoising` (sharded: :mod:`.inference`), :mod:`.reporting`; :mod:`.keys` decides what a rerun may skip,
+:mod:`.markers` records which chunks are written, :mod:`.layout` gives the sizes a plan needs;
 :mod:`.runner` runs them all.
 """
 
@@ -35,16 +38,24 @@ from .reconstruction import (
     prepare_reconstruct,
     recon_chunks,
     reconstruct,
-    reconstruct_chunk,
     reconstruct_current,
     volume_shape,
 )
+from .executor import Sequential, run_pipeline, run_stage
+from .layout import Layout
 from .reporting import report
 from .runner import run
+from .stages import STAGES, Context, Plan, Stage, stage_named
 from .training import train
 
 __all__ = [
+    "STAGES",
     "Chunk",
+    "Context",
+    "Layout",
+    "Plan",
+    "Sequential",
+    "Stage",
     "DenoiseChunk",
     "Shard",
     "denoise",
@@ -64,13 +75,15 @@ __all__ = [
     "prepare_reconstruct",
     "recon_chunks",
     "reconstruct",
-    "reconstruct_chunk",
     "reconstruct_current",
     "report",
     "run",
+    "run_pipeline",
+    "run_stage",
     "scan_id_for",
     "stage_current",
     "stage_keys",
+    "stage_named",
     "store_for",
     "train",
     "volume_shape",

@@ -1,19 +1,17 @@
-"""The denoise stage: every (time step, channel, z-slab) with the K leave-one-out inputs.
+"""The denoise stage in this process: every (time step, channel, z-slab) with the K leave-one-out inputs.
 
 The work is cut into shards of whole Zarr chunks (:mod:`.inference`); the flow runs them in
 parallel on the Dask workers, :func:`denoise` runs the very same shards one after another
-in this process, so both write the same bytes.
+in this process (:data:`~.stages.DENOISE` on the sequential executor), so both write the same bytes.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from ..config import RunConfig
 from ..io.store import ScanStore
-from ..logs import bars_wanted, show_progress
-from .inference import denoise_block, denoise_current, denoise_shard, device_for, finish_denoise, prepare_denoise
+from .inference import denoise_block, device_for
 
 __all__ = ["denoise", "denoise_block", "device_for"]
 
@@ -23,16 +21,8 @@ def denoise(store: ScanStore, cfg: RunConfig, checkpoint: Path | None = None, pr
 
     Resumes: chunks written by an interrupted run with the same settings are not computed again.
     """
-    from tqdm.auto import tqdm
+    from .executor import Sequential, run_stage
+    from .stages import DENOISE, Context
 
-    if denoise_current(store, cfg):
-        return
-    progress = (cfg.train.progress if progress is None else progress) and show_progress()
-    t0 = time.perf_counter()
-    shards = prepare_denoise(store, cfg, checkpoint)
-    with tqdm(total=sum(len(s.chunks) for s in shards), desc="denoise", unit="chunk",
-              disable=not (progress and bars_wanted())) as bar:
-        for shard in shards:
-            denoise_shard(store, cfg, shard, checkpoint)
-            bar.update(len(shard.chunks))
-    finish_denoise(store, cfg, time.perf_counter() - t0)
+    run_stage(DENOISE, store, cfg, Sequential(progress=True if progress is None else progress),
+              Context(checkpoint=str(checkpoint) if checkpoint else None))

@@ -11,9 +11,27 @@ from ..config import RunConfig
 from ..io.store import ScanStore
 from .keys import input_identity, invalidate_from, scan_id_for, stage_current, stage_keys, store_for
 
-__all__ = ["ingest"]
+__all__ = ["ingest", "refuse_clash", "refuse_splits"]
 
 log = logging.getLogger(__name__)
+
+
+def refuse_clash(store: ScanStore, cfg: RunConfig, identity: dict) -> None:
+    """Refuse a store that holds another source under the same scan id (unless ``output.overwrite``)."""
+    if store.exists():
+        previous = store.attrs.get("source_identity", {}).get("path")
+        if previous and previous != identity["path"] and not cfg.output.overwrite:
+            raise FileExistsError(
+                f"{store.root} already holds the results of {previous}, not {identity['path']}; "
+                "set input.scan_id to a different name or output.overwrite=true to replace it")
+
+
+def refuse_splits(cfg: RunConfig, sg) -> None:
+    """Refuse more splits than the projections of the shortest time step (or of the scan)."""
+    if cfg.splits.k > sg.min_projections:
+        where = "the shortest time step of " if sg.modality == "dynamic" else ""
+        raise ValueError(f"splits.k = {cfg.splits.k} is more than the {sg.min_projections} projections of {where}"
+                         f"{cfg.input.path}: use {'longer time steps or ' if where else ''}fewer splits")
 
 
 def ingest(cfg: RunConfig) -> ScanStore:
@@ -40,12 +58,7 @@ def ingest(cfg: RunConfig) -> ScanStore:
     if stage_current(store, "ingest", key):
         log.info("ingest already complete in %s", store.zarr_path)
         return store
-    if store.exists():
-        previous = store.attrs.get("source_identity", {}).get("path")
-        if previous and previous != identity["path"] and not cfg.output.overwrite:
-            raise FileExistsError(
-                f"{store.root} already holds the results of {previous}, not {identity['path']}; "
-                "set input.scan_id to a different name or output.overwrite=true to replace it")
+    refuse_clash(store, cfg, identity)
     t0 = time.perf_counter()
     raw = read_scan(
         cfg.input.path,
@@ -61,9 +74,7 @@ def ingest(cfg: RunConfig) -> ScanStore:
         raise ValueError(f"splits.k = {cfg.splits.k} is more than the {raw.n_angles} projection angles of "
                          f"{cfg.input.path}")
     sg = build_sinograms(raw, cfg)
-    if cfg.splits.k > sg.min_projections:
-        raise ValueError(f"splits.k = {cfg.splits.k} is more than the {sg.min_projections} projections of the "
-                         f"shortest time step of {cfg.input.path}: use longer time steps or fewer splits")
+    refuse_splits(cfg, sg)
     n_det = sg.sinogram.shape[-1]
     z0 = cfg.input.slices[0] if cfg.input.slices else 0
     geometry = {

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig
-from ..io.store import STAGES, ScanStore
+from ..io.store import ScanStore
 
-__all__ = ["input_identity", "invalidate_from", "key_for", "scan_id_for", "stage_current", "stage_keys", "store_for"]
+__all__ = ["ORDER", "already_ingested", "input_identity", "invalidate_from", "key_for", "scan_id_for", "stage_current", "stage_keys", "store_for"]
 
 
 def scan_id_for(cfg: RunConfig) -> str:
@@ -41,6 +41,8 @@ def scan_id_for(cfg: RunConfig) -> str:
     name = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")
     return name or "scan"
 
+
+ORDER = ("ingest", "reconstruct", "train", "denoise", "report")  # the stages of a run, in order
 
 _KEY_FIELDS: dict[str, dict[str, Any]] = {
     "ingest": {"input": {"exclude": {"scan_id"}}, "preprocess": {}, "time": {},
@@ -73,6 +75,8 @@ def stage_keys(cfg: RunConfig, identity: dict[str, Any] | None = None) -> dict[s
         parts = {"prev": prev}
         for section, sel in fields.items():
             parts[section] = getattr(cfg, section).model_dump(mode="json", **sel)
+            if section == "splits":  # splits.scheme (removed, had no effect) was hashed: old stores keep their keys
+                parts[section]["scheme"] = "interlaced"
         prev = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
         keys[stage] = prev
     return keys
@@ -85,7 +89,7 @@ def stage_current(store: ScanStore, stage: str, key: str) -> bool:
 
 def invalidate_from(store: ScanStore, stage: str) -> None:
     """Forget ``stage`` and every stage after it (their outputs are stale)."""
-    later = STAGES[STAGES.index(stage):]
+    later = ORDER[ORDER.index(stage):]
     if store.exists():
         store.clear_stage(*later)
     if "train" in later and store.model_dir.exists():
@@ -109,3 +113,18 @@ def store_for(cfg: RunConfig) -> ScanStore:
 def key_for(store: ScanStore, cfg: RunConfig, stage: str) -> str:
     """The key of ``stage`` for ``cfg`` on the input this store was ingested from."""
     return stage_keys(cfg, store.attrs.get("source_identity") or {})[stage]
+
+
+def already_ingested(cfg: RunConfig, scan: str | os.PathLike) -> bool:
+    """True when the output store already holds this scan (started through the API or an event)."""
+    c = cfg.model_copy(deep=True)
+    c.input.path = str(scan)
+    store = store_for(c)
+    if not store.exists():
+        return False
+    try:
+        held = store.attrs.get("source_identity", {})
+    except Exception:  # a store being written: leave it to the next pass
+        return True
+    # the same file, unchanged since it was ingested (a rewritten scan is processed again)
+    return held == input_identity(scan)

@@ -22,10 +22,8 @@ checkpoint or other inference settings (recorded in ``settings.json`` beside the
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,11 +33,13 @@ from typing import Any
 from ...config import RunConfig
 from ...io.store import ScanStore, z_slabs
 from ..keys import key_for, stage_current
+from ..layout import Layout
+from ..markers import Markers
 from ..sizing import group_size, grouped
 from .models import cached_model, checkpoint_identity, model_loads
 
-__all__ = ["DenoiseChunk", "Shard", "cpu_threads", "denoise_chunks", "denoise_current", "denoise_shard", "finish_denoise",
-           "prepare_denoise", "shard_unit_bytes"]
+__all__ = ["DenoiseChunk", "Shard", "cpu_threads", "denoise_chunks", "denoise_current", "denoise_shard",
+           "denoise_shards", "finish_denoise", "prepare_denoise", "shard_unit_bytes", "start_denoise", "todo_denoise"]
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +84,19 @@ class Shard:
         """``denoise-<label>``: the task's name."""
         return f"denoise-{self.label}"
 
+    def __len__(self) -> int:
+        return len(self.chunks)
+
     @property
     def n_slices(self) -> int:
         return sum(c.z_stop - c.z_start for c in self.chunks)
 
 
-def denoise_chunks(store: ScanStore) -> list[DenoiseChunk]:
+def denoise_chunks(store: ScanStore | Layout) -> list[DenoiseChunk]:
     """Every chunk of ``denoised``, in (time, channel, z) order."""
-    ds = store.open()
-    return [DenoiseChunk(t, c, zs.start, zs.stop) for t in range(ds.sizes["time"]) for c in range(ds.sizes["channel"])
-            for zs in z_slabs(ds.sizes["z"], store.z_chunk)]
+    lay = Layout.of(store)
+    return [DenoiseChunk(t, c, zs.start, zs.stop) for t in range(lay.time) for c in range(lay.channel)
+            for zs in z_slabs(lay.z, lay.z_chunk)]
 
 
 def denoise_current(store: ScanStore, cfg: RunConfig) -> bool:
@@ -105,8 +108,8 @@ def _checkpoint(store: ScanStore, checkpoint: str | os.PathLike | None) -> Path:
     return Path(checkpoint) if checkpoint else store.model_dir / "best.pt"
 
 
-def _progress_dir(store: ScanStore, key: str) -> Path:
-    return store.root / "progress" / f"denoise-{key}"
+def _markers(store: ScanStore, cfg: RunConfig) -> Markers:
+    return Markers(store, "denoise", key_for(store, cfg, "denoise"))
 
 
 def _settings(store: ScanStore, cfg: RunConfig, checkpoint: str | os.PathLike | None) -> dict[str, Any]:
@@ -117,49 +120,56 @@ def _settings(store: ScanStore, cfg: RunConfig, checkpoint: str | os.PathLike | 
             "precision": inf.precision, "tile": inf.tile, "tile_overlap": inf.tile_overlap}
 
 
-def shard_unit_bytes(store: ScanStore, cfg: RunConfig) -> int:
+def shard_unit_bytes(store: ScanStore | Layout, cfg: RunConfig) -> int:
     """Bytes one chunk holds while it is denoised: its K splits with the neighbours' halo, plus
     the output (float32)."""
-    rec = store.array("recon")
-    k, _, _, _, ny, nx = rec.shape
-    zc = min(store.z_chunk, rec.shape[3])
+    lay = Layout.of(store)
     nb = cfg.train.neighbours if isinstance(cfg.train.neighbours, int) else 2  # auto: at most 2 (the recipe)
-    images = zc + 2 * nb if cfg.train.neighbour_axis == "z" else zc * (2 * nb + 1)
-    return 4 * ny * nx * (k * images + zc)
+    images = lay.z_width + 2 * nb if cfg.train.neighbour_axis == "z" else lay.z_width * (2 * nb + 1)
+    return 4 * lay.n_pixels**2 * (cfg.splits.k * images + lay.z_width)
 
 
-def prepare_denoise(store: ScanStore, cfg: RunConfig, checkpoint: str | os.PathLike | None = None) -> list[Shard]:
-    """Create ``denoised`` and list the shards of the chunks still to compute.
+def todo_denoise(store: ScanStore, cfg: RunConfig, checkpoint: str | os.PathLike | None = None,
+                 layout: Layout | None = None) -> list[DenoiseChunk]:
+    """The chunks not yet written with these settings and this checkpoint (reads only)."""
+    chunks = denoise_chunks(layout or store)
+    if not store.exists() or not _checkpoint(store, checkpoint).is_file():
+        return chunks
+    markers = _markers(store, cfg)
+    if not markers.settings_match(_settings(store, cfg, checkpoint)):
+        return chunks
+    done = markers.names()
+    return [c for c in chunks if c.marker not in done]
 
-    The stage (and the report after it) is marked incomplete; chunks already written with
-    this key, checkpoint and inference settings (an interrupted run) are kept, other markers
-    are forgotten.
-    """
-    key = key_for(store, cfg, "denoise")
-    pdir = _progress_dir(store, key)
-    settings = _settings(store, cfg, checkpoint)
-    sfile = pdir / "settings.json"
-    if pdir.is_dir() and (not sfile.exists() or json.loads(sfile.read_text()) != settings):
+
+def denoise_shards(store: ScanStore | Layout, cfg: RunConfig, chunks: list[DenoiseChunk]) -> list[Shard]:
+    """``chunks`` cut into shards (see the module docstring)."""
+    size = group_size(len(chunks), shard_unit_bytes(store, cfg), workers=cfg.compute.n_workers,
+                      tasks_per_worker=cfg.compute.tasks_per_worker, task_memory=cfg.compute.task_memory)
+    return [Shard(i, tuple(g)) for i, g in enumerate(grouped(chunks, size))]
+
+
+def start_denoise(store: ScanStore, cfg: RunConfig, checkpoint: str | os.PathLike | None = None) -> None:
+    """Create ``denoised``; mark the stage (and the report after it) incomplete. Chunks already
+    written with this key, checkpoint and inference settings (an interrupted run) are kept,
+    other markers are forgotten."""
+    markers = _markers(store, cfg)
+    if markers.path.is_dir() and not markers.settings_match(_settings(store, cfg, checkpoint)):
         log.info("denoise: another checkpoint or other inference settings, computing every chunk again")
-        shutil.rmtree(pdir)
-    if not pdir.is_dir():
-        if pdir.parent.is_dir():
-            for old in pdir.parent.glob("denoise-*"):
-                shutil.rmtree(old, ignore_errors=True)
-        pdir.mkdir(parents=True)
-        tmp = pdir / f".settings.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(settings))
-        os.replace(tmp, sfile)
+    markers.fresh(_settings(store, cfg, checkpoint))
     store.clear_stage("denoise", "report")
     n = int(store.attrs["geometry"]["n_pixels"])
     store.init_array("denoised", {"y": n, "x": n})
-    done = {p.name for p in pdir.glob("*.done")}
-    todo = [c for c in denoise_chunks(store) if c.marker not in done]
+
+
+def prepare_denoise(store: ScanStore, cfg: RunConfig, checkpoint: str | os.PathLike | None = None) -> list[Shard]:
+    """:func:`start_denoise`, then the shards of the chunks still to compute."""
+    start_denoise(store, cfg, checkpoint)
+    todo = todo_denoise(store, cfg, checkpoint)
+    done = len(denoise_chunks(store)) - len(todo)
     if done:
-        log.info("denoise: %d chunks already written, %d to compute", len(done), len(todo))
-    size = group_size(len(todo), shard_unit_bytes(store, cfg), workers=cfg.compute.n_workers,
-                      tasks_per_worker=cfg.compute.tasks_per_worker, task_memory=cfg.compute.task_memory)
-    return [Shard(i, tuple(g)) for i, g in enumerate(grouped(todo, size))]
+        log.info("denoise: %d chunks already written, %d to compute", done, len(todo))
+    return denoise_shards(store, cfg, todo)
 
 
 def denoise_shard(store: ScanStore, cfg: RunConfig, shard: Shard,
@@ -175,7 +185,7 @@ def denoise_shard(store: ScanStore, cfg: RunConfig, shard: Shard,
     device = device_for(cfg.inference.device)
     model, meta = cached_model(_checkpoint(store, checkpoint), device)
     scales = store.attrs.get("channel_normalisation") if uses_channel_normalisation(store, cfg) else None
-    pdir = _progress_dir(store, key_for(store, cfg, "denoise"))
+    markers = _markers(store, cfg)
     inf = cfg.inference
     for chunk in shard.chunks:
         with cpu_threads(cfg.compute.threads_per_worker, device):
@@ -183,10 +193,8 @@ def denoise_shard(store: ScanStore, cfg: RunConfig, shard: Shard,
                                 batch_size=inf.batch_size, device=device, scales=scales, precision=inf.precision,
                                 tile=inf.tile, tile_overlap=inf.tile_overlap)
         store.write_region("denoised", chunk.region, out)
-        tmp = pdir / f".{chunk.marker}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"z": [chunk.z_start, chunk.z_stop], "shard": shard.index, "pid": os.getpid(),
-                                   "device": device, "model_loads": model_loads()}))
-        os.replace(tmp, pdir / chunk.marker)
+        markers.write(chunk.marker, z=[chunk.z_start, chunk.z_stop], shard=shard.index, device=device,
+                      model_loads=model_loads())
     return shard
 
 
@@ -214,12 +222,12 @@ def cpu_threads(n: int, device: str) -> Iterator[None]:
 def finish_denoise(store: ScanStore, cfg: RunConfig, seconds: float | None = None) -> None:
     """Mark the stage complete, after checking that every chunk has been written."""
     key = key_for(store, cfg, "denoise")
-    pdir = _progress_dir(store, key)
-    done = {p.name: p for p in pdir.glob("*.done")}
+    markers = _markers(store, cfg)
+    done = markers.names()
     missing = [c for c in denoise_chunks(store) if c.marker not in done]
     if missing:
         raise RuntimeError(f"denoise incomplete: {len(missing)} chunks not written, e.g. {missing[0]}")
-    records = [json.loads(p.read_text()) for p in done.values()]
+    records = markers.records()
     devices = sorted({r.get("device", "?") for r in records})
     if len(devices) > 1:  # a run resumed on other hardware: CPU and GPU outputs differ slightly
         log.warning("denoise chunks were computed on %s; rerun with a fresh store for uniform results",

@@ -3,13 +3,12 @@ chunks grouped into tasks by work.
 
 - :mod:`.chunks`: the chunks (Zarr chunks of ``recon``, the unit of resume) and the groups
   one task reconstructs (sized by :mod:`tomodenoise.pipeline.sizing`);
-- :mod:`.progress`: one completion marker per written chunk;
 - :mod:`.compute`: the work of one task (:func:`reconstruct_group`);
 - :mod:`.stage`: plan, run sequentially (:func:`reconstruct`), finish, and reading the result.
 """
 
 from .chunks import Chunk, ChunkGroup, chunk_bytes, recon_chunks, recon_groups
-from .compute import reconstruct_chunk, reconstruct_group
+from .compute import reconstruct_group
 from .stage import (
     finish_reconstruct,
     load_splits,
@@ -17,9 +16,11 @@ from .stage import (
     prepare_reconstruct,
     reconstruct,
     reconstruct_current,
+    start_reconstruct,
+    todo_chunks,
     volume_shape,
 )
 
 __all__ = ["Chunk", "ChunkGroup", "chunk_bytes", "finish_reconstruct", "load_splits", "plan_reconstruct",
-           "prepare_reconstruct", "recon_chunks", "recon_groups", "reconstruct", "reconstruct_chunk",
-           "reconstruct_current", "reconstruct_group", "volume_shape"]
+           "prepare_reconstruct", "recon_chunks", "recon_groups", "reconstruct", "reconstruct_current",
+           "reconstruct_group", "start_reconstruct", "todo_chunks", "volume_shape"]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from ...config import RunConfig
 from ...io.store import ScanStore, z_slabs
+from ..layout import Layout
 from ..sizing import group_size, grouped, parse_bytes
 
 __all__ = ["Chunk", "ChunkGroup", "chunk_bytes", "recon_chunks", "recon_groups"]
@@ -45,6 +46,11 @@ class Chunk:
         """``t<time>-c<channel>-z<z_start>-s<split>``: the chunk in the order groups are cut."""
         return f"t{self.time}-c{self.channel}-z{self.z_start}-s{self.split}"
 
+    @property
+    def marker(self) -> str:
+        """The name of its completion marker (:class:`~tomodenoise.pipeline.markers.Markers`)."""
+        return f"s{self.split}-t{self.time}-c{self.channel}-z{self.z_start}.done"
+
 
 @dataclass(frozen=True)
 class ChunkGroup:
@@ -68,34 +74,21 @@ class ChunkGroup:
         return f"recon-{first}" if len(self.chunks) == 1 else f"recon-{first}..{last}"
 
 
-def _sizes(store: ScanStore) -> dict[str, int]:
-    """Sizes of the sinogram's dimensions, from its Zarr metadata (no xarray)."""
-    shape = store.array("sinogram").shape
-    return dict(zip(("time", "channel", "z", "angle", "det"), (int(s) for s in shape)))
-
-
-def recon_chunks(store: ScanStore, cfg: RunConfig) -> list[Chunk]:
+def recon_chunks(store: ScanStore | Layout, cfg: RunConfig) -> list[Chunk]:
     """All reconstruction chunks, in (time, channel, z-slab, split) order."""
-    sizes = _sizes(store)
-    out = []
-    for t in range(sizes["time"]):
-        for c in range(sizes["channel"]):
-            for zs in z_slabs(sizes["z"], store.z_chunk):
-                for split in range(cfg.splits.k):
-                    out.append(Chunk(split, t, c, zs.start, zs.stop))
-    return out
+    lay = Layout.of(store)
+    return [Chunk(split, t, c, zs.start, zs.stop) for t in range(lay.time) for c in range(lay.channel)
+            for zs in z_slabs(lay.z, lay.z_chunk) for split in range(cfg.splits.k)]
 
 
-def chunk_bytes(store: ScanStore) -> int:
+def chunk_bytes(store: ScanStore | Layout) -> int:
     """Data bytes of the largest chunk: its sinogram slab (all angles of the widest time
     step) plus its output slab, float32. What a task holds per chunk at most."""
-    sizes = _sizes(store)
-    n = int(store.attrs["geometry"]["n_pixels"])
-    nz = min(store.z_chunk, sizes["z"])
-    return 4 * nz * (sizes["angle"] * sizes["det"] + n * n)
+    lay = Layout.of(store)
+    return 4 * lay.z_width * (lay.angle * lay.det + lay.n_pixels**2)
 
 
-def recon_groups(store: ScanStore, cfg: RunConfig, chunks: list[Chunk]) -> list[ChunkGroup]:
+def recon_groups(store: ScanStore | Layout, cfg: RunConfig, chunks: list[Chunk]) -> list[ChunkGroup]:
     """``chunks`` cut into the tasks that reconstruct them (see the module docstring)."""
     if not chunks:
         return []

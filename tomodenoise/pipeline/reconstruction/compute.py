@@ -18,10 +18,10 @@ import numpy as np
 from ...config import RunConfig
 from ...io.store import ScanStore
 from ..keys import key_for
+from ..markers import Markers
 from .chunks import Chunk, ChunkGroup
-from .progress import done_markers, marker_name, progress_dir, write_marker
 
-__all__ = ["reconstruct_chunk", "reconstruct_group"]
+__all__ = ["reconstruct_group"]
 
 
 def _reconstructor(cfg: RunConfig, angles: np.ndarray, width: int, geom: dict):
@@ -43,8 +43,8 @@ def reconstruct_group(store: ScanStore, cfg: RunConfig, group: ChunkGroup,
     from ...splits import split_indices
 
     geom = store.attrs["geometry"]
-    pdir = progress_dir(store, key_for(store, cfg, "reconstruct"))
-    done = done_markers(pdir)
+    markers = Markers(store, "reconstruct", key_for(store, cfg, "reconstruct"))
+    done = markers.names()
     device = "cuda" if cfg.recon.use_gpu != "no" and gpu_available() else "cpu"
     sinogram = store.array("sinogram")
     recon = store.array("recon", mode="r+")
@@ -60,7 +60,7 @@ def reconstruct_group(store: ScanStore, cfg: RunConfig, group: ChunkGroup,
                 step = {"time": t, "angles": angles, "splits": split_indices(len(angles), cfg.splits.k),
                         "recons": {}}
             angles, splits, recons = step["angles"], step["splits"], step["recons"]
-            chunks = [ch for ch in chunks if marker_name(ch) not in done]
+            chunks = [ch for ch in chunks if ch.marker not in done]
             if not chunks:
                 continue
             slab = np.asarray(sinogram[t, c, z0:z1, : len(angles)], dtype=np.float32)
@@ -71,7 +71,7 @@ def reconstruct_group(store: ScanStore, cfg: RunConfig, group: ChunkGroup,
                 if chunk.split not in recons:
                     recons[chunk.split] = _reconstructor(cfg, angles[idx], width, geom)
                 recon[chunk.region] = recons[chunk.split].reconstruct(slab, rows=idx)
-                write_marker(pdir, chunk, device)
+                markers.write(chunk.marker, z=[chunk.z_start, chunk.z_stop], device=device)
                 if on_chunk is not None:
                     on_chunk(chunk)
     finally:
@@ -79,8 +79,3 @@ def reconstruct_group(store: ScanStore, cfg: RunConfig, group: ChunkGroup,
             r.close()
     return group
 
-
-def reconstruct_chunk(store: ScanStore, cfg: RunConfig, chunk: Chunk) -> Chunk:
-    """Reconstruct one split of one z-slab, write it as one whole Zarr chunk, mark it done."""
-    reconstruct_group(store, cfg, ChunkGroup((chunk,)))
-    return chunk

@@ -1,30 +1,27 @@
-"""The reconstruct stage: plan the tasks, run them (here one after another), mark it complete.
+"""The reconstruct stage's steps: the chunks still to do, starting, finishing, reading the result.
 
-The flow runs :func:`~.compute.reconstruct_group` for every group of :func:`plan_reconstruct`
-in parallel on the Dask workers; :func:`reconstruct` runs the same groups one after another.
+:data:`tomodenoise.pipeline.stages.RECONSTRUCT` puts them behind the stage contract; an executor
+runs :func:`~.compute.reconstruct_group` for each group (the Prefect flow in parallel on the
+Dask workers, :func:`reconstruct` one after another in this process).
 The splits of a time step are taken within that step (its own angles,
 :meth:`ScanStore.angles_of`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
-import time
 
 import numpy as np
 
 from ...config import RunConfig
 from ...io.store import ScanStore
-from ...logs import bars_wanted
 from ..keys import invalidate_from, key_for, stage_current
+from ..layout import Layout
+from ..markers import Markers
 from .chunks import Chunk, ChunkGroup, recon_chunks, recon_groups
-from .compute import reconstruct_group
-from .progress import done_markers, marker_name, progress_dir
 
 __all__ = ["finish_reconstruct", "load_splits", "plan_reconstruct", "prepare_reconstruct", "reconstruct",
-           "reconstruct_current", "volume_shape"]
+           "reconstruct_current", "start_reconstruct", "todo_chunks", "volume_shape"]
 
 log = logging.getLogger(__name__)
 
@@ -34,69 +31,67 @@ def reconstruct_current(store: ScanStore, cfg: RunConfig) -> bool:
     return stage_current(store, "reconstruct", key_for(store, cfg, "reconstruct"))
 
 
-def prepare_reconstruct(store: ScanStore, cfg: RunConfig) -> list[Chunk]:
-    """Create ``recon`` and list the chunks still to compute.
+def _markers(store: ScanStore, cfg: RunConfig) -> Markers:
+    return Markers(store, "reconstruct", key_for(store, cfg, "reconstruct"))
 
-    Reconstructions made with other settings are forgotten (with everything downstream);
-    chunks already written with these settings (an interrupted run) are kept.
-    """
-    key = key_for(store, cfg, "reconstruct")
-    pdir = progress_dir(store, key)
-    n = int(store.attrs["geometry"]["n_pixels"])
-    if not pdir.is_dir():
+
+def todo_chunks(store: ScanStore, cfg: RunConfig, layout: Layout | None = None) -> list[Chunk]:
+    """The chunks not yet written with these settings (all of them before the store exists)."""
+    chunks = recon_chunks(layout or store, cfg)
+    if not store.exists():
+        return chunks
+    done = _markers(store, cfg).names()
+    return [c for c in chunks if c.marker not in done]
+
+
+def start_reconstruct(store: ScanStore, cfg: RunConfig) -> None:
+    """Create ``recon``; reconstructions made with other settings are forgotten (with everything
+    downstream), chunks already written with these settings (an interrupted run) are kept."""
+    markers = _markers(store, cfg)
+    if not markers.path.is_dir():
         invalidate_from(store, "reconstruct")
-        if pdir.parent.is_dir():
-            for old in pdir.parent.glob("reconstruct-*"):
-                shutil.rmtree(old, ignore_errors=True)
-        pdir.mkdir(parents=True)
+        markers.fresh()
+    n = int(store.attrs["geometry"]["n_pixels"])
     store.init_array("recon", {"split": cfg.splits.k, "y": n, "x": n})
-    done = done_markers(pdir)
-    todo = [c for c in recon_chunks(store, cfg) if marker_name(c) not in done]
-    if len(done):
-        log.info("reconstruction: %d chunks already written, %d to compute", len(done), len(todo))
+
+
+def prepare_reconstruct(store: ScanStore, cfg: RunConfig) -> list[Chunk]:
+    """:func:`start_reconstruct`, then the chunks still to compute."""
+    start_reconstruct(store, cfg)
+    todo = todo_chunks(store, cfg)
+    done = len(recon_chunks(store, cfg)) - len(todo)
+    if done:
+        log.info("reconstruction: %d chunks already written, %d to compute", done, len(todo))
     return todo
 
 
 def plan_reconstruct(store: ScanStore, cfg: RunConfig) -> list[ChunkGroup]:
     """:func:`prepare_reconstruct`, its chunks cut into tasks (:func:`~.chunks.recon_groups`)."""
-    groups = recon_groups(store, cfg, prepare_reconstruct(store, cfg))
-    if groups:
-        log.info("reconstruction: %d chunks in %d tasks of up to %d chunks (%.1f MiB each at most)",
-                 sum(len(g) for g in groups), len(groups), max(len(g) for g in groups),
-                 max(g.nbytes for g in groups) / 2**20)
-    return groups
+    return recon_groups(store, cfg, prepare_reconstruct(store, cfg))
 
 
 def finish_reconstruct(store: ScanStore, cfg: RunConfig, seconds: float | None = None) -> None:
     """Mark the stage complete, after checking that every chunk has been written."""
-    key = key_for(store, cfg, "reconstruct")
-    pdir = progress_dir(store, key)
-    done = done_markers(pdir)
-    missing = [c for c in recon_chunks(store, cfg) if marker_name(c) not in done]
+    markers = _markers(store, cfg)
+    done = markers.names()
+    missing = [c for c in recon_chunks(store, cfg) if c.marker not in done]
     if missing:
         raise RuntimeError(f"reconstruction incomplete: {len(missing)} chunks not written, e.g. {missing[0]}")
-    devices = sorted({json.loads((pdir / name).read_text()).get("device", "?") for name in done})
+    devices = sorted({r.get("device", "?") for r in markers.records()})
     if len(devices) > 1:  # a run resumed on other hardware: CPU and GPU FBPs differ slightly
         log.warning("reconstruction chunks were computed on %s; rerun with a fresh store for uniform results",
                     " and ".join(devices))
-    store.mark_stage("reconstruct", key=key, k=cfg.splits.k, algorithm=cfg.recon.algorithm, chunks=len(done),
-                     devices=devices,
+    store.mark_stage("reconstruct", key=key_for(store, cfg, "reconstruct"), k=cfg.splits.k,
+                     algorithm=cfg.recon.algorithm, chunks=len(done), devices=devices,
                      **({"seconds": round(seconds, 3)} if seconds is not None else {}))
 
 
 def reconstruct(store: ScanStore, cfg: RunConfig, progress: bool = True) -> None:
-    """All split reconstructions, the flow's task groups one after another."""
-    if reconstruct_current(store, cfg):
-        return
-    from tqdm.auto import tqdm
+    """All split reconstructions in this process (the stage through the sequential executor)."""
+    from ..executor import Sequential, run_stage
+    from ..stages import RECONSTRUCT
 
-    t0 = time.perf_counter()
-    groups = plan_reconstruct(store, cfg)
-    with tqdm(total=sum(len(g) for g in groups), desc="reconstruct", unit="chunk",
-              disable=not (progress and bars_wanted())) as bar:
-        for group in groups:
-            reconstruct_group(store, cfg, group, on_chunk=lambda _chunk: bar.update(1))
-    finish_reconstruct(store, cfg, time.perf_counter() - t0)
+    run_stage(RECONSTRUCT, store, cfg, Sequential(progress=progress))
 
 
 def volume_shape(store: ScanStore) -> tuple[int, int, int]:

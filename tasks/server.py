@@ -1,4 +1,4 @@
-"""What a ``tomodenoise run`` / ``demo`` process needs around its flows: one Prefect server.
+"""What a ``tomodenoise run`` / ``demo`` process needs around its flow: one Prefect server.
 
 :func:`prefect_api` yields the API the run reports to:
 

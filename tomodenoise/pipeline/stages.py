@@ -1,0 +1,247 @@
+"""The stage contract, and the one list of the pipeline's stages.
+
+A stage offers an executor four steps on a scan store (:class:`Stage`):
+
+- ``plan(store, cfg, ctx)``: reads only. Everything the stage would refuse is refused here
+  (so ``tomodenoise check`` runs every stage's plan before anything is written); returns a
+  :class:`Plan`: the units of work still to do, their memory estimate, or ``current`` when
+  the stage is complete with these settings;
+- ``start(store, cfg, plan, ctx)``: the side effects before the work (create the output
+  array, forget outputs of other settings);
+- ``run(store, cfg, unit, ctx)``: one unit of work, in any process that sees the store (a
+  Dask worker, a thread, this one); returns how many chunks it wrote;
+- ``finish(store, cfg, plan, ctx, seconds)``: check that every chunk is there, mark the
+  stage complete.
+
+``after(store, cfg, ctx)`` runs once the stage is complete, also when it was skipped (the
+centre preview after ingest). :data:`STAGES` is the order of a run. Executors
+(:mod:`tomodenoise.pipeline.executor` here, the Prefect/Dask one in ``flows/``) run units;
+only the units of ``chunked`` stages may run in parallel or in other processes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..config import RunConfig
+from ..io.store import ScanStore
+from .keys import ORDER, input_identity, key_for, stage_current, stage_keys
+from .layout import Layout
+
+__all__ = ["Context", "Plan", "STAGES", "Stage", "Whole", "stage_named"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Whole:
+    """The unit of a stage that runs as one piece (ingest, train, report)."""
+
+    stage: str
+
+    @property
+    def name(self) -> str:
+        return self.stage
+
+    def __len__(self) -> int:
+        return 1
+
+
+@dataclass
+class Plan:
+    """What a stage has left to do: ``units`` (each with a ``name`` and a length in chunks)."""
+
+    stage: str
+    units: list[Any] = field(default_factory=list)
+    total: int = 1  # chunks of the whole stage
+    unit_bytes: int = 0  # the most data one unit holds (0: not estimated)
+    current: bool = False  # complete with these settings: nothing to run
+
+    @property
+    def todo(self) -> int:
+        return sum(len(u) for u in self.units)
+
+    @property
+    def done(self) -> int:
+        return self.total - self.todo
+
+
+@dataclass
+class Context:
+    """What passes between the stages of one run, and the run's hooks."""
+
+    reference: Any = None  # clean volume (array or .npy path) for the report's PSNR/SSIM
+    checkpoint: str | None = None  # the train stage's checkpoint (None: model/best.pt)
+    on_epoch: Callable | None = None  # the train stage's progress hook (UI)
+    layout: Layout | None = None  # the store's sizes when planning before it exists (check)
+    metrics: dict[str, Any] | None = None  # the report's figures
+    preview: Path | None = None  # the centre preview written after ingest
+
+    def portable(self) -> "Context":
+        """What a unit needs in another process: the checkpoint only."""
+        return Context(checkpoint=self.checkpoint)
+
+
+class Stage:
+    """The contract (see the module docstring); a stage overrides what it needs."""
+
+    key: str = ""
+    chunked: bool = False  # units may run in parallel, on any worker
+    task_name: str = ""  # the name of a unit's task in the Prefect UI
+    retries: int = 0  # how often an executor may try a failed unit again, when the failure may pass
+
+    def plan(self, store: ScanStore, cfg: RunConfig, ctx: Context) -> Plan:
+        raise NotImplementedError
+
+    def start(self, store: ScanStore, cfg: RunConfig, plan: Plan, ctx: Context) -> None:
+        pass
+
+    def run(self, store: ScanStore, cfg: RunConfig, unit: Any, ctx: Context) -> int:
+        raise NotImplementedError
+
+    def finish(self, store: ScanStore, cfg: RunConfig, plan: Plan, ctx: Context, seconds: float) -> None:
+        pass
+
+    def after(self, store: ScanStore, cfg: RunConfig, ctx: Context) -> None:
+        pass
+
+
+class Ingest(Stage):
+    key, task_name, retries = "ingest", "ingest", 1
+
+    def plan(self, store, cfg, ctx):
+        from .ingestion import refuse_clash
+
+        if not cfg.input.path:
+            raise ValueError("input.path is not set: give the scan to denoise")
+        identity = input_identity(cfg.input.path)
+        if stage_current(store, "ingest", stage_keys(cfg, identity)["ingest"]):
+            return Plan("ingest", current=True)
+        refuse_clash(store, cfg, identity)
+        return Plan("ingest", [Whole("ingest")])
+
+    def run(self, store, cfg, unit, ctx):
+        from .ingestion import ingest
+
+        ingest(cfg)
+        return 1
+
+    def after(self, store, cfg, ctx):
+        from ..preview import store_preview
+
+        ctx.preview = store_preview(store, cfg)  # check the centre before the long work
+
+
+class Reconstruct(Stage):
+    key, chunked, task_name, retries = "reconstruct", True, "reconstruct-group", 2
+
+    def plan(self, store, cfg, ctx):
+        from .reconstruction import chunk_bytes, recon_chunks, recon_groups, reconstruct_current, todo_chunks
+
+        layout = ctx.layout or Layout.of_store(store)
+        if store.exists() and reconstruct_current(store, cfg):
+            return Plan(self.key, current=True)
+        groups = recon_groups(layout, cfg, todo_chunks(store, cfg, layout))
+        return Plan(self.key, groups, total=len(recon_chunks(layout, cfg)), unit_bytes=2 * chunk_bytes(layout))
+
+    def start(self, store, cfg, plan, ctx):
+        from .reconstruction import start_reconstruct
+
+        start_reconstruct(store, cfg)
+        if plan.done:
+            log.info("reconstruction: %d chunks already written, %d to compute", plan.done, plan.todo)
+
+    def run(self, store, cfg, unit, ctx):
+        from .reconstruction import reconstruct_group
+
+        return len(reconstruct_group(store, cfg, unit))
+
+    def finish(self, store, cfg, plan, ctx, seconds):
+        from .reconstruction import finish_reconstruct
+
+        finish_reconstruct(store, cfg, seconds)
+
+
+class Train(Stage):
+    key, task_name = "train", "train"
+
+    def plan(self, store, cfg, ctx):
+        from ..train.launch import resolve_ranks
+
+        resolve_ranks(cfg.train.ranks, cfg.train.device)  # refuses ranks the machine cannot run
+        if store.exists() and stage_current(store, "train", key_for(store, cfg, "train")) \
+                and (store.model_dir / "best.pt").exists():
+            return Plan(self.key, current=True)
+        return Plan(self.key, [Whole(self.key)])
+
+    def run(self, store, cfg, unit, ctx):
+        from .training import train
+
+        ctx.checkpoint = str(train(store, cfg, on_epoch=ctx.on_epoch))
+        return 1
+
+
+class Denoise(Stage):
+    key, chunked, task_name, retries = "denoise", True, "denoise-shard", 2
+
+    def plan(self, store, cfg, ctx):
+        from .inference import denoise_chunks, denoise_current, denoise_shards, shard_unit_bytes, todo_denoise
+
+        layout = ctx.layout or Layout.of_store(store)
+        if store.exists() and denoise_current(store, cfg):
+            return Plan(self.key, current=True)
+        shards = denoise_shards(layout, cfg, todo_denoise(store, cfg, ctx.checkpoint, layout))
+        return Plan(self.key, shards, total=len(denoise_chunks(layout)), unit_bytes=shard_unit_bytes(layout, cfg))
+
+    def start(self, store, cfg, plan, ctx):
+        from .inference import start_denoise
+
+        start_denoise(store, cfg, ctx.checkpoint)
+        if plan.done:
+            log.info("denoise: %d chunks already written, %d to compute", plan.done, plan.todo)
+
+    def run(self, store, cfg, unit, ctx):
+        from .inference import denoise_shard
+
+        return len(denoise_shard(store, cfg, unit, ctx.checkpoint))
+
+    def finish(self, store, cfg, plan, ctx, seconds):
+        from .inference import finish_denoise
+
+        finish_denoise(store, cfg, seconds)
+
+
+class Report(Stage):
+    key, task_name = "report", "report"
+
+    def plan(self, store, cfg, ctx):
+        return Plan(self.key, [Whole(self.key)])  # always written anew: cheap, and the log grows
+
+    def run(self, store, cfg, unit, ctx):
+        from .reporting import report
+
+        ref = ctx.reference
+        ctx.metrics = report(store, cfg, reference=np.load(ref) if isinstance(ref, (str, Path)) else ref)
+        if cfg.output.export:
+            from ..export import export
+
+            export(store.root, cfg.output.export)
+        return 1
+
+
+INGEST, RECONSTRUCT, TRAIN, DENOISE, REPORT = Ingest(), Reconstruct(), Train(), Denoise(), Report()
+_BY_KEY = {s.key: s for s in (INGEST, RECONSTRUCT, TRAIN, DENOISE, REPORT)}
+STAGES: tuple[Stage, ...] = tuple(_BY_KEY[key] for key in ORDER)  # the order of :data:`~.keys.ORDER`
+
+
+def stage_named(key: str) -> Stage:
+    """The stage of :data:`STAGES` with this key."""
+    if key in _BY_KEY:
+        return _BY_KEY[key]
+    raise KeyError(f"no stage {key!r}; the stages are {', '.join(s.key for s in STAGES)}")
+
