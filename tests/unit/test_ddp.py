@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tomodenoise import pipeline
-from tomodenoise.pipeline import ddp
+from tomodenoise.pipeline import training
 from tomodenoise.config import ModelConfig, RunConfig
 from tomodenoise.simulate.scan import simulate_foam_scan
 from tomodenoise.train import load_checkpoint, train_n2i
@@ -165,7 +165,7 @@ def test_the_train_stage_runs_two_ranks_from_the_store(tiny_store):
     info = store.stage_info("train")
     assert info["ranks"] == 2 and info["epochs"] == 2 and ckpt.exists()
     assert seen and seen[-1][0] == 2 and seen[-1][2] == 2
-    progress = read_rank_progress(ddp.progress_dir(store))
+    progress = read_rank_progress(training.progress_dir(store))
     assert sorted(progress) == [0, 1] and all(p["status"] == "done" for p in progress.values())
     files = sorted(p.name for p in store.model_dir.iterdir())
     assert "best.pt" in files and "last.pt" in files and not [f for f in files if f.endswith(".tmp")]
@@ -227,7 +227,7 @@ def test_the_slurm_job_script_runs_torchrun_ranks(tiny_store, tmp_path):
 
 
 def test_the_ddp_benchmark_runs_on_tiny_data(tmp_path):
-    from tomodenoise.bench.ddp import run_ddp_benchmark
+    from benchmarks.ddp import run_ddp_benchmark
 
     f = run_ddp_benchmark(tmp_path, ranks=2, size=24, slices=3, epochs=2, patch=16,
                           params={"depth": 3, "width": 1})

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import tomodenoise.train.loop as train_mod
+import tomodenoise.train.validation as validation_mod
 from tomodenoise.config import ModelConfig, RunConfig, TrainConfig
 from tomodenoise.denoise import denoise
 from tomodenoise.train import (
@@ -138,7 +138,7 @@ def test_best_checkpoint_is_the_epoch_with_minimum_val_loss(tmp_path, monkeypatc
     assert torch.load(res.checkpoint, weights_only=True)["epoch"] == res.best_epoch
 
     losses = iter([3.0, 1.0, 2.0, 4.0])
-    monkeypatch.setattr(train_mod, "_validate", lambda *a, **k: next(losses))
+    monkeypatch.setattr(validation_mod, "n2i_validation_loss", lambda *a, **k: next(losses))
     res = train_n2i(s, cfg(epochs=4), TINY, tmp_path / "scripted")
     assert res.best_epoch == 2 and res.best_val_loss == 1.0
     assert [h["improved"] for h in res.history] == [True, True, False, False]
@@ -148,7 +148,7 @@ def test_best_checkpoint_is_the_epoch_with_minimum_val_loss(tmp_path, monkeypatc
     # learning rate, so that the schedule of a 2-epoch run is that of a 4-epoch one)
     monkeypatch.undo()
     losses = iter([3.0, 1.0, 2.0, 4.0])
-    monkeypatch.setattr(train_mod, "_validate", lambda *a, **k: next(losses))
+    monkeypatch.setattr(validation_mod, "n2i_validation_loss", lambda *a, **k: next(losses))
     res = train_n2i(s, cfg(epochs=4, schedule="constant"), TINY, tmp_path / "constant")
     monkeypatch.undo()
     two = train_n2i(s, cfg(epochs=2, schedule="constant"), TINY, tmp_path / "two")
@@ -158,7 +158,7 @@ def test_best_checkpoint_is_the_epoch_with_minimum_val_loss(tmp_path, monkeypatc
 def test_early_stopping_triggers(tmp_path, monkeypatch):
     _, s = disc_splits()
     losses = iter([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    monkeypatch.setattr(train_mod, "_validate", lambda *a, **k: next(losses))
+    monkeypatch.setattr(validation_mod, "n2i_validation_loss", lambda *a, **k: next(losses))
     res = train_n2i(s, cfg(epochs=10, early_stopping=2), TINY, tmp_path)
     assert res.stopped == "early_stopping"
     assert len(res.history) == 3 and res.best_epoch == 1

@@ -1,9 +1,16 @@
-"""The train stage: one network over every time step and channel of the store."""
+"""The train stage: one network over every time step and channel of the store.
+
+In one process, or as ``n`` DDP ranks (``train.ranks``): :func:`train_ranks` starts them with
+torch's launcher, each running :data:`RANK_ENTRY` (:mod:`tomodenoise.pipeline.ddp`, which calls
+back into this module's functions, never the other way round).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +22,15 @@ from ..logs import show_progress
 from .keys import invalidate_from, key_for, stage_current
 from .reconstruction import load_splits, volume_shape
 
-__all__ = ["channel_scales", "normalise_channels", "record_training", "start_training",
-           "store_channel_scales", "train", "training_data",
+__all__ = ["RANK_ENTRY", "channel_scales", "normalise_channels", "progress_dir", "record_training", "stage_record",
+           "start_training", "store_channel_scales", "train", "train_ranks", "training_data",
            "uses_channel_normalisation"]
 
 log = logging.getLogger(__name__)
+
+#: The module every DDP rank of the train stage runs (``python -m``; also what
+#: ``deploy/slurm/train.sbatch`` starts with ``srun torchrun``).
+RANK_ENTRY = "tomodenoise.pipeline.ddp"
 
 
 def uses_channel_normalisation(store: ScanStore, cfg: RunConfig) -> bool:
@@ -94,8 +105,7 @@ def train(store: ScanStore, cfg: RunConfig, on_epoch: Any = None) -> Path:
     (stored in the store's ``channel_normalisation`` attribute for the denoise stage).
 
     With ``train.ranks`` > 1 (or ``auto`` on a machine with several GPUs) the training runs as
-    that many DDP processes (:mod:`tomodenoise.pipeline.ddp`, started by torch's launcher);
-    ``on_epoch`` then follows the slowest rank.
+    that many DDP processes (:func:`train_ranks`); ``on_epoch`` then follows the slowest rank.
 
     Skipped when a model trained with these settings on these reconstructions exists. An
     interrupted training with the same settings resumes from ``model/last.pt``.
@@ -117,8 +127,6 @@ def train(store: ScanStore, cfg: RunConfig, on_epoch: Any = None) -> Path:
     tcfg = start_training(store, cfg, tcfg)
     t0 = time.perf_counter()
     if ranks > 1:
-        from .ddp import train_ranks
-
         info = train_ranks(store, cfg.model_copy(update={"train": tcfg}), ranks, backend, on_epoch=on_epoch)
     else:
         splits, shape, normalisation = training_data(store, cfg)
@@ -156,6 +164,75 @@ def start_training(store: ScanStore, cfg: RunConfig, tcfg: TrainConfig | None = 
 def record_training(store: ScanStore, cfg: RunConfig, info: dict[str, Any], seconds: float, ranks: int) -> None:
     """Mark the train stage complete (``info``: checkpoint, epochs, best_epoch, stopped, best_val_loss)."""
     store.mark_stage("train", key=key_for(store, cfg, "train"), seconds=round(seconds, 3), ranks=ranks, **info)
+
+
+def progress_dir(store: ScanStore) -> Path:
+    """Where the DDP ranks write their progress (and their logs, under ``logs/``)."""
+    return store.model_dir / "ranks"
+
+
+def train_ranks(store: ScanStore, cfg: RunConfig, ranks: int, backend: str,
+                on_epoch: Callable[[int, int, dict], None] | None = None) -> dict[str, Any]:
+    """Train with ``ranks`` DDP processes running :data:`RANK_ENTRY`; returns the stage record
+    (checkpoint, epochs, ...).
+
+    ``cfg.train`` is used as given (its ``resume`` included); ``on_epoch(epoch, epochs, entry)``
+    follows the slowest rank. Raises :class:`~tomodenoise.train.launch.RankFailure` when a rank
+    dies; ``last.pt`` keeps the last complete epoch, so running the stage again resumes.
+    """
+    import shutil
+
+    from tqdm.auto import tqdm
+
+    from ..logs import bars_wanted, summary
+    from ..train.launch import launch_ranks
+
+    folder = progress_dir(store)
+    shutil.rmtree(folder, ignore_errors=True)  # progress of an earlier launch means nothing now
+    folder.mkdir(parents=True)
+    run_yaml = cfg.save(folder / "run.yaml")
+    summary(log, f"training   {ranks} DDP ranks ({backend}); their logs: {folder / 'logs'}")
+    seen = {"epoch": 0}
+    epochs = cfg.train.epochs if isinstance(cfg.train.epochs, int) else None  # auto: the ranks resolve it
+    bar = tqdm(total=epochs, desc=f"N2I training, {ranks} ranks", unit="epoch", dynamic_ncols=True,
+               disable=not (cfg.train.progress and bars_wanted()))
+
+    def follow(progress: dict[int, dict[str, Any]]) -> None:
+        if len(progress) < ranks:
+            return
+        epoch = min(int(p.get("epoch", 0)) for p in progress.values())  # the slowest rank
+        if epoch > seen["epoch"]:
+            bar.update(epoch - seen["epoch"])
+            seen["epoch"] = epoch
+            entry = dict(progress[0].get("entry") or {}, ranks=ranks)
+            bar.set_postfix_str(f"train {entry.get('train_loss', float('nan')):.4g}", refresh=False)
+            if on_epoch is not None:
+                total = progress[0].get("epochs", epochs)
+                if isinstance(total, int) and bar.total != total:
+                    bar.total = total
+                on_epoch(epoch, total if isinstance(total, int) else 0, entry)
+
+    try:
+        launch_ranks(["-m", RANK_ENTRY, "--store", str(store.root), "--config", str(run_yaml)],
+                     ranks, log_dir=folder / "logs", progress_dir=folder, on_progress=follow)
+    finally:
+        bar.close()
+    record = stage_record(store)
+    if (record.get("budget") or {}).get("warning"):  # said in the ranks' logs only: say it here too
+        log.warning("%s", record["budget"]["warning"])
+    return record
+
+
+def stage_record(store: ScanStore) -> dict[str, Any]:
+    """The train stage's record from what DDP rank 0 wrote: ``last.pt`` (history, best epoch)."""
+    from ..train.checkpoint import load_raw
+
+    raw = load_raw(store.model_dir / "last.pt")
+    budget = store.model_dir / "budget.json"
+    return dict(checkpoint=str(store.model_dir / "best.pt"), epochs=len(raw.get("history", [])),
+                best_epoch=int(raw["best_epoch"]), stopped=(raw.get("metrics") or {}).get("stopped") or "epochs",
+                best_val_loss=raw.get("best_val_loss"),
+                budget=json.loads(budget.read_text()) if budget.exists() else None)
 
 
 def _finite_or_none(x: Any) -> float | None:

@@ -20,10 +20,13 @@ Distributed training: when ``torch.distributed`` is initialised (e.g. under ``to
 each rank trains on its shard of every epoch's shuffled items, the model is wrapped in
 ``DistributedDataParallel``, losses are all-reduced and only rank 0 writes checkpoints.
 ``batch_size`` is then per rank (the effective batch is ``world_size * batch_size``) and batch
-normalisation statistics are per rank. ``python -m tomodenoise.train`` is the entry point
-for ``torchrun``.
+normalisation statistics are per rank. The train stage's ranks run
+``python -m tomodenoise.pipeline.ddp`` (started by the stage, or by ``srun torchrun`` in
+``deploy/slurm/train.sbatch``); ``python -m tomodenoise.train`` (also under ``torchrun``)
+trains on a ``.npy`` of split reconstructions without a store.
 """
 
+from tomodenoise.device import resolve_device
 from tomodenoise.train.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -40,8 +43,8 @@ from tomodenoise.train.data import (
     split_items,
     split_slices,
 )
-from tomodenoise.train.distributed import resolve_device
-from tomodenoise.train.loop import TrainResult, n2i_validation_loss, train_n2i
+from tomodenoise.train.loop import TrainResult, train_n2i
+from tomodenoise.train.validation import n2i_validation_loss
 
 __all__ = [
     "CHECKPOINT_FORMAT",

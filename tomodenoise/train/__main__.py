@@ -12,7 +12,8 @@ import torch
 
 from tomodenoise.train.distributed import dist_info
 from tomodenoise.train.launch import init_rank_group
-from tomodenoise.train.loop import format_loss, train_n2i
+from tomodenoise.train.loop import train_n2i
+from tomodenoise.train.progress import format_loss
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,8 @@ from torch import nn
 
 from tomodenoise.config import ModelConfig, TrainConfig
 from tomodenoise.models import build_model
-from tomodenoise.train.distributed import resolve_device, unwrap
+from tomodenoise.device import resolve_device
+from tomodenoise.train.distributed import unwrap
 
 __all__ = [
     "CHECKPOINT_FORMAT",

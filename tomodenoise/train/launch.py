@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from tomodenoise.device import resolve_device
+
 __all__ = ["RankFailure", "die_with_parent", "init_rank_group", "launch_ranks", "read_rank_progress", "resolve_ranks",
            "write_rank_progress"]
 
@@ -43,15 +45,14 @@ def resolve_ranks(ranks: int | str, device: str = "auto") -> tuple[int, str]:
     """``(number of ranks, backend)`` for ``train.ranks`` and ``train.device``.
 
     ``"auto"``: one rank per visible GPU (1 without a GPU). On GPUs the backend is NCCL and
-    there may not be more ranks than GPUs; on CPUs it is gloo.
+    there may not be more ranks than GPUs; on CPUs it is gloo. A CUDA device without CUDA is a
+    :class:`RuntimeError` (:func:`tomodenoise.device.resolve_device`).
     """
-    use_cuda = device != "cpu" and torch.cuda.is_available()
+    use_cuda = resolve_device(device).type == "cuda"
     n_gpu = torch.cuda.device_count() if use_cuda else 0
     if ranks == "auto":
         return max(1, n_gpu), "nccl" if n_gpu else "gloo"
     n = int(ranks)
-    if device == "cuda" and not use_cuda:
-        raise RuntimeError("train.device = 'cuda' but no CUDA GPU is available")
     if use_cuda and n > n_gpu:
         raise ValueError(f"train.ranks = {n} but {n_gpu} GPU(s) are visible: one rank per GPU "
                          "(set train.device: cpu for gloo ranks on CPU cores)")
@@ -65,7 +66,7 @@ def init_rank_group(timeout_s: float, device: str = "auto") -> str:
     collective fails after ``timeout_s`` seconds instead of waiting for a dead rank.
     """
     die_with_parent()
-    use_cuda = device != "cpu" and torch.cuda.is_available()
+    use_cuda = resolve_device(device).type == "cuda"
     backend = "nccl" if use_cuda else "gloo"
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -16,12 +15,17 @@ from tomodenoise.logs import summary
 from tomodenoise.train.recipe import STEPS_NEEDED, budget_warning
 from tomodenoise.train.schedule import Budget
 
-__all__ = ["TrainingProgress"]
+__all__ = ["TrainingProgress", "format_loss"]
 
 log = logging.getLogger("tomodenoise.train")
 
 #: Steps timed after the first one (which carries the start-up costs) before the budget check.
 PROBE_STEPS = 20
+
+
+def format_loss(v: float | None) -> str:
+    """A loss for people: four significant digits, ``-`` when there is none yet."""
+    return "-" if v is None else f"{v:.4g}"
 
 
 def _clock(seconds: float | None) -> str:

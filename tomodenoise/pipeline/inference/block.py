@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...device import resolve_device
 from ...io.store import ScanStore
 from ..training import normalise_channels
 
@@ -11,12 +12,10 @@ __all__ = ["denoise_block", "device_for"]
 
 
 def device_for(name: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when PyTorch sees a GPU, else ``"cpu"``; other names as given."""
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """The device ``inference.device`` names, as a string (``"cuda"``, ``"cpu"``, ``"cuda:1"``):
+    :func:`tomodenoise.device.resolve_device`, so ``"auto"`` is CUDA when PyTorch sees a GPU,
+    else the CPU, and a CUDA device without CUDA is a :class:`RuntimeError`."""
+    return str(resolve_device(name))
 
 
 def denoise_block(store: ScanStore, model, meta: dict, t: int, c: int, zs: slice, *, batch_size: int,

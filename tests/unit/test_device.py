@@ -1,0 +1,28 @@
+"""One device resolution for training and inference (tomodenoise.device.resolve_device)."""
+
+import pytest
+import torch
+
+from tomodenoise.device import resolve_device
+from tomodenoise.pipeline.inference.block import device_for
+from tomodenoise.train.launch import resolve_ranks
+
+
+def test_auto_is_the_cpu_without_cuda_and_a_cuda_request_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu") and device_for("auto") == "cpu"
+    assert resolve_device("cpu") == torch.device("cpu") and device_for("cpu") == "cpu"
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    for name in ("cuda", "cuda:1"):  # training, inference and the ranks say the same
+        for resolve in (resolve_device, device_for, lambda n: resolve_ranks(2, n)):
+            with pytest.raises(RuntimeError, match="no CUDA GPU"):
+                resolve(name)
+
+
+def test_auto_is_cuda_with_a_gpu_and_a_missing_index_is_named(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("auto") == torch.device("cuda") and device_for("auto") == "cuda"
+    assert device_for("cuda:0") == "cuda:0"
+    with pytest.raises(RuntimeError, match="only 1 CUDA GPU"):
+        device_for("cuda:1")
