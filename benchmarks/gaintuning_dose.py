@@ -5,12 +5,13 @@ GainTuning, and the ceiling of any method trained on the N2I split loss against 
 (the PSNR of the FBP of the *expected* noisy sinogram, which carries the log bias of zero counts;
 estimated from 300 noise draws). PSNR over slices 1-3, inside the reconstruction disk.
 
-Then the same ceiling for the comparison benchmark's foam. Usage:
-``python benchmarks/gaintuning_dose.py`` (about a minute on 2 CPU cores).
+Then the same ceiling for the comparison benchmark's foam (:mod:`benchmarks.compare`). Usage:
+``python -m benchmarks gaintuning_dose`` (about a minute on 2 CPU cores).
 """
 
 from __future__ import annotations
 
+import argparse
 import platform
 import tempfile
 
@@ -26,14 +27,24 @@ from tomodenoise.metrics import psnr
 from tomodenoise.recon import fbp
 from tomodenoise.simulate.noise import poisson_noise
 
+__all__ = ["add_arguments", "bench_foam_ceiling", "main"]
+
 SIZE, ANGLES, SLICES, STEPS = 48, 128, 4, 150
 MSD = ModelConfig(name="msd", params={"depth": 8})
 
 
-def main() -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks gaintuning_dose``."""
+    p.add_argument("--out", default="bench-output/compare",
+                   help="folder of the comparison foam's cached sinograms (default %(default)s)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``python -m benchmarks gaintuning_dose``: the table of the three doses, then the foam's ceiling."""
     print(f"machine: {platform.platform()}, {torch.get_num_threads()} torch threads, "
           f"{'GPU' if torch.cuda.is_available() else 'no GPU'}")
-    print(f"command: python benchmarks/gaintuning_dose.py  ({SIZE} px, {ANGLES} angles, {SLICES} slices, "
+    print(f"command: python -m benchmarks gaintuning_dose --out {args.out}  ({SIZE} px, {ANGLES} angles, "
+          f"{SLICES} slices, "
           f"MS-D 8 x 1, {STEPS} steps)")
     clean_sino, angles, pixel = foam_phantom_sino(0, n_slices=SLICES, n_det=SIZE, n_angles=ANGLES)
     m = fov_mask(SIZE)
@@ -55,15 +66,16 @@ def main() -> None:
         print(f"| {i0} | {score(scan.fbp()):.2f} | {score(res.snapshots['pretrained']):.2f} | {score(res.volume):.2f} "
               f"| {ceiling:.2f} |")
 
-    bench_foam_ceiling()
+    bench_foam_ceiling(args.out)
+    return 0
 
 
 def bench_foam_ceiling(out: str = "bench-output/compare") -> None:
-    """The same ceiling for the foam of ``python -m tomodenoise.bench.compare`` (its defaults but 6
-    slices of 128 px, 256 angles, I0 10), from 200 noise draws."""
+    """The same ceiling for the foam of ``python -m benchmarks compare`` (its defaults: 6 slices of
+    128 px, 256 angles, I0 10), from 200 noise draws."""
     from pathlib import Path
 
-    from tomodenoise.bench.compare import foam_compare_scan
+    from .compare import foam_compare_scan
 
     scan, _ = foam_compare_scan(Path(out), size=128, slices=6, angles=256)
     m, keep = fov_mask(128), list(range(1, 6))
@@ -73,7 +85,3 @@ def bench_foam_ceiling(out: str = "bench-output/compare") -> None:
                        axis=0)
     print(f"benchmark foam (128 px, 256 angles, I0 10): N2I-loss ceiling "
           f"{psnr(ref, fbp(expected, scan.angles)[keep][:, m], float(ref.max() - ref.min())):.2f} dB")
-
-
-if __name__ == "__main__":
-    main()

@@ -7,7 +7,7 @@ written as Data Exchange (``--rows`` rows; the preview reads only the central 32
 ``tomodenoise preview`` runs on it; its wall and CPU seconds are printed with the centre
 found and the true one. The CPU seconds are the honest figure on a shared machine.
 
-    python benchmarks/preview_centre.py --out /tmp/preview-bench   # 2048 px, 1500 projections
+    python -m benchmarks preview_centre --out /tmp/preview-bench   # 2048 px, 1500 projections
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+__all__ = ["add_arguments", "main", "phantom"]
 
 
 def phantom(width: int, rng: np.random.Generator, n_small: int = 600) -> np.ndarray:
@@ -31,15 +33,18 @@ def phantom(width: int, rng: np.random.Generator, n_small: int = 600) -> np.ndar
     return np.array(rows)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--width", type=int, default=2048)
-    ap.add_argument("--angles", type=int, default=1500)
-    ap.add_argument("--rows", type=int, default=64)
-    ap.add_argument("--center", type=float, default=1030.3)
-    ap.add_argument("--i0", type=float, default=5000.0)
-    args = ap.parse_args()
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks preview_centre``."""
+    p.add_argument("--out", required=True, help="folder for the scan and the preview")
+    p.add_argument("--width", type=int, default=2048, help="detector columns (default %(default)s)")
+    p.add_argument("--angles", type=int, default=1500, help="projections (default %(default)s)")
+    p.add_argument("--rows", type=int, default=64, help="detector rows (default %(default)s)")
+    p.add_argument("--center", type=float, default=1030.3, help="the true rotation axis (default %(default)s)")
+    p.add_argument("--i0", type=float, default=5000.0, help="incident counts (default %(default)s)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``python -m benchmarks preview_centre``: simulate the scan (once), time the preview."""
     from tomodenoise.cli import main as cli
     from tomodenoise.io.dxchange import write_dxchange
     from tomodenoise.simulate.ellipses import ellipse_sinogram
@@ -73,7 +78,4 @@ def main() -> None:
     print(f"rc {rc}: tomodenoise preview on {args.width} px x {args.angles} projections: {wall:.1f} s wall, "
           f"{cpu:.1f} s CPU; centre found {info['center']:.2f} (true {args.center}); preview part "
           f"{info['seconds']:.1f} s; {png}")
-
-
-if __name__ == "__main__":
-    main()
+    return int(rc)

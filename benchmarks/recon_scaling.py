@@ -3,7 +3,7 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python benchmarks/recon_scaling.py [--size 256 --angles 2048 --slices 64
+    .venv/bin/python -m benchmarks recon_scaling [--size 256 --angles 2048 --slices 64
         --z-chunk 4 --k 4 --repeats 2 --out bench-output/recon_scaling]
 
 One simulated foam scan (Data Exchange ``.h5``, reused from ``--out`` when it is there) is
@@ -12,18 +12,18 @@ ingested once into a scan store under ``--out``. Then, ``--repeats`` times, in t
 - **baseline**: for every chunk of ``pipeline.recon_chunks`` (split x time x channel x
   z-slab), read the slab's sinogram from the store and call ``tomodenoise.recon.fbp`` on
   the split's angles with the pipeline's filter, centre and ``n_pixels``, in this one
-  process. Run as a script, this process has ``OMP_NUM_THREADS=1`` (and the OpenBLAS/MKL
-  equivalents) set *before* NumPy and ASTRA are imported, as a Dask worker of the pipeline
-  (``threads_per_worker=1``) has. Nothing is written; the arrays are kept for the check.
+  process. Run by ``python -m benchmarks``, this process has ``OMP_NUM_THREADS=1`` (and the
+  OpenBLAS/MKL equivalents) set *before* NumPy and ASTRA are imported, as a Dask worker of the
+  pipeline (``threads_per_worker=1``) has. Nothing is written; the arrays are kept for the check.
 - *pipeline_seq* (information only, no target): ``pipeline.reconstruct`` in this process,
   i.e. the flow tasks' own function (read, FBP, write the chunk and its marker) one chunk
   after the other, without Prefect or Dask: it separates the store's cost from the
   orchestration's.
 - *raw_pool1 / raw_pool2* (information only): the same FBPs, read beforehand, in a warm
   process pool of 1 and 2 processes: the machine's own 2 / 1 ceiling with no orchestration.
-- **flow, 1 worker** / **flow, 2 workers**: ``flows.pipeline.reconstruct_flow`` with
-  ``task_runner_for(compute)`` (``cluster='local'``, ``threads_per_worker=1``), called as a
-  subflow of a small parent flow exactly as ``pipeline_flow`` calls it. The stage is made
+- **flow, 1 worker** / **flow, 2 workers**: the reconstruct stage as ``pipeline_flow`` runs it
+  (a subflow of a small parent flow, its chunks tasks on the run's Dask cluster,
+  :class:`flows.pipeline.PrefectExecutor`; ``cluster='local'``, ``threads_per_worker=1``). The stage is made
   fresh first (``clear_stage('reconstruct')``, ``<store>/progress/`` removed, ``recon``
   filled with NaN so every value compared afterwards was written by that run). The timed
   region is the subflow call: Dask ``LocalCluster`` start-up and shutdown included.
@@ -50,15 +50,9 @@ throughput(1 worker)`` (target >= 1.8) with PASS/FAIL are printed; all raw timin
 
 from __future__ import annotations
 
-import os
-
-if __name__ == "__main__":
-    # Like a pipeline worker (threads_per_worker=1): before NumPy / ASTRA are imported.
-    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[_var] = "1"
-
 import argparse
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -69,11 +63,8 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from benchmarks.recon_scaling_report import (  # noqa: E402
+from .recon_scaling_probes import CpuByRole, LogTimes, loadavg, machine_info, marker_stats, markers
+from .recon_scaling_report import (
     FLOW1_TARGET,
     INFO_VARIANTS,
     SCALING_TARGET,
@@ -84,14 +75,11 @@ from benchmarks.recon_scaling_report import (  # noqa: E402
     print_report,
     summarise,
 )
-from benchmarks.recon_scaling_probes import (  # noqa: E402
-    CpuByRole,
-    LogTimes,
-    loadavg,
-    machine_info,
-    marker_stats,
-    markers,
-)
+
+__all__ = ["PRESETS", "add_arguments", "main", "make_config", "parse_args", "run_baseline", "run_recon_scaling",
+           "scan_specs"]
+
+REPO = Path(__file__).resolve().parents[1]
 
 #: Scans measured by default: the user's scan (91 projections of 135 rows x 160 columns) and a large one.
 PRESETS = {"small": {"size": 160, "angles": 91, "slices": 135},
@@ -186,17 +174,21 @@ def run_sequential(store, cfg, baseline: np.ndarray) -> dict[str, Any]:
 
 
 def _parent_flow():
-    """A parent flow that times the reconstruct subflow call, as ``pipeline_flow`` makes it."""
+    """A parent flow that times the reconstruct stage as ``pipeline_flow`` runs it: a subflow whose
+    chunks are tasks on the run's Dask cluster (:class:`flows.pipeline.PrefectExecutor`), the
+    cluster's start-up and shutdown included."""
     from prefect import flow
 
-    from flows.pipeline import reconstruct_flow, task_runner_for
+    from flows.pipeline import PrefectExecutor
+    from tomodenoise.io.store import ScanStore
+    from tomodenoise.pipeline import Context, stage_named
 
     @flow(name="recon-scaling-bench")
     def bench_parent(cfg, store_root: str) -> dict[str, float]:
-        sub = reconstruct_flow.with_options(task_runner=task_runner_for(cfg.compute))
         start_wall = time.time()
         t0 = time.perf_counter()
-        sub(cfg, store_root)
+        with PrefectExecutor(cfg) as executor:
+            executor.stage(stage_named("reconstruct"), ScanStore(store_root), cfg, Context())
         return {"seconds": time.perf_counter() - t0, "start_wall": start_wall}
 
     return bench_parent
@@ -278,37 +270,52 @@ def warm_up(parent, out: Path) -> float:
 
 
 # --- main ----------------------------------------------------------------------------------
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks recon_scaling``."""
     p.add_argument("--scans", default="small,large",
                    help=f"comma-separated presets {', '.join(f'{k}={v}' for k, v in PRESETS.items())}; "
-                        "ignored when --size/--angles/--slices give one custom scan")
+                        "ignored when --size/--angles/--slices give one custom scan (default %(default)s)")
     p.add_argument("--size", type=int, default=None, help="custom scan: detector width = reconstruction grid")
     p.add_argument("--angles", type=int, default=None, help="custom scan: projection angles")
     p.add_argument("--slices", type=int, default=None, help="custom scan: detector rows (z slices)")
-    p.add_argument("--z-chunk", type=int, default=4, help="slices per chunk")
-    p.add_argument("--k", type=int, default=4, help="Noise2Inverse splits")
-    p.add_argument("--repeats", type=int, default=2, help="rounds of (baseline, 1 worker, 2 workers)")
-    p.add_argument("--out", type=Path, default=REPO / "bench-output" / "recon_scaling")
-    p.add_argument("--n-spheres", type=int, default=2000)
-    p.add_argument("--i0", type=float, default=100.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--z-chunk", type=int, default=4, help="slices per chunk (default %(default)s)")
+    p.add_argument("--k", type=int, default=4, help="Noise2Inverse splits (default %(default)s)")
+    p.add_argument("--repeats", type=int, default=2,
+                   help="rounds of (baseline, 1 worker, 2 workers) (default %(default)s)")
+    p.add_argument("--out", type=Path, default=REPO / "bench-output" / "recon_scaling", help="(default %(default)s)")
+    p.add_argument("--n-spheres", type=int, default=2000, help="(default %(default)s)")
+    p.add_argument("--i0", type=float, default=100.0, help="(default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="(default %(default)s)")
     p.add_argument("--api", choices=("harness", "existing"), default="harness",
-                   help="harness: temporary local Prefect server; existing: the configured PREFECT_API_URL")
+                   help="harness: temporary local Prefect server; existing: the configured PREFECT_API_URL "
+                        "(default %(default)s)")
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up flow run")
-    args = p.parse_args(argv)
+
+
+def scan_specs(args: argparse.Namespace) -> dict[str, dict[str, int]]:
+    """The scans to measure: one custom scan when --size/--angles/--slices are given, else the presets of --scans."""
     custom = (args.size, args.angles, args.slices)
     if any(v is not None for v in custom):
         if any(v is None for v in custom):
-            p.error("a custom scan needs all of --size, --angles and --slices")
-        args.scan_specs = {"custom": {"size": args.size, "angles": args.angles, "slices": args.slices}}
-    else:
-        names = [n.strip() for n in args.scans.split(",") if n.strip()]
-        unknown = [n for n in names if n not in PRESETS]
-        if unknown or not names:
-            p.error(f"unknown scan preset(s) {unknown}; choose from {sorted(PRESETS)}")
-        args.scan_specs = {n: PRESETS[n] for n in names}
+            raise ValueError("a custom scan needs all of --size, --angles and --slices")
+        return {"custom": {"size": args.size, "angles": args.angles, "slices": args.slices}}
+    names = [n.strip() for n in args.scans.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PRESETS]
+    if unknown or not names:
+        raise ValueError(f"unknown scan preset(s) {unknown}; choose from {sorted(PRESETS)}")
+    return {n: PRESETS[n] for n in names}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """``argv`` parsed as ``python -m benchmarks recon_scaling`` does, with ``scan_specs`` set (for the tests)."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks recon_scaling")
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        args.scan_specs = scan_specs(args)
+    except ValueError as e:
+        p.error(str(e))
+    args.argv = list(argv)
     return args
 
 
@@ -377,19 +384,18 @@ def bench_scan(name: str, args: argparse.Namespace, out: Path, parent) -> dict[s
     return sres
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
+def run_recon_scaling(args: argparse.Namespace) -> dict[str, Any]:
+    """Every scan of ``args.scan_specs``, all variants; writes ``<out>/recon_scaling.json``, prints the report."""
     out = args.out.expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     exe = sys.executable
     if exe.startswith(str(REPO) + os.sep):
         exe = os.path.relpath(exe, REPO)
-    command = " ".join(shlex.quote(a) for a in
-                       [exe, "benchmarks/recon_scaling.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join([exe, "-m", "benchmarks", "recon_scaling", *getattr(args, "argv", [])])
     res: dict[str, Any] = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "argv"},
         "machine": machine_info(),
         "loadavg_before": loadavg(),
         "targets": {"stage_max": f"{STAGE_FACTOR} x raw + {STARTUP_ALLOWANCE_S:g} s",
@@ -430,6 +436,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return res
 
 
-if __name__ == "__main__":
-    result = main()
-    sys.exit(0 if result["check"]["all_match"] else 1)
+def main(args: argparse.Namespace) -> int:
+    """``python -m benchmarks recon_scaling``: exit status 1 when a flow's arrays differ from the baseline's."""
+    try:
+        args.scan_specs = scan_specs(args)
+    except ValueError as e:
+        print(f"python -m benchmarks recon_scaling: error: {e}", file=sys.stderr)
+        return 2
+    return 0 if run_recon_scaling(args)["check"]["all_match"] else 1

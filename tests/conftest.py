@@ -1,4 +1,4 @@
-"""Shared test settings: tiny data, CPU, few threads."""
+"""Shared test settings: tiny data, CPU, few threads; the benchmark tier only with ``--benchmarks``."""
 
 import os
 from pathlib import Path
@@ -12,6 +12,24 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--benchmarks", action="store_true", default=False,
+                     help="run the benchmark tier too (tests marked `benchmark`: tests/benchmarks/)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test in tests/benchmarks/ is marked ``benchmark``; that tier runs only when asked
+    (``--benchmarks``), the default run skips it."""
+    tier = REPO / "tests" / "benchmarks"
+    run = config.getoption("--benchmarks")
+    skip = pytest.mark.skip(reason="benchmark tier: run with --benchmarks")
+    for item in items:
+        if tier in item.path.parents:
+            item.add_marker(pytest.mark.benchmark)
+        if not run and item.get_closest_marker("benchmark"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Fetch a second real scan for `tomodenoise bench real`: TomoBank tomo_00076 (APS, Argonne).
+"""Fetch a second real scan for `python -m benchmarks real`: TomoBank tomo_00076 (APS, Argonne).
 
 The raw projections (5 detector rows x 2560 columns x 2000 angles, uint16, with 10 flats and
 10 darks) ship inside the PyPI source archive of ``bm3d-streak-removal`` 0.2.0

@@ -127,27 +127,6 @@ def test_symmetric_upsnr_is_closer_to_the_truth_than_one_assignment():
     assert np.isnan(symmetric_upsnr(truth, [truth, truth + 1, truth - 1], 1.0))  # non-positive estimate
 
 
-def test_benchmark_checks_and_time_saved_from_rows():
-    from tomodenoise.bench.compare import checks, n2i_time_to, time_saved
-
-    snaps = [{"psnr": 10.0, "train_seconds": 10.0}, {"psnr": 14.0, "train_seconds": 20.0}]
-    rows = [{"label": "n2i", "method": "n2i", "status": "ok", "psnr": 16.0, "train_seconds": 40.0, "params": {},
-             "snapshots": snaps},
-            {"label": "sbd", "method": "sbd", "status": "ok", "psnr": 12.0, "train_seconds": 5.0,
-             "params": {"pretrain_seconds": 5.0}, "snapshots": []},
-            {"label": "gaintuning", "method": "gaintuning", "status": "ok", "psnr": 15.0, "train_seconds": 2.0,
-             "params": {"pretrain_seconds": 6.0}, "snapshots": []},
-            {"label": "bm3d", "method": "bm3d", "status": "ok", "psnr": 17.0, "params": {}, "snapshots": []}]
-    assert n2i_time_to(rows, 12.0) == (15.0, True)  # half-way between the snapshots
-    assert n2i_time_to(rows, 9.0) == (10.0, False)  # reached before the first: an upper bound
-    assert n2i_time_to(rows, 20.0) == (None, False)
-    sbd, gt = time_saved(rows)
-    assert sbd["on_scan_seconds"] == 0.0 and sbd["saved_reused"] == 15.0 and sbd["saved_with_pretraining"] == 10.0
-    assert gt["n2i_seconds_to_same_psnr"] == 30.0 and gt["saved_reused"] == 28.0
-    verdict = {c["check"]: c["pass"] for c in checks(rows)}
-    assert verdict["n2i > bm3d"] is False and verdict["X:1 > 1:X"] is None  # no 1:X row: not judged
-
-
 def test_compare_on_one_slice_and_an_angle_count_not_divisible_by_six(tmp_path):
     one = foam_scan(2, n_slices=1, n_det=24, n_angles=50, i0=50)
     res = compare(one, ["fbp", "gaussian"], tmp_path, steps=2)

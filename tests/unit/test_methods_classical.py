@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from tomodenoise.bench.classical import gaussian
 from tomodenoise.methods import Context, parse_method
 from tomodenoise.methods import classical
 from tomodenoise.methods.classical import BM3D, FBP, SIRT, Gaussian
 from tomodenoise.methods.sample import foam_scan
-from tomodenoise.methods.tuning import choose_on_slice, fov_mask
+from tomodenoise.methods.tuning import choose_on_slice, fov_mask, oracle_search
 from tomodenoise.methods.tv import ParallelOperator, TVRecon, tv_reconstruct
 from tomodenoise.metrics import psnr
+from tomodenoise.quality.gaussian import gaussian_slices
 from tomodenoise.recon import forward_project, sirt
 
 N = 32
@@ -119,7 +119,7 @@ def test_tuned_parameter_is_reported_with_its_slice(results, name, param):
 
 def test_tuning_score_is_measured_on_the_tuning_slice(scan, results):
     p = results["gaussian"].params
-    vol = gaussian(scan.fbp(), p["sigma"])
+    vol = gaussian_slices(scan.fbp(), p["sigma"])
     on_slice = [_psnr_fov(scan.clean[[k]], vol[[k]]) for k in range(3)]
     assert p["tuned_score"] == pytest.approx(on_slice[1], abs=1e-9)
     assert abs(on_slice[0] - on_slice[1]) > 1e-3 and abs(on_slice[2] - on_slice[1]) > 1e-3
@@ -144,7 +144,7 @@ def test_a_fixed_parameter_skips_tuning(scan, monkeypatch):
     np.testing.assert_array_equal(res.volume, sirt(scan.sino, scan.angles, iterations=7))
     res = Gaussian(sigma=1.2).run(scan, ctx)
     assert res.params == {"sigma": 1.2}
-    np.testing.assert_array_equal(res.volume, gaussian(scan.fbp(), 1.2))
+    np.testing.assert_array_equal(res.volume, gaussian_slices(scan.fbp(), 1.2))
     res = TVRecon(weight=5.0, iterations=10).run(scan, ctx)
     assert res.params == {"iterations": 10, "nonneg": True, "weight": 5.0}
     np.testing.assert_allclose(res.volume, tv_reconstruct(scan, 5.0, 10), atol=1e-6)
@@ -170,6 +170,21 @@ def test_without_a_reference_tuning_uses_umse_and_still_improves(scan):
         choose_on_slice(lambda v, s: s.fbp(), [1.0, 2.0], blind, Context(tune_slice=1), by="psnr")
     with pytest.raises(ValueError, match="outside"):
         choose_on_slice(lambda v, s: s.fbp(), [1.0, 2.0], scan, Context(tune_slice=5))
+
+
+def test_oracle_search_extends_past_an_edge_and_refines_around_the_peak():
+    seen = []
+
+    def peak_at_7(v):
+        seen.append(v)
+        return -(np.log(v) - np.log(7.0)) ** 2
+
+    best, value, tried = oracle_search(peak_at_7, [0.5, 1.0, 2.0], refine=4)
+    assert max(p for p, _ in tried) >= 8.0  # the best was at the top edge: the grid grew past the peak
+    assert abs(best - 7.0) < 1.0 and value == max(v for _, v in tried)
+    assert [p for p, _ in tried] == sorted(set(seen))  # sorted, each point evaluated once
+    best, _, _ = oracle_search(lambda v: -abs(v - 3.0), [1.0, 2.0, 5.0], refine=3, log=False)
+    assert best == pytest.approx(3.0, abs=0.5)
 
 
 def test_integer_search_with_bounds_finds_the_peak(scan):

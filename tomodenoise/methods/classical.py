@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from ..bench.classical import gaussian
+from ..quality.gaussian import gaussian_slices
 from ..recon import sirt
 from ..recon.checks import normalise_filter
 from .base import Context, MethodConfig, MethodResult, Scan, Timer
@@ -94,7 +94,8 @@ class SIRT(MethodConfig):
 
 
 class Gaussian(MethodConfig):
-    """Gaussian filter of each FBP slice, ``sigma`` (pixels) chosen on the held-out slice."""
+    """Gaussian filter of each FBP slice (:func:`tomodenoise.quality.gaussian.gaussian_slices`),
+    ``sigma`` (pixels) chosen on the held-out slice."""
 
     method: Literal["gaussian"] = "gaussian"
     sigma: float | None = Field(None, gt=0, description="Filter width in pixels; tuned when empty")
@@ -103,7 +104,7 @@ class Gaussian(MethodConfig):
     def run(self, scan: Scan, ctx: Context) -> MethodResult:
         """The filtered FBP; ``params['sigma']`` and how it was chosen."""
         def run_with(sigma: float, s: Scan) -> np.ndarray:
-            return gaussian(s.fbp(), float(sigma))
+            return gaussian_slices(s.fbp(), float(sigma))
 
         return _tuned_run("sigma", self.label, self.sigma, run_with, list(self.grid), scan, ctx,
                           bounds=(0.05, 50.0))

@@ -3,7 +3,7 @@
 The comparison holds one slice out of the reported metrics (``ctx.tune_slice``); a method with
 one free parameter (SIRT iterations, TV weight, filter width, BM3D noise level) is run on that
 slice only for every value of a grid (refined around the best value and extended at its edges,
-:func:`tomodenoise.bench.classical.oracle_search`), and the best value is then used on the
+:func:`oracle_search`), and the best value is then used on the
 whole scan. The score is
 
 * ``psnr``: PSNR against ``scan.clean`` when the scan has a clean reference;
@@ -26,12 +26,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..bench.classical import oracle_search
 from ..metrics import psnr, umse
 from ..splits import split_indices
 from .base import Context, Scan
 
-__all__ = ["Tuned", "choose_on_slice", "fov_mask"]
+__all__ = ["Tuned", "choose_on_slice", "fov_mask", "oracle_search"]
 
 #: ``run_with(value, scan) -> (z, y, x)`` volume of the method with its parameter at ``value``
 RunWith = Callable[[float, Scan], np.ndarray]
@@ -75,6 +74,45 @@ class Tuned:
         if self.note:
             out["tuning_note"] = self.note
         return out
+
+
+def oracle_search(evaluate: Callable[[float], float], grid: Sequence[float], refine: int = 4,
+                  log: bool = True) -> tuple[float, float, list[tuple[float, float]]]:
+    """Maximise ``evaluate`` over ``grid``, then refine between the best point's neighbours.
+
+    A maximum at an edge of the grid extends the grid outwards (up to 4 times); ``log``
+    extends and refines geometrically, else linearly. Each point is evaluated once.
+    Returns ``(best_param, best_value, all (param, value) pairs sorted by param)``.
+    """
+    tried: dict[float, float] = {}
+
+    def ev(p: float) -> float:
+        p = float(p)
+        if p not in tried:
+            tried[p] = float(evaluate(p))
+        return tried[p]
+
+    for g in sorted(float(g) for g in grid):
+        ev(g)
+    for _ in range(4):  # extend at the edges
+        best = max(tried, key=tried.get)
+        pts = sorted(tried)
+        if best == pts[-1]:
+            ev(pts[-1] * (pts[-1] / pts[-2]) if log else 2 * pts[-1] - pts[-2])
+        elif best == pts[0]:
+            ev(pts[0] / (pts[1] / pts[0]) if log else max(1e-6, 2 * pts[0] - pts[1]))
+        else:
+            break
+    best = max(tried, key=tried.get)
+    pts = sorted(tried)
+    i = pts.index(best)
+    lo, hi = pts[max(i - 1, 0)], pts[min(i + 1, len(pts) - 1)]
+    if refine > 0 and hi > lo:
+        cand = np.geomspace(lo, hi, refine + 2)[1:-1] if log and lo > 0 else np.linspace(lo, hi, refine + 2)[1:-1]
+        for c in cand:
+            ev(c)
+    best = max(tried, key=tried.get)
+    return best, tried[best], sorted(tried.items())
 
 
 def fov_mask(n: int) -> np.ndarray:

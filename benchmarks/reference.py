@@ -1,12 +1,12 @@
 """The training benchmark: our loop against a reference-style loop on the same foam, in one run.
 
-``tomodenoise bench reference --slices N --out DIR --minutes M`` trains the same network twice
+``python -m benchmarks reference --slices N --out DIR --minutes M`` trains the same network twice
 for ``M`` minutes each:
 
 - **ours**: :func:`tomodenoise.train.train_n2i` (splits in memory with their sum, random
   patches with the 8 dihedral augmentations, warm-up + cosine schedule over the time budget,
   gradient clipping, two neighbour slices per side as extra input channels), via
-  :func:`tomodenoise.bench.n2i.train_network`;
+  :func:`benchmarks.n2i.train_network`;
 - **reference-style**: what the reference implementation's training does, written here from
   its description: every item read from the store (Zarr, one chunk per split and slice) when
   the batch is made, whole slices, batch 8, Adam at a constant learning rate, no augmentation,
@@ -19,6 +19,7 @@ of the reference-style loop's seconds to its best PSNR over ours to the same PSN
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import time
@@ -31,7 +32,7 @@ from .common import FoamData, log, machine, machine_line, prepare_foam
 from .n2i import CURVE_SECONDS, NetworkSetup, PausableClock, default_network_setups, time_to_reach, train_network
 from .plots import write_curves
 
-__all__ = ["REFERENCE_BATCH", "reference_loop", "run_reference_benchmark"]
+__all__ = ["REFERENCE_BATCH", "add_arguments", "main", "reference_loop", "run_reference_benchmark"]
 
 #: The reference-style loop's batch of whole slices and learning rate.
 REFERENCE_BATCH = 8
@@ -65,10 +66,10 @@ def reference_loop(data: FoamData, setup: NetworkSetup, minutes: float, out: Pat
     import zarr
     from torch.utils.data import DataLoader
 
-    from ..denoise import denoise
-    from ..models import build_model
-    from ..train import N2IPairs, compute_normalisation, resolve_device, split_slices
-    from ..train.step import train_step
+    from tomodenoise.denoise import denoise
+    from tomodenoise.models import build_model
+    from tomodenoise.train import N2IPairs, compute_normalisation, resolve_device, split_slices
+    from tomodenoise.train.step import train_step
     from .n2i import val_fraction_for
 
     dev = resolve_device(device)
@@ -141,7 +142,7 @@ def run_reference_benchmark(out: Path | str, n_slices: int = 16, minutes: float 
     t_ours = time_to_reach(ours["curve"], ref_best)
     ratio = (t_ref / t_ours) if (t_ref and t_ours) else None
     mach = machine()
-    command = f"tomodenoise bench reference --slices {n_slices} --out {out} --network {network} --minutes {minutes:g}"
+    command = f"python -m benchmarks reference --slices {n_slices} --out {out} --network {network} --minutes {minutes:g}"
     record = {
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": mach, "command": command,
         "network": network, "minutes": minutes, "n_slices": n_slices,
@@ -160,3 +161,20 @@ def run_reference_benchmark(out: Path | str, n_slices: int = 16, minutes: float 
         f"{record['ours_final_psnr']:.2f} dB at the end ({ours['steps']} steps): {speed}")
     log(f"wrote {out / 'reference.json'}, {out / 'reference.png'}; reproduce: `{command}`")
     return record
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks reference``."""
+    p.add_argument("--out", required=True, help="output folder (also the caches and checkpoints)")
+    p.add_argument("--slices", type=int, default=16, help="central slices of the foam (default %(default)s)")
+    p.add_argument("--minutes", type=float, default=10.0, help="training minutes of each loop (default %(default)s)")
+    p.add_argument("--network", default="n2i_msd", choices=["n2i_unet", "n2i_msd"],
+                   help="which network (default %(default)s, the faster to quality)")
+    p.add_argument("--phantom", help="phantom.h5 (default: ../shared/data/foam_n2i/phantom.h5 if present, "
+                                     "else a generated foam)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``python -m benchmarks reference``."""
+    run_reference_benchmark(args.out, args.slices, args.minutes, network=args.network, phantom=args.phantom)
+    return 0

@@ -15,6 +15,10 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["CACHE_VERSION", "PUBLISHED", "TARGET_MARGIN_DB", "FoamData", "FoamGeometry", "Scorer", "cache_key",
+           "default_phantom_path", "file_tag", "load_npz", "log", "machine", "machine_line", "prepare_foam",
+           "reconstruct", "repo_root", "resolve_phantom", "save_npz", "simulate"]
+
 #: Published figures of the reference experiment (Hendriksen et al. 2020, foam, I0 = 10,
 #: K = 4, X:1, MS-D 100 x 1): PSNR [dB] / SSIM over the whole volume for MS-D; PSNR on
 #: slice 256 for the baselines (see ../shared/data/README.md).
@@ -66,7 +70,8 @@ class FoamGeometry:
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    """The checkout this package lives in (``benchmarks/..``)."""
+    return Path(__file__).resolve().parents[1]
 
 
 def default_phantom_path() -> Path:
@@ -93,7 +98,7 @@ def resolve_phantom(phantom: str | os.PathLike | None, seed: int, n_spheres: int
     ``phantom``: a path to a ``phantom.h5``; ``None`` = the shared reference foam when
     present, else a generated foam; ``"generate"`` = always a foam generated from ``seed``.
     """
-    from ..simulate.foam import generate_foam, load_spheres
+    from tomodenoise.simulate.foam import generate_foam, load_spheres
 
     if phantom is None:
         default = default_phantom_path()
@@ -133,7 +138,7 @@ def machine() -> dict[str, Any]:
     import torch
 
     try:
-        from ..recon import gpu_available
+        from tomodenoise.recon import gpu_available
 
         astra_gpu = bool(gpu_available())
     except (ImportError, RuntimeError):  # pragma: no cover
@@ -157,13 +162,11 @@ def machine_line(m: dict[str, Any]) -> str:
             f"with {m['torch_threads']} threads, {gpu}")
 
 
-
-
 class Scorer:
     """PSNR/SSIM against the clean FBP with one fixed data range (tomodenoise.metrics)."""
 
     def __init__(self, clean: np.ndarray, centre: int) -> None:
-        from .. import metrics
+        from tomodenoise import metrics
 
         self.metrics = metrics
         self.clean = np.asarray(clean, dtype=np.float32)
@@ -191,8 +194,8 @@ class Scorer:
 def simulate(out: Path, geom: FoamGeometry, rows: np.ndarray, spheres: np.ndarray, phantom_tag: str,
               seed: int, i0: float, absorption: float) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Clean and noisy sinograms ``(z, angle, det)`` in pixel units, cached in ``out``."""
-    from ..simulate.foam import project_foam
-    from ..simulate.noise import poisson_noise
+    from tomodenoise.simulate.foam import project_foam
+    from tomodenoise.simulate.noise import poisson_noise
 
     parts = {"v": CACHE_VERSION, "geometry": asdict(geom), "rows": rows.tolist(), "phantom": phantom_tag,
              "seed": seed, "i0": i0, "absorption": absorption}
@@ -220,7 +223,7 @@ def simulate(out: Path, geom: FoamGeometry, rows: np.ndarray, spheres: np.ndarra
 def reconstruct(out: Path, geom: FoamGeometry, sino_key: str, clean_sino: np.ndarray, noisy_sino: np.ndarray,
                  k: int) -> tuple[dict[str, np.ndarray], dict[str, float], bool]:
     """Clean and noisy full-angle FBPs and the K split FBPs, cached in ``out``."""
-    from ..recon import fbp, reconstruct_splits
+    from tomodenoise.recon import fbp, reconstruct_splits
 
     key = cache_key({"v": CACHE_VERSION, "sino": sino_key, "k": k, "n_pixels": geom.n_pixels, "filter": "ram-lak"})
     path = out / f"recon_{key}.npz"

@@ -7,7 +7,7 @@ the first (a warm-up) (the ranks' start-up is reported apart). On a CPU the rank
 machine's cores (each rank gets ``cores / n`` threads), so the ratio says how well DDP's
 gradient all-reduce and the per-rank data pipeline overlap, not a gain in compute.
 
-    python -m tomodenoise.bench.ddp --out bench-output/ddp [--ranks 2 --size 128 --slices 16]
+    python -m benchmarks ddp --out bench-output/ddp [--ranks 2 --size 128 --slices 16]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_ddp_benchmark"]
+__all__ = ["add_arguments", "format_report", "main", "run_ddp_benchmark"]
 
 
 def _data(size: int, slices: int, k: int = 4, seed: int = 0) -> np.ndarray:
@@ -37,10 +37,10 @@ def run_ddp_benchmark(out: str | os.PathLike, *, ranks: int = 2, size: int = 128
     """Time both variants; writes ``ddp.json`` under ``out`` and returns the figures."""
     import torch
 
-    from ..config import ModelConfig, RunConfig
-    from ..train import train_n2i
-    from ..train.checkpoint import load_raw
-    from ..train.launch import launch_ranks
+    from tomodenoise.config import ModelConfig, RunConfig
+    from tomodenoise.train import train_n2i
+    from tomodenoise.train.checkpoint import load_raw
+    from tomodenoise.train.launch import launch_ranks
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,39 +94,44 @@ def run_ddp_benchmark(out: str | os.PathLike, *, ranks: int = 2, size: int = 128
                            "steps_per_s": round(r2, 3)},
         "ratio_steps_per_s": round(r2 / r1, 3),
         "final_train_loss": {"one_process": res.history[-1]["train_loss"], f"{ranks}_ranks": hist[-1]["train_loss"]},
-        "command": f"python -m tomodenoise.bench.ddp --out {out} --ranks {ranks} --size {size} --slices {slices} "
+        "command": f"python -m benchmarks ddp --out {out} --ranks {ranks} --size {size} --slices {slices} "
                    f"--batch {batch} --epochs {epochs} --device {device}",
     }
     (out / "ddp.json").write_text(json.dumps(figures, indent=2))
     return figures
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tomodenoise.bench.ddp", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="bench-output/ddp")
-    p.add_argument("--ranks", type=int, default=2)
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--slices", type=int, default=16)
-    p.add_argument("--batch", type=int, default=2, help="per rank; 1 process gets ranks x batch")
-    p.add_argument("--epochs", type=int, default=3, help="the first is a warm-up, not timed")
-    p.add_argument("--device", default="cpu")
-    a = p.parse_args(argv)
-    f = run_ddp_benchmark(a.out, ranks=a.ranks, size=a.size, slices=a.slices, batch=a.batch, epochs=a.epochs,
-                          device=a.device)
-    one, many = f["one_process"], f[f"{a.ranks}_ranks"]
-    print(f"DDP training on {f['machine']}: data {f['data']}, {f['network']}, effective batch {f['effective_batch']}")
-    print(f"  1 process : {one['steps']} steps in {one['train_s']} s = {one['steps_per_s']} steps/s "
-          f"(wall {one['wall_s']} s)")
+def format_report(f: dict, ranks: int) -> str:
+    """The figures of :func:`run_ddp_benchmark` as printed lines."""
+    one, many = f["one_process"], f[f"{ranks}_ranks"]
+    lines = [f"DDP training on {f['machine']}: data {f['data']}, {f['network']}, "
+             f"effective batch {f['effective_batch']}",
+             f"  1 process : {one['steps']} steps in {one['train_s']} s = {one['steps_per_s']} steps/s "
+             f"(wall {one['wall_s']} s)"]
     if f["one_process_one_thread"]:
-        print(f"  1 process, 1 thread: {f['one_process_one_thread']['steps_per_s']} steps/s "
-              f"(the 1 process above had {one['threads']} threads)")
-    print(f"  {a.ranks} ranks   : {many['steps']} steps in {many['train_s']} s = {many['steps_per_s']} steps/s "
-          f"(wall {many['wall_s']} s, start-up included)")
-    print(f"  ratio {a.ranks} ranks / 1 process: {f['ratio_steps_per_s']}x steps/s")
-    print(f"  command: {f['command']}")
+        lines.append(f"  1 process, 1 thread: {f['one_process_one_thread']['steps_per_s']} steps/s "
+                     f"(the 1 process above had {one['threads']} threads)")
+    lines += [f"  {ranks} ranks   : {many['steps']} steps in {many['train_s']} s = {many['steps_per_s']} steps/s "
+              f"(wall {many['wall_s']} s, start-up included)",
+              f"  ratio {ranks} ranks / 1 process: {f['ratio_steps_per_s']}x steps/s",
+              f"  command: {f['command']}"]
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks ddp``."""
+    p.add_argument("--out", default="bench-output/ddp", help="working folder (default %(default)s)")
+    p.add_argument("--ranks", type=int, default=2, help="DDP ranks (default %(default)s)")
+    p.add_argument("--size", type=int, default=128, help="slice size (default %(default)s)")
+    p.add_argument("--slices", type=int, default=16, help="slices (default %(default)s)")
+    p.add_argument("--batch", type=int, default=2, help="per rank; 1 process gets ranks x batch (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=3, help="the first is a warm-up, not timed (default %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL) (default %(default)s)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``python -m benchmarks ddp``."""
+    f = run_ddp_benchmark(args.out, ranks=args.ranks, size=args.size, slices=args.slices, batch=args.batch,
+                          epochs=args.epochs, device=args.device)
+    print(format_report(f, args.ranks))
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

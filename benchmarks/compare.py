@@ -1,7 +1,7 @@
 """The comparison on the foam benchmark: every method on one reduced foam scan, and the checks
 the seminar and the issue ask for.
 
-Usage: ``python -m tomodenoise.bench.compare --out bench-output/compare [--size 128 --slices 6
+Usage: ``python -m benchmarks compare --out bench-output/compare [--size 128 --slices 6
 --angles 256 --steps 400]``. The scan is the reference foam (``phantom.h5``; a generated foam
 without it) at the benchmark's noise model (I0 = 10, absorption 2.76), ``size`` x ``size``
 slices from ``size`` detector columns covering the cylinder, ``angles`` projections over
@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import shlex
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from tomodenoise.config import ModelConfig
 
-from ..config import ModelConfig
 from .common import FoamGeometry, log, machine, machine_line, resolve_phantom, simulate
 
-__all__ = ["checks", "foam_compare_scan", "main", "METHODS", "n2i_time_to", "time_saved"]
+__all__ = ["METHODS", "add_arguments", "checks", "foam_compare_scan", "main", "n2i_time_to", "run_compare_benchmark",
+           "time_saved"]
 
 
 def _learned(method: str, **kw: Any) -> dict[str, Any]:
@@ -37,13 +38,16 @@ METHODS: list[dict[str, Any]] = [
     _learned("noise2self"), _learned("sdr"), _learned("n2i", snapshots=8), _learned("n2i", strategy="1:X", name="n2i_1X"),
     _learned("supervised"), _learned("noise2noise"), _learned("tomogan"), _learned("sbd"), _learned("gaintuning"),
 ]
+#: the methods without a network (no ``model`` entry)
+CLASSICAL = ("fbp", "sirt", "tv", "gaussian", "bm3d")
+VERDICT = {True: "PASS", False: "FAIL", None: "n/a"}
 
 
 def foam_compare_scan(out: Path, *, size: int, slices: int, angles: int, i0: float = 10.0,
                       phantom: str | None = None, seed: int = 0):
     """The benchmark's Scan (noisy foam, clean FBP reference, repeat scan)."""
-    from ..methods import Scan
-    from ..recon import fbp
+    from tomodenoise.methods import Scan
+    from tomodenoise.recon import fbp
 
     geom = FoamGeometry(n_angles=angles, n_det=size, n_rows=size, n_pixels=size, supersampling=2)
     rows = geom.rows(slices)
@@ -128,57 +132,70 @@ def time_saved(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(prog="python -m tomodenoise.bench.compare", description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="bench-output/compare")
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--slices", type=int, default=6)
-    ap.add_argument("--angles", type=int, default=256)
-    ap.add_argument("--i0", type=float, default=10.0)
-    ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--depth", type=int, default=30, help="MS-D depth of every learned method")
-    ap.add_argument("--methods", help="comma-separated labels to run (default all of METHODS)")
-    ap.add_argument("--phantom")
-    args = ap.parse_args(argv)
-    from ..methods.compare import compare
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    scan, source = foam_compare_scan(out, size=args.size, slices=args.slices, angles=args.angles, i0=args.i0,
-                                     phantom=args.phantom)
-    model = ModelConfig(name="msd", params={"depth": args.depth}).model_dump()
-    methods = [dict(m, model=model) if m["method"] not in ("fbp", "sirt", "tv", "gaussian", "bm3d") else dict(m)
-               for m in METHODS]
-    if args.methods:
-        keep = set(args.methods.split(","))
-        methods = [m for m in methods if m.get("name", m["method"]) in keep]
-    mach = machine()
-    log(f"compare: {scan.name}; phantom {source}; {len(methods)} methods, {args.steps} steps; {machine_line(mach)}")
-    t0 = time.perf_counter()
-    result = compare(scan, methods, out, steps=args.steps, log=log)
-    found = checks(result["rows"])
+def _log_findings(found: list[dict[str, Any]], saved: list[dict[str, Any]]) -> None:
     for c in found:
-        verdict = {True: "PASS", False: "FAIL", None: "n/a"}[c["pass"]]
-        log(f"  {verdict}  {c['check']}  ({_versus(c)})")
-    saved = time_saved(result["rows"])
+        log(f"  {VERDICT[c['pass']]}  {c['check']}  ({_versus(c)})")
     for t in saved:
         n2i = t["n2i_seconds_to_same_psnr"]
         log(f"  {t['method']}: {t['psnr']:.2f} dB with {t['on_scan_seconds']:.1f} s on the scan after "
             f"{t['pretrain_seconds']:.1f} s of pretraining; N2I from scratch: "
             + ("never reached that PSNR" if n2i is None else
                f"{'' if t['n2i_seconds_exact'] else 'at most '}{n2i:.1f} s to that PSNR"))
-    cmd = "python -m tomodenoise.bench.compare " + " ".join(sys.argv[1:] if argv is None else argv)
-    record = {"command": cmd, "machine": mach, "seconds": time.perf_counter() - t0, "phantom": source,
+
+
+def run_compare_benchmark(out: str | Path, *, size: int = 128, slices: int = 6, angles: int = 256, i0: float = 10.0,
+                          steps: int = 400, depth: int = 30, methods: Sequence[str] | None = None,
+                          phantom: str | None = None, command: str | None = None) -> dict[str, Any]:
+    """Every method of :data:`METHODS` (or the labels ``methods``) on the benchmark's foam, then the
+    checks; writes ``compare_checks.json`` and appends them to ``compare.md``; returns the record."""
+    from tomodenoise.methods.compare import compare
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = command or (f"python -m benchmarks compare --out {out} --size {size} --slices {slices} --angles {angles}"
+                          f" --i0 {i0:g} --steps {steps} --depth {depth}"
+                          + (f" --methods {','.join(methods)}" if methods else "")
+                          + (f" --phantom {phantom}" if phantom else ""))
+    scan, source = foam_compare_scan(out, size=size, slices=slices, angles=angles, i0=i0, phantom=phantom)
+    model = ModelConfig(name="msd", params={"depth": depth}).model_dump()
+    configs = [dict(m, model=model) if m["method"] not in CLASSICAL else dict(m) for m in METHODS]
+    if methods:
+        configs = [m for m in configs if m.get("name", m["method"]) in set(methods)]
+    mach = machine()
+    log(f"compare: {scan.name}; phantom {source}; {len(configs)} methods, {steps} steps; {machine_line(mach)}")
+    t0 = time.perf_counter()
+    result = compare(scan, configs, out, steps=steps, log=log)
+    found, saved = checks(result["rows"]), time_saved(result["rows"])
+    _log_findings(found, saved)
+    record = {"command": command, "machine": mach, "seconds": time.perf_counter() - t0, "phantom": source,
               "checks": found, "time_saved": saved, "rank_check": result["rank_check"], "rows": result["rows"]}
     (out / "compare_checks.json").write_text(json.dumps(record, indent=2, default=str))
     with open(out / "compare.md", "a") as f:
-        f.write("\n## Checks\n\n" + "\n".join(
-            f"- {({True: 'PASS', False: 'FAIL', None: 'n/a'})[c['pass']]}: {c['check']} "
-            f"({_versus(c)})" for c in found) + f"\n\nCommand: `{cmd}`; {machine_line(mach)}; "
-            f"{record['seconds']:.0f} s in all.\n")
+        f.write("\n## Checks\n\n" + "\n".join(f"- {VERDICT[c['pass']]}: {c['check']} ({_versus(c)})" for c in found)
+                + f"\n\nCommand: `{command}`; {machine_line(mach)}; {record['seconds']:.0f} s in all.\n")
     log(f"compare: wrote {out / 'compare.md'} ({record['seconds']:.0f} s)")
     return record
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks compare``."""
+    p.add_argument("--out", default="bench-output/compare", help="output folder (default %(default)s)")
+    p.add_argument("--size", type=int, default=128, help="slice size and detector columns (default %(default)s)")
+    p.add_argument("--slices", type=int, default=6, help="slices (default %(default)s)")
+    p.add_argument("--angles", type=int, default=256, help="projections over 180 degrees (default %(default)s)")
+    p.add_argument("--i0", type=float, default=10.0, help="incident photons (default %(default)s)")
+    p.add_argument("--steps", type=int, default=400,
+                   help="training steps of every learned method (default %(default)s)")
+    p.add_argument("--depth", type=int, default=30, help="MS-D depth of every learned method (default %(default)s)")
+    p.add_argument("--methods", help="comma-separated labels to run (default: all of METHODS)")
+    p.add_argument("--phantom", help="phantom.h5 (default: ../shared/data/foam_n2i/phantom.h5 if present, "
+                                     "else a generated foam)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``python -m benchmarks compare``."""
+    command = shlex.join(["python", "-m", "benchmarks", "compare", *getattr(args, "argv", [])])
+    run_compare_benchmark(args.out, size=args.size, slices=args.slices, angles=args.angles, i0=args.i0,
+                          steps=args.steps, depth=args.depth, methods=args.methods.split(",") if args.methods else None,
+                          phantom=args.phantom, command=command)
+    return 0

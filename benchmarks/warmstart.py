@@ -1,6 +1,6 @@
 """Warm start: how much of a cold start's training a model of another scan of the same kind saves.
 
-``tomodenoise bench warmstart --slices N --out DIR --minutes M`` runs, in one go:
+``python -m benchmarks warmstart --slices N --out DIR --minutes M`` runs, in one go:
 
 1. a *source* scan: a foam generated with another seed (same size distribution as the
    reference foam: 100 000 spheres, largest radius 0.2), simulated and reconstructed like the
@@ -16,6 +16,7 @@ final PSNR (curve slices) and its best held-out N2I loss, as fractions of the co
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import time
@@ -28,7 +29,7 @@ from .common import log, machine, machine_line, prepare_foam
 from .n2i import NetworkSetup, default_network_setups, time_to_reach, train_network
 from .plots import write_curves
 
-__all__ = ["WARM_TARGET", "run_warmstart_benchmark"]
+__all__ = ["WARM_TARGET", "add_arguments", "main", "run_warmstart_benchmark"]
 
 #: The warm start should reach the cold start's quality in at most this fraction of its time.
 WARM_TARGET = 0.2
@@ -81,7 +82,7 @@ def run_warmstart_benchmark(out: Path | str, n_slices: int = 16, minutes: float 
         return a / b if a is not None and b else None
 
     mach = machine()
-    command = (f"tomodenoise bench warmstart --slices {n_slices} --out {out} --network {network} --minutes {minutes:g}"
+    command = (f"python -m benchmarks warmstart --slices {n_slices} --out {out} --network {network} --minutes {minutes:g}"
                f" --source-minutes {source_minutes:g} --warm-minutes {warm_minutes:g}")
     record = {
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": mach, "command": command,
@@ -110,3 +111,25 @@ def run_warmstart_benchmark(out: Path | str, n_slices: int = 16, minutes: float 
             + (f": {f:.2f} of the cold time (target <= {WARM_TARGET:g})" if f is not None else ": not reached warm"))
     log(f"wrote {out / 'warmstart.json'}, {out / 'warmstart.png'}; reproduce: `{command}`")
     return record
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks warmstart``."""
+    p.add_argument("--out", required=True, help="output folder (also the caches and checkpoints)")
+    p.add_argument("--slices", type=int, default=16, help="central slices of the foam (default %(default)s)")
+    p.add_argument("--minutes", type=float, default=5.0, help="the cold start's training minutes (default %(default)s)")
+    p.add_argument("--source-minutes", type=float, default=None,
+                   help="training on the other foam (default: --minutes)")
+    p.add_argument("--warm-minutes", type=float, default=None,
+                   help=f"the warm start's budget (default: {WARM_TARGET:g} x --minutes)")
+    p.add_argument("--network", default="n2i_msd", choices=["n2i_unet", "n2i_msd"],
+                   help="which network (default %(default)s, the faster to quality)")
+    p.add_argument("--phantom", help="the target's phantom.h5 (default: ../shared/data/foam_n2i/phantom.h5 if "
+                                     "present, else a generated foam)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``python -m benchmarks warmstart``."""
+    run_warmstart_benchmark(args.out, args.slices, args.minutes, source_minutes=args.source_minutes,
+                            warm_minutes=args.warm_minutes, network=args.network, phantom=args.phantom)
+    return 0

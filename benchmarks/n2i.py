@@ -93,10 +93,51 @@ def val_fraction_for(n_slices: int) -> float:
 
 def denoise_with(checkpoint: Path, splits: np.ndarray, device: Any, progress: bool = False) -> np.ndarray:
     """Leave-one-out denoising of ``splits`` (K, z, y, x) with a checkpoint (X:1)."""
-    from ..denoise import denoise_checkpoint
+    from tomodenoise.denoise import denoise_checkpoint
 
     return np.asarray(denoise_checkpoint(checkpoint, splits, batch_size=4, device=device, progress=progress),
                       dtype=np.float32)
+
+
+def _train_config(name: str, setup: NetworkSetup, n_slices: int, minutes: float, **common: Any):
+    """The :class:`tomodenoise.config.TrainConfig` of ``setup`` (``common``: seed, device, progress,
+    init_from); logs what is trained."""
+    from tomodenoise.config import TrainConfig
+
+    warm = ", warm start" if common.get("init_from") else ""
+    if setup.run_defaults:  # exactly what `tomodenoise run` trains, with the benchmark's budget
+        log(f"{name}: training with tomodenoise run's defaults (the recipe sized from the scan) for {minutes:g} min"
+            f"{warm}")
+        return TrainConfig(max_minutes=minutes, **common)
+    log(f"{name}: training {setup.model} {setup.params} for {minutes:g} min (patches {setup.patch_size}, batch "
+        f"{setup.batch_size}, lr {setup.lr:g}, {setup.schedule} schedule{warm})")
+    return TrainConfig(
+        strategy="X:1", epochs=100_000, batch_size=setup.batch_size, lr=setup.lr, patch_size=setup.patch_size,
+        patches_per_slice=setup.patches_per_slice, val_fraction=val_fraction_for(n_slices), early_stopping=0,
+        max_minutes=minutes, augment=True, schedule=setup.schedule, warmup=setup.warmup, **common, **setup.extra,
+    )
+
+
+def _training_record(setup: NetworkSetup, result: Any, tcfg: Any, *, minutes: float, device: str,
+                     train_seconds: float, inference_seconds: float) -> dict[str, Any]:
+    """The info dict of :func:`train_network`, less the curve and the history."""
+    from tomodenoise.models import build_model
+
+    used, net = result.train_config, result.model_config  # every auto resolved by the recipe
+    last = result.history[-1] if result.history else None
+    return {
+        "model": net["name"], "params": net["params"], "run_defaults": setup.run_defaults,
+        "n_parameters": int(sum(p.numel() for p in build_model(net["name"], **net["params"]).parameters())),
+        "patch_size": used["patch_size"], "batch_size": used["batch_size"],
+        "patches_per_slice": used["patches_per_slice"], "neighbours": used["neighbours"],
+        "lr": used["lr"], "schedule": used["schedule"], "warmup": used["warmup"], "init_from": tcfg.init_from,
+        "budget": result.budget, "val_fraction": tcfg.val_fraction, "val_slices": list(result.val_slices),
+        "stopped": result.stopped, "augment": True, "max_minutes": minutes, "device": device,
+        "epochs_run": len(result.history), "steps": int(last["step"]) if last else 0, "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss, "train_seconds": train_seconds,
+        "training_seconds": float(last["elapsed_s"]) if last else 0.0, "inference_seconds": inference_seconds,
+        "checkpoint": str(result.checkpoint),
+    }
 
 
 def train_network(name: str, setup: NetworkSetup, data: FoamData, minutes: float, out: Path, *, seed: int = 0,
@@ -108,31 +149,18 @@ def train_network(name: str, setup: NetworkSetup, data: FoamData, minutes: float
     ``[{"seconds", "step", "epoch", "psnr", "val_loss"}, ...]`` (PSNR on ``curve_slices``
     central slices, training seconds).
     """
-    from ..config import ModelConfig, TrainConfig
-    from ..train import resolve_device, train_n2i
+    from tomodenoise.config import ModelConfig
+    from tomodenoise.logs import bars_wanted
+    from tomodenoise.train import resolve_device, train_n2i
 
     dev = resolve_device(device)
     splits = data.splits
-    if setup.run_defaults:  # exactly what `tomodenoise run` trains, with the benchmark's budget
-        tcfg = TrainConfig(max_minutes=minutes, seed=seed, device=device, progress=progress, init_from=init_from)
-    else:
-        tcfg = TrainConfig(
-            strategy="X:1", epochs=100_000, batch_size=setup.batch_size, lr=setup.lr, patch_size=setup.patch_size,
-            patches_per_slice=setup.patches_per_slice, val_fraction=val_fraction_for(splits.shape[1]),
-            early_stopping=0, max_minutes=minutes, seed=seed, device=device, progress=progress, augment=True,
-            schedule=setup.schedule, warmup=setup.warmup, init_from=init_from, **setup.extra,
-        )
-    mcfg = ModelConfig(name=setup.model, params=dict(setup.params))
+    tcfg = _train_config(name, setup, splits.shape[1], minutes, seed=seed, device=device, progress=progress,
+                         init_from=init_from)
     run_dir = out / "models" / name
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("best.pt", "last.pt"):  # a new run, not a resume of an older one
         (run_dir / stale).unlink(missing_ok=True)
-    if setup.run_defaults:
-        log(f"{name}: training with tomodenoise run's defaults (the recipe sized from the scan) for {minutes:g} min"
-            f"{', warm start' if init_from else ''}")
-    else:
-        log(f"{name}: training {setup.model} {setup.params} for {minutes:g} min (patches {setup.patch_size}, batch "
-            f"{setup.batch_size}, lr {setup.lr:g}, {setup.schedule} schedule{', warm start' if init_from else ''})")
     idx = data.central(curve_slices)
     sub = splits[:, idx]
     clock = PausableClock()
@@ -155,34 +183,17 @@ def train_network(name: str, setup: NetworkSetup, data: FoamData, minutes: float
             point(entry, run_dir / "last.pt")
 
     t0 = time.perf_counter()
-    result = train_n2i(splits, tcfg, mcfg, run_dir, run_config={"benchmark": "foam", "method": name},
-                       on_epoch=on_epoch, clock=clock)
+    result = train_n2i(splits, tcfg, ModelConfig(name=setup.model, params=dict(setup.params)), run_dir,
+                       run_config={"benchmark": "foam", "method": name}, on_epoch=on_epoch, clock=clock)
     t_train = time.perf_counter() - t0
     last = result.history[-1] if result.history else None
     if last is not None and (not curve or curve[-1]["epoch"] != last["epoch"]):
         point(last, run_dir / "last.pt")
     t1 = time.perf_counter()
-    from ..logs import bars_wanted
-
     den = denoise_with(result.checkpoint, splits, dev, progress and bars_wanted())
-    t_inf = time.perf_counter() - t1
-    from ..models import build_model
-
-    used, net = result.train_config, result.model_config  # every auto resolved by the recipe
-    info = {
-        "model": net["name"], "params": net["params"], "run_defaults": setup.run_defaults,
-        "n_parameters": int(sum(p.numel() for p in build_model(net["name"], **net["params"]).parameters())),
-        "patch_size": used["patch_size"], "batch_size": used["batch_size"],
-        "patches_per_slice": used["patches_per_slice"], "neighbours": used["neighbours"],
-        "lr": used["lr"], "schedule": used["schedule"], "warmup": used["warmup"], "init_from": init_from,
-        "budget": result.budget, "val_fraction": tcfg.val_fraction, "val_slices": list(result.val_slices), "stopped": result.stopped,
-        "augment": True, "max_minutes": minutes, "device": str(dev), "epochs_run": len(result.history),
-        "steps": int(last["step"]) if last else 0, "best_epoch": result.best_epoch,
-        "best_val_loss": result.best_val_loss, "train_seconds": t_train,
-        "training_seconds": float(last["elapsed_s"]) if last else 0.0,
-        "inference_seconds": t_inf, "checkpoint": str(result.checkpoint),
-        "curve_slices": [int(data.rows[i]) for i in idx], "curve": curve, "history": result.history,
-    }
+    info = _training_record(setup, result, tcfg, minutes=minutes, device=str(dev), train_seconds=t_train,
+                            inference_seconds=time.perf_counter() - t1)
+    info.update({"curve_slices": [int(data.rows[i]) for i in idx], "curve": curve, "history": result.history})
     return den, info
 
 

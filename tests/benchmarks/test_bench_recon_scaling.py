@@ -1,10 +1,10 @@
-"""Smoke test of benchmarks/recon_scaling.py end to end on a tiny scan (no speed assertions).
+"""Smoke test of benchmarks/recon_scaling.py (``python -m benchmarks recon_scaling``) end to end on a
+tiny scan (no speed assertions).
 
 It checks that the benchmark ran its three variants and that the flow runs reconstructed
 exactly the work the baseline timed (same arrays), not that any speed target is met.
 """
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,21 +14,14 @@ import numpy as np
 # (see tests/flow/conftest.py).
 import prefect  # noqa: F401
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "recon_scaling.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("recon_scaling", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from benchmarks import recon_scaling as rs
 
 
 def test_recon_scaling_smoke(tmp_path):
-    rs = _load()
     out = tmp_path / "bench"
-    res = rs.main(["--size", "32", "--angles", "48", "--slices", "4", "--z-chunk", "2", "--k", "2",
-                   "--repeats", "1", "--n-spheres", "40", "--no-warmup", "--out", str(out)])
+    res = rs.run_recon_scaling(rs.parse_args(["--size", "32", "--angles", "48", "--slices", "4", "--z-chunk", "2",
+                                              "--k", "2", "--repeats", "1", "--n-spheres", "40", "--no-warmup",
+                                              "--out", str(out)]))
 
     top = json.loads((out / "recon_scaling.json").read_text())
     assert list(top["scans"]) == ["custom"]  # --size/--angles/--slices: one custom scan, no presets
@@ -66,6 +59,7 @@ def test_recon_scaling_smoke(tmp_path):
         assert t["pass"] == (t["stage_s"] <= t["limit_s"]) and t["startup_estimate_s"] is not None
     assert top["stage_target_pass"] == all(t["pass"] for t in data["summary"]["stage_target"].values())
     assert top["machine"]["cpu_count"] >= 1 and top["loadavg_before"] is not None
+    assert " -m benchmarks recon_scaling --size 32 " in top["command"]
 
     # Independently: the store's reconstruction (written by the last flow run) is the baseline's.
     from tomodenoise import pipeline

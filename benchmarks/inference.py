@@ -1,6 +1,6 @@
 """Inference speed: sharded denoising on 1 vs 2 Dask workers, and slices/s of one process.
 
-Two measurements in one run (``python -m tomodenoise.bench.inference``; < 3 min on 2 CPU cores):
+Two measurements in one run (``python -m benchmarks inference``; < 3 min on 2 CPU cores):
 
 (a) **Sharded inference**: one simulated foam store (recon + a checkpoint of the default
     MS-D network, trained for one short epoch: speed does not depend on the weights) is
@@ -16,7 +16,7 @@ Two measurements in one run (``python -m tomodenoise.bench.inference``; < 3 min 
     (>= 10x) is for an H100/H200, so on a CPU only the CPU figure is reported and the GPU
     figure stays open.
 
-No Prefect here (the core's import rule): the Dask cluster is started directly with the
+No Prefect here (it measures the shards, not the orchestration): the Dask cluster is started directly with the
 flows' cluster settings (:func:`tomodenoise.cluster.dask_runner_kwargs`).
 """
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -31,7 +32,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["REFERENCE_SLICES_PER_S", "bench_sharded", "bench_slices_per_second", "main", "run_inference_benchmark"]
+from .common import machine, machine_line
+
+__all__ = ["REFERENCE_SLICES_PER_S", "add_arguments", "bench_sharded", "bench_slices_per_second", "format_report",
+           "main", "run_inference_benchmark"]
 
 #: The reference Noise2Inverse code's inference speed (slices/s, K = 4, 512 x 512, MS-D 100x1, a GPU).
 REFERENCE_SLICES_PER_S = 3.56
@@ -40,9 +44,9 @@ GPU_TARGET_FACTOR = 10.0
 
 def _make_store(out: Path, size: int, n_slices: int, z_chunk: int, msd: dict[str, Any]):
     """A foam store with recon and a briefly trained checkpoint; returns ``(store, cfg)``."""
-    from .. import pipeline
-    from ..config import ModelConfig, RunConfig
-    from ..simulate.scan import simulate_foam_scan
+    from tomodenoise import pipeline
+    from tomodenoise.config import ModelConfig, RunConfig
+    from tomodenoise.simulate.scan import simulate_foam_scan
 
     scan = simulate_foam_scan(out / "foam.h5", size=size, n_angles=max(32, size), n_slices=n_slices, i0=200.0,
                               seed=0, n_spheres=max(20, size // 2))["scan"]
@@ -69,15 +73,15 @@ def _forget_denoise(store) -> None:
 def _import_core() -> None:
     import torch  # noqa: F401
 
-    from .. import denoise, pipeline  # noqa: F401
+    from tomodenoise import denoise, pipeline  # noqa: F401
 
 
 def _sharded_run(store, cfg, n_workers: int) -> dict[str, Any]:
     """Start a LocalCluster of ``n_workers``, run every shard on it, close it."""
     from distributed import Client, LocalCluster
 
-    from .. import pipeline
-    from ..cluster import dask_runner_kwargs
+    from tomodenoise import pipeline
+    from tomodenoise.cluster import dask_runner_kwargs
 
     run_cfg = cfg.model_copy(deep=True)
     run_cfg.compute.cluster, run_cfg.compute.n_workers = "local", n_workers
@@ -106,7 +110,7 @@ def _sharded_run(store, cfg, n_workers: int) -> dict[str, Any]:
 def bench_sharded(out: Path, *, size: int = 128, n_slices: int = 24, z_chunk: int = 2,
                   msd: dict[str, Any] | None = None, workers: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
     """(a): the same store denoised by shards on each number of workers, and in this process."""
-    from .. import pipeline
+    from tomodenoise import pipeline
 
     msd = dict(msd or {})
     t0 = time.perf_counter()
@@ -133,9 +137,9 @@ def bench_slices_per_second(*, size: int = 512, n_slices: int = 2, k: int = 4, b
     """(b): slices/s of K-averaged inference in this process (one slice of warm-up first)."""
     import torch
 
-    from ..denoise import denoise, resolve_precision
-    from ..models import build_model
-    from ..train import resolve_device
+    from tomodenoise.denoise import denoise, resolve_precision
+    from tomodenoise.models import build_model
+    from tomodenoise.train import resolve_device
 
     dev = resolve_device(device)
     torch.manual_seed(0)
@@ -164,10 +168,6 @@ def run_inference_benchmark(out: str | Path, *, store_size: int = 128, store_sli
                             store_msd: dict[str, Any] | None = None, speed_size: int = 512, speed_slices: int = 2,
                             speed_msd: dict[str, Any] | None = None, device: str = "auto") -> dict[str, Any]:
     """Both measurements; writes ``inference.json`` under ``out`` and returns it."""
-    from .common import machine
-
-    import os
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -181,8 +181,7 @@ def run_inference_benchmark(out: str | Path, *, store_size: int = 128, store_sli
 
 
 def format_report(res: dict[str, Any]) -> str:
-    from .common import machine_line
-
+    """The figures of :func:`run_inference_benchmark` as printed lines."""
     a, b = res["sharded"], res["speed"]
     lines = [f"machine: {machine_line(res['machine'])}; load average (1, 5, 15 min) before "
              f"{res.get('loadavg_before')}, after {res.get('loadavg_after')}",
@@ -202,25 +201,25 @@ def format_report(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(prog="python -m tomodenoise.bench.inference", description=__doc__.split("\n")[0])
-    p.add_argument("--out", default="bench-inference", help="working folder (default: %(default)s)")
-    p.add_argument("--store-size", type=int, default=128, help="(a) slice size of the store")
-    p.add_argument("--store-slices", type=int, default=24, help="(a) slices of the store")
-    p.add_argument("--z-chunk", type=int, default=2, help="(a) slices per chunk")
-    p.add_argument("--speed-size", type=int, default=512, help="(b) slice size")
-    p.add_argument("--speed-slices", type=int, default=2, help="(b) slices timed (after one of warm-up)")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks inference``."""
+    p.add_argument("--out", default="bench-inference", help="working folder (default %(default)s)")
+    p.add_argument("--store-size", type=int, default=128, help="(a) slice size of the store (default %(default)s)")
+    p.add_argument("--store-slices", type=int, default=24, help="(a) slices of the store (default %(default)s)")
+    p.add_argument("--z-chunk", type=int, default=2, help="(a) slices per chunk (default %(default)s)")
+    p.add_argument("--speed-size", type=int, default=512, help="(b) slice size (default %(default)s)")
+    p.add_argument("--speed-slices", type=int, default=2,
+                   help="(b) slices timed, after one of warm-up (default %(default)s)")
     p.add_argument("--depth", type=int, default=None, help="MS-D depth for both (default: the network's 100)")
-    p.add_argument("--device", default="auto", help="(b) device: auto, cpu, cuda")
-    args = p.parse_args(argv)
+    p.add_argument("--device", default="auto", help="(b) device: auto, cpu, cuda (default %(default)s)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``python -m benchmarks inference``."""
     msd = {"depth": args.depth} if args.depth else None
     res = run_inference_benchmark(args.out, store_size=args.store_size, store_slices=args.store_slices,
                                   z_chunk=args.z_chunk, store_msd=msd, speed_size=args.speed_size,
                                   speed_slices=args.speed_slices, speed_msd=msd, device=args.device)
     print(format_report(res))
     print(f"wrote {Path(args.out) / 'inference.json'}")
-    return res
-
-
-if __name__ == "__main__":
-    main()
+    return 0

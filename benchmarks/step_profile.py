@@ -1,15 +1,16 @@
 """Where one training step's time goes: the batch (patches, augmentation, normalisation), the
 forward pass, the backward pass, the gradient clipping and the optimiser step.
 
-``tomodenoise bench profile --out DIR`` times each part of the production step
+``python -m benchmarks profile --out DIR`` times each part of the production step
 (:func:`tomodenoise.train.data.make_batch`, then the parts of
 :func:`tomodenoise.train.step.train_step`) over ``repeats`` steps after a warm-up, on the
-foam's splits, for every network of :func:`tomodenoise.bench.n2i.default_network_setups`,
+foam's splits, for every network of :func:`benchmarks.n2i.default_network_setups`,
 and writes ``DIR/profile.json``.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import time
@@ -21,7 +22,7 @@ import numpy as np
 from .common import log, machine, machine_line, prepare_foam
 from .n2i import default_network_setups
 
-__all__ = ["PARTS", "profile_step", "run_profile"]
+__all__ = ["PARTS", "add_arguments", "main", "profile_step", "run_profile"]
 
 PARTS = ("batch", "forward", "backward", "clip", "optimizer")
 
@@ -32,9 +33,9 @@ def profile_step(splits: np.ndarray, model_name: str, params: dict[str, Any], *,
     import torch
     import torch.nn.functional as F
 
-    from ..models import build_model
-    from ..train import N2IPairs, compute_normalisation, resolve_device
-    from ..train.data import make_batch
+    from tomodenoise.models import build_model
+    from tomodenoise.train import N2IPairs, compute_normalisation, resolve_device
+    from tomodenoise.train.data import make_batch
 
     dev = resolve_device(device)
     pairs = N2IPairs(splits, "X:1")
@@ -95,8 +96,22 @@ def run_profile(out: Path | str, n_slices: int = 16, *, repeats: int = 10, devic
             + ", ".join(f"{k} {100 * v / total:.0f} %" for k, v in t.items()))
     mach = machine()
     record = {"date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": mach,
-              "command": f"tomodenoise bench profile --slices {n_slices} --out {out}", "repeats": repeats,
+              "command": f"python -m benchmarks profile --slices {n_slices} --out {out}", "repeats": repeats,
               "networks": rows}
     (out / "profile.json").write_text(json.dumps(record, indent=2, default=float))
     log(f"machine: {machine_line(mach)}; wrote {out / 'profile.json'}")
     return record
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks profile``."""
+    p.add_argument("--out", required=True, help="output folder (also the caches)")
+    p.add_argument("--slices", type=int, default=16, help="central slices of the foam (default %(default)s)")
+    p.add_argument("--phantom", help="phantom.h5 (default: ../shared/data/foam_n2i/phantom.h5 if present, "
+                                     "else a generated foam)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``python -m benchmarks profile``."""
+    run_profile(args.out, args.slices, phantom=args.phantom)
+    return 0

@@ -1,6 +1,6 @@
 """Real scans with ``run``'s own defaults: the quality a user gets, with no ground truth.
 
-``tomodenoise bench real [SCAN ...] --out DIR [--minutes M]`` runs the whole pipeline (the
+``python -m benchmarks real [SCAN ...] --out DIR [--minutes M]`` runs the whole pipeline (the
 plain in-process runner, ``run --no-prefect``) on each scan with the default configuration
 (only ``train.max_minutes`` when ``--minutes`` is given, and the ``--set`` overrides:
 ``key=value`` for every scan, ``STEM:key=value`` for one, e.g. a centre the preview showed
@@ -13,17 +13,17 @@ targets are met. Default scan: the real APS tooth shipped with the package. The 
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from .common import log, machine, machine_line
 
-__all__ = ["TARGETS", "run_real_benchmark"]
+__all__ = ["TARGETS", "add_arguments", "main", "run_real_benchmark"]
 
 #: The targets of issue 19 on real scans with the default command.
 TARGETS = {"contrast_kept": 0.9, "edge_gradient_kept": 0.8, "noise_removed": 0.8}
@@ -68,15 +68,20 @@ def _overrides_for(scan: Path, overrides: Sequence[str]) -> list[str]:
 
 def run_real_benchmark(out: str | Path, scans: Sequence[str] | None = None, minutes: float | None = None,
                        overrides: Sequence[str] = (), command: str | None = None) -> dict[str, Any]:
-    """Run ``run``'s defaults on each scan; write ``out/real.json`` and ``out/results.md``; print the table."""
-    from ..config import RunConfig, apply_sets
-    from ..demo import tooth_path
-    from ..pipeline import run
+    """Run ``run``'s defaults on each scan; write ``out/real.json`` and ``out/results.md``; print the table.
+
+    ``command``: the command line recorded (default: the ``python -m benchmarks real`` one of these arguments).
+    """
+    from tomodenoise.config import RunConfig, apply_sets
+    from tomodenoise.demo import tooth_path
+    from tomodenoise.pipeline import run
 
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
+    command = command or shlex.join(["python", "-m", "benchmarks", "real", *(scans or []), "--out", str(out)]
+                                    + (["--minutes", f"{minutes:g}"] if minutes else [])
+                                    + [a for o in overrides for a in ("--set", o)])
     scans = list(scans or [str(tooth_path())])
-    command = command or " ".join(shlex.quote(a) for a in ["tomodenoise", *sys.argv[1:]])
     results: dict[str, Any] = {}
     for scan in scans:
         cfg = RunConfig()
@@ -112,3 +117,18 @@ def run_real_benchmark(out: str | Path, scans: Sequence[str] | None = None, minu
     (out / "results.md").write_text(report + "\n")
     log("\n" + report)
     return {"meta": meta, "scans": results}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks real``."""
+    p.add_argument("scans", nargs="*", help="scans to run with run's defaults (default: the shipped APS tooth)")
+    p.add_argument("--out", required=True, help="output folder (runs/, real.json, results.md)")
+    p.add_argument("--minutes", type=float, default=None, help="train.max_minutes (default: run's own)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a configuration override for every scan, or STEM:KEY=VALUE for one scan")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``python -m benchmarks real``."""
+    run_real_benchmark(args.out, args.scans, minutes=args.minutes, overrides=args.set)
+    return 0
