@@ -1,4 +1,4 @@
-"""DESIGN.md's import rule: the core (tomodenoise/) never imports Prefect; flows and tasks may."""
+"""docs/DESIGN.md's import rule: the core (tomodenoise/) never imports Prefect; flows and tasks may."""
 
 import subprocess
 import sys

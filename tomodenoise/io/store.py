@@ -1,6 +1,6 @@
 """The scan store: one Zarr (v3) store per scan, in xarray conventions.
 
-Layout (see DESIGN.md)::
+Layout (docs/DESIGN.md draws how the stages fill it)::
 
     <root>/<scan_id>/scan.zarr   sinogram (time, channel, z, angle, det)
                                  recon    (split, time, channel, z, y, x)
@@ -45,7 +45,6 @@ DIMS = {
     "recon": ("split", "time", "channel", "z", "y", "x"),
     "denoised": ("time", "channel", "z", "y", "x"),
 }
-STAGES = ("ingest", "reconstruct", "train", "denoise", "report")  # in pipeline order
 
 
 def provenance() -> dict[str, Any]:

@@ -14,14 +14,15 @@ directly::
 
 One module per stage: :mod:`.ingestion` (with :mod:`.modalities`: static, dynamic 4D and
 XRD-CT scans to one store layout), :mod:`.reconstruction`, :mod:`.training`,
-:mod:`.denoising` (sharded: :mod:`.inference`), :mod:`.reporting`; :mod:`.keys` decides what a rerun may skip,
+:mod:`.inference` (sharded denoising), :mod:`.reporting`; :mod:`.keys` decides what a rerun may skip,
 :mod:`.markers` records which chunks are written, :mod:`.layout` gives the sizes a plan needs;
 :mod:`.runner` runs them all.
 """
 
-from .denoising import denoise, denoise_block, device_for
 from .inference import (
     DenoiseChunk,
+    denoise_block,
+    device_for,
     Shard,
     denoise_chunks,
     denoise_current,
@@ -37,14 +38,13 @@ from .reconstruction import (
     load_splits,
     prepare_reconstruct,
     recon_chunks,
-    reconstruct,
     reconstruct_current,
     volume_shape,
 )
 from .executor import Sequential, run_pipeline, run_stage
 from .layout import Layout
 from .reporting import report
-from .runner import run
+from .runner import denoise, reconstruct, run
 from .stages import STAGES, Context, Plan, Stage, stage_named
 from .training import train
 

@@ -1,15 +1,19 @@
-"""The whole pipeline in one process, stage after stage."""
+"""The pipeline in this process: all stages (:func:`run`), or one (:func:`reconstruct`,
+:func:`denoise`), on the sequential executor. The flow runs the very same units in parallel
+on the Dask workers, so both write the same bytes."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
 from ..config import RunConfig
 from ..io.store import ScanStore
-from .executor import Sequential, run_pipeline
-from .stages import Context
+from .executor import Sequential, run_pipeline, run_stage
+from .stages import DENOISE, RECONSTRUCT, Context
 
-__all__ = ["run"]
+__all__ = ["denoise", "reconstruct", "run"]
 
 
 def run(cfg: RunConfig, reference: np.ndarray | str | None = None, progress: bool = True) -> ScanStore:
@@ -20,3 +24,21 @@ def run(cfg: RunConfig, reference: np.ndarray | str | None = None, progress: boo
     for the report's PSNR/SSIM.
     """
     return run_pipeline(cfg, Sequential(progress=progress), Context(reference=reference))
+
+
+def reconstruct(store: ScanStore, cfg: RunConfig, progress: bool = True) -> None:
+    """All split reconstructions: one FBP (or SIRT) per (split, time step, channel, z-slab) chunk.
+
+    Resumes: chunks written by an interrupted run with the same settings are not computed again.
+    """
+    run_stage(RECONSTRUCT, store, cfg, Sequential(progress=progress))
+
+
+def denoise(store: ScanStore, cfg: RunConfig, checkpoint: Path | None = None, progress: bool | None = None) -> None:
+    """Denoise every slice of every time step and channel with the K leave-one-out inputs and
+    write ``denoised`` (``checkpoint``: default ``model/best.pt``).
+
+    Resumes: chunks written by an interrupted run with the same settings are not computed again.
+    """
+    run_stage(DENOISE, store, cfg, Sequential(progress=True if progress is None else progress),
+              Context(checkpoint=str(checkpoint) if checkpoint else None))

@@ -4,7 +4,7 @@ chunks grouped into tasks by work.
 - :mod:`.chunks`: the chunks (Zarr chunks of ``recon``, the unit of resume) and the groups
   one task reconstructs (sized by :mod:`tomodenoise.pipeline.sizing`);
 - :mod:`.compute`: the work of one task (:func:`reconstruct_group`);
-- :mod:`.stage`: plan, run sequentially (:func:`reconstruct`), finish, and reading the result.
+- :mod:`.stage`: the chunks still to do, start, finish, and reading the result.
 """
 
 from .chunks import Chunk, ChunkGroup, chunk_bytes, recon_chunks, recon_groups
@@ -14,7 +14,6 @@ from .stage import (
     load_splits,
     plan_reconstruct,
     prepare_reconstruct,
-    reconstruct,
     reconstruct_current,
     start_reconstruct,
     todo_chunks,
@@ -22,5 +21,5 @@ from .stage import (
 )
 
 __all__ = ["Chunk", "ChunkGroup", "chunk_bytes", "finish_reconstruct", "load_splits", "plan_reconstruct",
-           "prepare_reconstruct", "recon_chunks", "recon_groups", "reconstruct", "reconstruct_current",
+           "prepare_reconstruct", "recon_chunks", "recon_groups", "reconstruct_current",
            "reconstruct_group", "start_reconstruct", "todo_chunks", "volume_shape"]

@@ -2,7 +2,7 @@
 
 :data:`tomodenoise.pipeline.stages.RECONSTRUCT` puts them behind the stage contract; an executor
 runs :func:`~.compute.reconstruct_group` for each group (the Prefect flow in parallel on the
-Dask workers, :func:`reconstruct` one after another in this process).
+Dask workers, :func:`tomodenoise.pipeline.reconstruct` one after another in this process).
 The splits of a time step are taken within that step (its own angles,
 :meth:`ScanStore.angles_of`).
 """
@@ -20,7 +20,7 @@ from ..layout import Layout
 from ..markers import Markers
 from .chunks import Chunk, ChunkGroup, recon_chunks, recon_groups
 
-__all__ = ["finish_reconstruct", "load_splits", "plan_reconstruct", "prepare_reconstruct", "reconstruct",
+__all__ = ["finish_reconstruct", "load_splits", "plan_reconstruct", "prepare_reconstruct",
            "reconstruct_current", "start_reconstruct", "todo_chunks", "volume_shape"]
 
 log = logging.getLogger(__name__)
@@ -84,14 +84,6 @@ def finish_reconstruct(store: ScanStore, cfg: RunConfig, seconds: float | None =
     store.mark_stage("reconstruct", key=key_for(store, cfg, "reconstruct"), k=cfg.splits.k,
                      algorithm=cfg.recon.algorithm, chunks=len(done), devices=devices,
                      **({"seconds": round(seconds, 3)} if seconds is not None else {}))
-
-
-def reconstruct(store: ScanStore, cfg: RunConfig, progress: bool = True) -> None:
-    """All split reconstructions in this process (the stage through the sequential executor)."""
-    from ..executor import Sequential, run_stage
-    from ..stages import RECONSTRUCT
-
-    run_stage(RECONSTRUCT, store, cfg, Sequential(progress=progress))
 
 
 def volume_shape(store: ScanStore) -> tuple[int, int, int]:
