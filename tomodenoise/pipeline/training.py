@@ -22,7 +22,7 @@ from ..logs import show_progress
 from .keys import invalidate_from, key_for, stage_current
 from .reconstruction import load_splits, volume_shape
 
-__all__ = ["RANK_ENTRY", "channel_scales", "normalise_channels", "progress_dir", "record_training", "stage_record",
+__all__ = ["RANK_ENTRY", "normalise_channels", "progress_dir", "record_training", "stage_record",
            "start_training", "store_channel_scales", "train", "train_ranks", "training_data",
            "uses_channel_normalisation"]
 
@@ -36,27 +36,6 @@ RANK_ENTRY = "tomodenoise.pipeline.ddp"
 def uses_channel_normalisation(store: ScanStore, cfg: RunConfig) -> bool:
     """Per-channel normalisation: several channels and ``channels.normalise``."""
     return cfg.channels.normalise and volume_shape(store)[1] > 1
-
-
-def channel_scales(splits: np.ndarray, shape: tuple[int, int, int]) -> dict[str, list[float]]:
-    """Mean and standard deviation of each channel's full reconstruction (the mean of the splits).
-
-    Diffraction channels span orders of magnitude: each is mapped to zero mean and unit
-    spread before training, and back after denoising.
-    """
-    nt, nc, nz = shape
-    k, _, ny, nx = splits.shape
-    return _scales(splits.reshape(k, nt, nc, nz, ny, nx)[:, :, c] for c in range(nc))
-
-
-def _scales(channels) -> dict[str, list[float]]:
-    means, stds = [], []
-    for split_block in channels:  # (split, ...) of one channel
-        v = np.asarray(split_block, dtype=np.float32).mean(axis=0, dtype=np.float64)
-        m, s = float(v.mean()), float(v.std())
-        means.append(m)
-        stds.append(s if np.isfinite(s) and s > 1e-12 * max(1.0, abs(m)) else 1.0)
-    return {"mean": means, "std": stds}
 
 
 def normalise_channels(data: np.ndarray, channel_axis: int, scales: dict[str, list[float]],
@@ -76,9 +55,20 @@ def normalise_channels(data: np.ndarray, channel_axis: int, scales: dict[str, li
 
 
 def store_channel_scales(store: ScanStore) -> dict[str, list[float]]:
-    """:func:`channel_scales` of the store's reconstructions, read one channel at a time."""
+    """Mean and standard deviation of each channel's full reconstruction (the mean of the
+    splits), read from the store one channel at a time.
+
+    Diffraction channels span orders of magnitude: each is mapped to zero mean and unit
+    spread before training, and back after denoising.
+    """
     rec = store.array("recon")
-    return _scales(rec[:, :, c] for c in range(rec.shape[2]))
+    means, stds = [], []
+    for c in range(rec.shape[2]):
+        v = np.asarray(rec[:, :, c], dtype=np.float32).mean(axis=0, dtype=np.float64)  # (split, ...) of one channel
+        m, s = float(v.mean()), float(v.std())
+        means.append(m)
+        stds.append(s if np.isfinite(s) and s > 1e-12 * max(1.0, abs(m)) else 1.0)
+    return {"mean": means, "std": stds}
 
 
 def training_data(store: ScanStore, cfg: RunConfig) -> tuple[np.ndarray, tuple[int, int, int], dict | None]:
