@@ -1,6 +1,7 @@
-"""The ``torchrun`` entry point: ``python -m tomodenoise.train`` (or ``torchrun -m
+"""Training without a store: ``python -m tomodenoise.train`` (or ``torchrun -m
 tomodenoise.train``) trains on a ``.npy`` of split reconstructions with a run YAML, in one
-process or on every rank of the group that ``torchrun`` starts.
+process or on every rank of the group that ``torchrun`` starts (the DDP tests and
+``benchmarks/ddp.py`` use it). The train stage's ranks run :mod:`tomodenoise.pipeline.ddp`.
 """
 
 from __future__ import annotations
