@@ -1,5 +1,6 @@
-"""Which torch device a ``train.device`` or ``inference.device`` setting names: one rule for
-training, the DDP ranks, inference and the benchmarks.
+"""Which torch device a ``train.device`` or ``inference.device`` setting names, and which
+precision a ``precision`` setting means on it: one rule for training, the DDP ranks,
+inference and the benchmarks.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported when a device is resolved, not with this module
     import torch
 
-__all__ = ["resolve_device"]
+__all__ = ["PRECISIONS", "resolve_device", "resolve_precision"]
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -34,3 +37,17 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             raise RuntimeError(f"device {str(device)!r} requested but only {torch.cuda.device_count()} "
                                "CUDA GPU(s) are visible")
     return dev
+
+
+def resolve_precision(precision: str, device: str | torch.device) -> str:
+    """``"auto"`` -> ``"bf16"`` on a CUDA device that supports bf16, else ``"fp32"``; others as given."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"

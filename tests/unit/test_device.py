@@ -26,3 +26,19 @@ def test_auto_is_cuda_with_a_gpu_and_a_missing_index_is_named(monkeypatch):
     assert device_for("cuda:0") == "cuda:0"
     with pytest.raises(RuntimeError, match="only 1 CUDA GPU"):
         device_for("cuda:1")
+
+
+def test_training_and_inference_take_the_same_precision(monkeypatch):
+    from tomodenoise.device import resolve_precision
+    from tomodenoise.train.distributed import speedups
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for bf16_ok in (True, False):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_ok)
+        for dev in ("cpu", "cuda"):
+            for p in ("auto", "fp32", "bf16"):
+                fast = speedups(torch.device(dev), p)
+                assert (fast.autocast is torch.bfloat16) == (resolve_precision(p, dev) == "bf16")
+                assert fast.channels_last == (dev == "cuda")
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp16", "cpu")

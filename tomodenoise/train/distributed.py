@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from tomodenoise.device import resolve_precision
+
 __all__ = ["Speedups", "agree", "dist_info", "from_rank0", "speedups", "summed", "unwrap"]
 
 
@@ -38,14 +40,8 @@ class Speedups:
 def speedups(device: torch.device, precision: str = "auto") -> Speedups:
     """bf16 autocast and channels-last memory format where they help: on CUDA GPUs with bf16
     (``precision="auto"``); ``"bf16"`` forces autocast (also on CPU), ``"fp32"`` never."""
-    cuda = device.type == "cuda"
-    if precision == "bf16":
-        dtype = torch.bfloat16
-    elif precision == "auto" and cuda and torch.cuda.is_bf16_supported():
-        dtype = torch.bfloat16
-    else:
-        dtype = None
-    return Speedups(autocast=dtype, channels_last=cuda)
+    bf16 = resolve_precision(precision, device) == "bf16"  # the rule inference uses too
+    return Speedups(autocast=torch.bfloat16 if bf16 else None, channels_last=device.type == "cuda")
 
 
 def agree(flag: bool, value: float, device: torch.device) -> tuple[bool, float]:
