@@ -1,7 +1,7 @@
 """The ``tomodenoise`` command line: thin; parses, builds a config, calls a flow or the core.
 
     tomodenoise run SCAN --out DIR [-c run.yaml] [--set train.epochs=5] [--no-prefect]
-    tomodenoise check SCAN [-c run.yaml]
+    tomodenoise check SCAN [--out DIR] [-c run.yaml] [--set key=value]
     tomodenoise preview SCAN [-c run.yaml] [--set preprocess.center=1023.5] [--out preview.png]
     tomodenoise simulate foam|dynamic|xrdct --out scan.h5 [--size N --angles N --slices N ...]
     tomodenoise demo [--out DIR]
@@ -306,6 +306,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", parents=[common], help="validate a scan and configuration; writes nothing")
     c.add_argument("scan")
+    c.add_argument("--out", help="the output root a run would use (its store is checked, not written)")
     c.add_argument("-c", "--config")
     c.add_argument("--set", action="append", metavar="KEY=VALUE")
     c.set_defaults(func=cmd_check)

@@ -33,24 +33,10 @@ from tomodenoise.train import (
     load_checkpoint,
     resolve_device,
 )
+from tomodenoise.device import resolve_precision
 from tomodenoise.train.data import as_batch
 
 __all__ = ["denoise", "denoise_checkpoint", "forward", "resolve_precision", "tile_starts", "tile_weights"]
-
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def resolve_precision(precision: str, device: str | torch.device) -> str:
-    """``"auto"`` -> ``"bf16"`` on a CUDA device that supports bf16, else ``"fp32"``; others as given."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision != "auto":
-        return precision
-    dev = torch.device(device)
-    if dev.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp32"
-
 
 def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
     """Starts of the tiles of width ``min(tile, n)`` that cover ``0..n``: a step of

@@ -4,7 +4,7 @@ import psutil
 import pytest
 
 from tomodenoise import pipeline
-from tomodenoise.pipeline import ddp
+from tomodenoise.pipeline import training
 from tomodenoise.config import ModelConfig, RunConfig
 from tomodenoise.simulate.scan import simulate_foam_scan
 
@@ -32,7 +32,7 @@ def test_the_flow_trains_with_two_ranks_after_the_dask_workers_are_gone(tiny_sca
     cfg.compute.n_workers = 2
     cfg.output.previews = 0
     seen = {}
-    real = ddp.train_ranks
+    real = training.train_ranks
 
     def spy(store, cfg_, ranks, backend, on_epoch=None):
         # the reconstruction's Dask workers (spawned processes) must have released the machine
@@ -41,7 +41,7 @@ def test_the_flow_trains_with_two_ranks_after_the_dask_workers_are_gone(tiny_sca
         seen["ranks"] = ranks
         return real(store, cfg_, ranks, backend, on_epoch=on_epoch)
 
-    monkeypatch.setattr(ddp, "train_ranks", spy)
+    monkeypatch.setattr(training, "train_ranks", spy)
     state = pipeline_flow(config=cfg, return_state=True)
     assert state.is_completed(), state
     assert seen["ranks"] == 2 and seen["children"] == []

@@ -30,14 +30,25 @@ def _cfg(scan, out):
     return cfg
 
 
-def test_pipeline_flow_writes_store_model_and_report(tiny_scan, tmp_path):
+def test_pipeline_flow_writes_store_model_and_report(tiny_scan, tmp_path, monkeypatch):
     from prefect.client.orchestration import get_client
 
     from flows.pipeline import pipeline_flow
+    from tomodenoise.cluster import DaskCluster
 
+    started = []
+    address = DaskCluster.address
+
+    def counted(self):
+        if self.cluster is None:
+            started.append(self.compute.cluster)
+        return address(self)
+
+    monkeypatch.setattr(DaskCluster, "address", counted)
     cfg = _cfg(tiny_scan["scan"], tmp_path)
     state = pipeline_flow(config=cfg, reference=str(tiny_scan["reference"]), return_state=True)
     assert state.is_completed(), state
+    assert started == ["local"]  # one Dask cluster for the reconstruction and the denoising
     result = state.result()
     root = tmp_path / "foam"
     assert result["store"] == str(root)

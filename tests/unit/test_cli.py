@@ -67,3 +67,37 @@ def test_simulate_refuses_to_overwrite_without_force(tmp_path, capsys):
     assert main(["simulate", "foam", "--out", str(out), "--size", "16", "--angles", "8", "--slices", "1",
                  "--spheres", "5", "--force"]) == 0
     assert out.read_bytes() != b"precious"
+
+
+def test_check_plans_every_stage_and_refuses_what_a_run_would(tmp_path, capsys):
+    from tomodenoise.pipeline import ingest
+    from tomodenoise.simulate.scan import simulate_foam_scan
+
+    a = simulate_foam_scan(tmp_path / "a" / "foam.h5", size=16, n_angles=16, n_slices=2, seed=1, n_spheres=5)
+    b = simulate_foam_scan(tmp_path / "b" / "foam.h5", size=16, n_angles=16, n_slices=2, seed=2, n_spheres=5)
+    out = tmp_path / "out"
+    assert main(["check", str(a["scan"]), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "reconstruct: 4 of 4 chunks in" in text  # 4 splits x 1 slab of 2 slices
+    for stage in ("ingest", "train", "denoise", "report"):
+        assert f"  {stage}: " in text
+    assert not out.exists()  # nothing written
+    # a store holding another scan under the same id: refused by check as by run
+    cfg = RunConfig()
+    cfg.input.path, cfg.output.root = str(a["scan"]), str(out)
+    ingest(cfg)
+    assert main(["check", str(a["scan"]), "--out", str(out)]) == 0
+    assert "  ingest: already complete" in capsys.readouterr().out
+    assert main(["check", str(b["scan"]), "--out", str(out)]) == 2
+    assert "already holds the results of" in capsys.readouterr().err
+    # ranks the machine cannot run (more GPU ranks than GPUs: none here)
+    assert main(["check", str(a["scan"]), "--out", str(tmp_path / "o2"), "--set", "train.ranks=2",
+                 "--set", "train.device=cuda"]) == 2
+    assert "cuda" in capsys.readouterr().err.lower()
+    assert not (tmp_path / "o2").exists()
+
+
+def test_bench_moved_names_the_replacement(capsys):
+    assert main(["bench", "foam", "--out", "x", "--minutes", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "python -m benchmarks foam --out x --minutes 3" in err and err.count("\n") == 1

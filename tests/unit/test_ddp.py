@@ -58,7 +58,7 @@ def test_resolve_ranks_without_gpus():
     assert resolve_ranks(1) == (1, "gloo")
     assert resolve_ranks(2, "cpu") == (2, "gloo")
     assert resolve_ranks("auto") == (1, "gloo")
-    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+    with pytest.raises(ValueError, match="no CUDA GPU"):
         resolve_ranks(2, "cuda")
 
 

@@ -15,7 +15,7 @@ def test_auto_is_the_cpu_without_cuda_and_a_cuda_request_is_a_clear_error(monkey
     assert resolve_device(torch.device("cpu")) == torch.device("cpu")
     for name in ("cuda", "cuda:1"):  # training, inference and the ranks say the same
         for resolve in (resolve_device, device_for, lambda n: resolve_ranks(2, n)):
-            with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            with pytest.raises(ValueError, match="no CUDA GPU"):
                 resolve(name)
 
 
@@ -24,7 +24,7 @@ def test_auto_is_cuda_with_a_gpu_and_a_missing_index_is_named(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert resolve_device("auto") == torch.device("cuda") and device_for("auto") == "cuda"
     assert device_for("cuda:0") == "cuda:0"
-    with pytest.raises(RuntimeError, match="only 1 CUDA GPU"):
+    with pytest.raises(ValueError, match="only 1 CUDA GPU"):
         device_for("cuda:1")
 
 

@@ -46,7 +46,7 @@ def resolve_ranks(ranks: int | str, device: str = "auto") -> tuple[int, str]:
 
     ``"auto"``: one rank per visible GPU (1 without a GPU). On GPUs the backend is NCCL and
     there may not be more ranks than GPUs; on CPUs it is gloo. A CUDA device without CUDA is a
-    :class:`RuntimeError` (:func:`tomodenoise.device.resolve_device`).
+    :class:`ValueError` (:func:`tomodenoise.device.resolve_device`).
     """
     use_cuda = resolve_device(device).type == "cuda"
     n_gpu = torch.cuda.device_count() if use_cuda else 0
