@@ -95,7 +95,7 @@ def _sharded_run(store, cfg, n_workers: int) -> dict[str, Any]:
         t1 = time.perf_counter()
         client.run(_import_core)  # a worker's one-off imports (torch, the core), apart from the work
         imports = time.perf_counter() - t1
-        shards = pipeline.prepare_denoise(store, run_cfg)
+        shards = pipeline.start_stage(pipeline.stage_named("denoise"), store, run_cfg).units
         t1 = time.perf_counter()
         futures = [client.submit(pipeline.denoise_shard, store, run_cfg, s, pure=False) for s in shards]
         client.gather(futures)

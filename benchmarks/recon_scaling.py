@@ -125,7 +125,7 @@ def with_workers(cfg, n: int):
 
 
 def reset_reconstruction(store) -> None:
-    """Make the next reconstruct run start from nothing (see ``prepare_reconstruct``)."""
+    """Make the next reconstruct run start from nothing (see ``tomodenoise.pipeline.reconstruction.start_reconstruct``)."""
     store.clear_stage("reconstruct")
     shutil.rmtree(store.root / "progress", ignore_errors=True)
     if (store.zarr_path / "recon").exists():

@@ -14,11 +14,11 @@ from tomodenoise.io.store import ScanStore
 from tomodenoise.pipeline.reconstruction import (
     ChunkGroup,
     chunk_bytes,
-    plan_reconstruct,
     recon_groups,
     reconstruct_group,
 )
 from tomodenoise.pipeline.sizing import parse_bytes
+from tomodenoise.pipeline.stages import RECONSTRUCT
 from tomodenoise.recon import fbp
 from tomodenoise.simulate.scan import simulate_foam_scan
 from tomodenoise.splits import split_indices
@@ -59,7 +59,7 @@ def test_groups_cover_every_chunk_once_with_a_slab_splits_side_by_side(scan, tmp
     chunks = pipeline.recon_chunks(store, cfg)
     assert len(chunks) == 32
     assert [c.split for c in chunks[:4]] == [0, 1, 2, 3] and len({c.z_start for c in chunks[:4]}) == 1
-    groups = plan_reconstruct(store, cfg)
+    groups = pipeline.start_stage(RECONSTRUCT, store, cfg).units
     assert len(groups) == 6 and [len(g) for g in groups] == [6, 6, 6, 6, 6, 2]
     assert [c for g in groups for c in g.chunks] == chunks  # every chunk once, in order
     assert groups[0].name == "recon-t0-c0-z0-s0..t0-c0-z2-s1"
@@ -78,7 +78,7 @@ def test_a_volume_twice_the_task_memory_streams_through_bounded_groups(scan, tmp
     volume = 4 * (int(np.prod(sino.shape)) + k * int(np.prod(sino.shape[:3])) * n * n)  # sinogram + recon
     limit = volume // 2
     cfg = _cfg(scan, tmp_path, workers=1, per_worker=1, memory=str(limit))  # by count: one task for all
-    groups = plan_reconstruct(store, cfg)
+    groups = pipeline.start_stage(RECONSTRUCT, store, cfg).units
     unit = chunk_bytes(store)
     assert unit == 4 * 4 * (128 * 128 + 128 * 128)
     assert len(groups) >= 2  # the memory bound, not the task count, cut the work
@@ -127,7 +127,7 @@ def test_sequential_reconstruct_equals_per_chunk_fbp_and_resumes_per_chunk(scan,
     markers = {p.name: p.stat().st_mtime_ns for p in pdir.glob("*.done")}
     (pdir / "s1-t0-c0-z4.done").unlink()
     store.clear_stage("reconstruct")
-    groups = plan_reconstruct(store, cfg)
+    groups = pipeline.start_stage(RECONSTRUCT, store, cfg).units
     assert [g.chunks for g in groups] == [(pipeline.Chunk(1, 0, 0, 4, 8),)]
     # a retried task redoes only its chunks without a marker
     whole = ChunkGroup(tuple(pipeline.recon_chunks(store, cfg)))
@@ -154,7 +154,7 @@ def test_time_steps_with_their_own_angles_in_one_group(tmp_path):
     cfg.splits.k = 2
     cfg.compute.n_workers = 1
     cfg.compute.tasks_per_worker = 1
-    groups = plan_reconstruct(store, cfg)
+    groups = pipeline.start_stage(RECONSTRUCT, store, cfg).units
     assert len(groups) == 1 and len(groups[0]) == 2 * 2 * 2
     reconstruct_group(store, cfg, groups[0])
     rec = store.array("recon")
@@ -165,4 +165,4 @@ def test_time_steps_with_their_own_angles_in_one_group(tmp_path):
         bad[0, 0, 1, 3, 5] = np.nan
         bstore = ScanStore.create(tmp_path / "bad", bad, angles, z_chunk=2,
                                   attrs={"geometry": {"n_pixels": nd, "center": 11.25, "n_det": nd}})
-        reconstruct_group(bstore, cfg, plan_reconstruct(bstore, cfg)[0])
+        reconstruct_group(bstore, cfg, pipeline.start_stage(RECONSTRUCT, bstore, cfg).units[0])

@@ -10,7 +10,8 @@ import pytest
 from tomodenoise import pipeline
 from tomodenoise.config import ModelConfig, RunConfig
 from tomodenoise.io.store import ScanStore
-from tomodenoise.pipeline import inference
+from tomodenoise.pipeline import Context, inference
+from tomodenoise.pipeline.stages import DENOISE
 from tomodenoise.simulate.scan import simulate_foam_scan
 
 N_CHUNKS = 3  # 6 slices in slabs of 2
@@ -71,7 +72,7 @@ def _markers(store):
 def test_shards_are_sized_by_work_and_cover_every_chunk_once(trained, tmp_path):
     store, cfg = trained
     store = _fresh(store, tmp_path)
-    shards = pipeline.prepare_denoise(store, cfg)
+    shards = pipeline.start_stage(DENOISE, store, cfg).units
     # 3 chunks over 2 workers x 1 task each: shards of 2 chunks
     assert [len(s.chunks) for s in shards] == [2, 1]
     assert [c for s in shards for c in s.chunks] == pipeline.denoise_chunks(store)
@@ -80,9 +81,9 @@ def test_shards_are_sized_by_work_and_cover_every_chunk_once(trained, tmp_path):
     assert inference.shard_unit_bytes(store, cfg) == 4 * 24 * 24 * (4 * 4 + 2)
     small = cfg.model_copy(deep=True)
     small.compute.task_memory = str(inference.shard_unit_bytes(store, cfg))
-    assert [len(s.chunks) for s in pipeline.prepare_denoise(store, small)] == [1, 1, 1]
+    assert [len(s.chunks) for s in pipeline.start_stage(DENOISE, store, small).units] == [1, 1, 1]
     with pytest.raises(FileNotFoundError, match="checkpoint"):
-        pipeline.prepare_denoise(store, cfg, tmp_path / "nope.pt")
+        pipeline.start_stage(DENOISE, store, cfg, Context(checkpoint=str(tmp_path / "nope.pt")))
 
 
 def test_shards_in_any_order_equal_the_single_process_stage_bitwise(trained, tmp_path):
@@ -99,7 +100,7 @@ def test_shards_in_any_order_equal_the_single_process_stage_bitwise(trained, tmp
     np.testing.assert_allclose(expected[0, 0], whole, rtol=1e-5, atol=1e-6)
 
     two = _fresh(store, tmp_path / "two")
-    shards = pipeline.prepare_denoise(two, cfg)
+    shards = pipeline.start_stage(DENOISE, two, cfg).units
     for shard in reversed(shards):
         pipeline.denoise_shard(two, cfg, shard)
     pipeline.finish_denoise(two, cfg, 0.0)
@@ -146,12 +147,12 @@ def test_a_killed_run_resumes_only_the_chunks_without_markers(trained, tmp_path,
 def test_other_inference_settings_forget_the_markers(trained, tmp_path):
     store, cfg = trained
     store = _fresh(store, tmp_path)
-    shards = pipeline.prepare_denoise(store, cfg)
+    shards = pipeline.start_stage(DENOISE, store, cfg).units
     pipeline.denoise_shard(store, cfg, shards[0])
-    assert len(pipeline.prepare_denoise(store, cfg)) == 1  # resumes: only the second shard
+    assert len(pipeline.start_stage(DENOISE, store, cfg).units) == 1  # resumes: only the second shard
     tiled = cfg.model_copy(deep=True)
     tiled.inference.tile, tiled.inference.tile_overlap = 16, 8
-    again = pipeline.prepare_denoise(store, tiled)
+    again = pipeline.start_stage(DENOISE, store, tiled).units
     assert sum(len(s.chunks) for s in again) == N_CHUNKS and not _markers(store)
 
 

@@ -28,7 +28,6 @@ from .inference import (
     denoise_current,
     denoise_shard,
     finish_denoise,
-    prepare_denoise,
 )
 from .ingestion import ingest
 from .keys import input_identity, invalidate_from, key_for, scan_id_for, stage_current, stage_keys, store_for
@@ -36,12 +35,11 @@ from .reconstruction import (
     Chunk,
     finish_reconstruct,
     load_splits,
-    prepare_reconstruct,
     recon_chunks,
     reconstruct_current,
     volume_shape,
 )
-from .executor import Sequential, run_pipeline, run_stage
+from .executor import Sequential, run_pipeline, run_stage, start_stage
 from .layout import Layout
 from .reporting import report
 from .runner import denoise, reconstruct, run
@@ -71,8 +69,6 @@ __all__ = [
     "invalidate_from",
     "key_for",
     "load_splits",
-    "prepare_denoise",
-    "prepare_reconstruct",
     "recon_chunks",
     "reconstruct",
     "reconstruct_current",
@@ -80,6 +76,7 @@ __all__ = [
     "run",
     "run_pipeline",
     "run_stage",
+    "start_stage",
     "scan_id_for",
     "stage_current",
     "stage_keys",

@@ -20,7 +20,7 @@ from ..logs import bars_wanted, show_progress
 from .keys import store_for
 from .stages import STAGES, Context, Plan, Stage
 
-__all__ = ["Executor", "Sequential", "run_pipeline", "run_stage"]
+__all__ = ["Executor", "Sequential", "run_pipeline", "run_stage", "start_stage"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,16 @@ class Executor(Protocol):
     def stage(self, stage: Stage, store: ScanStore, cfg: RunConfig, ctx: Context) -> None: ...
 
     def done(self, stage: Stage, store: ScanStore, ctx: Context) -> None: ...
+
+
+def start_stage(stage: Stage, store: ScanStore, cfg: RunConfig, ctx: Context | None = None) -> Plan:
+    """Plan ``stage`` and, unless it is current, start it: the units a run would execute now (for
+    a notebook, a test or a benchmark that runs or times them itself)."""
+    ctx = ctx if ctx is not None else Context()
+    plan = stage.plan(store, cfg, ctx)
+    if not plan.current:
+        stage.start(store, cfg, plan, ctx)
+    return plan
 
 
 def run_stage(stage: Stage, store: ScanStore, cfg: RunConfig, executor: Any, ctx: Context | None = None,
@@ -69,7 +79,7 @@ class Sequential:
         pass
 
 
-def run_pipeline(cfg: RunConfig, executor: Any = None, ctx: Context | None = None, *, note: str = "",
+def run_pipeline(cfg: RunConfig, executor: Executor | None = None, ctx: Context | None = None, *, note: str = "",
                  on_wait: Any = None) -> ScanStore:
     """Every stage of :data:`STAGES` on ``executor`` (default :class:`Sequential`), under the
     store's lock, each stage's summary line logged; resumes completed stages and chunks."""

@@ -15,7 +15,6 @@ from .shards import (
     denoise_shard,
     denoise_shards,
     finish_denoise,
-    prepare_denoise,
     shard_unit_bytes,
     start_denoise,
     todo_denoise,
@@ -23,4 +22,4 @@ from .shards import (
 
 __all__ = ["DenoiseChunk", "Shard", "cached_model", "clear_model_cache", "cpu_threads", "denoise_block", "denoise_chunks",
            "denoise_current", "denoise_shard", "denoise_shards", "device_for", "finish_denoise", "model_loads",
-           "prepare_denoise", "shard_unit_bytes", "start_denoise", "todo_denoise"]
+           "shard_unit_bytes", "start_denoise", "todo_denoise"]

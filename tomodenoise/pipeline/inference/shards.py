@@ -1,7 +1,8 @@
 """The denoise stage cut into shards: groups of whole Zarr chunks of ``denoised``.
 
-A chunk of ``denoised`` is one (time step, channel, z-slab). :func:`prepare_denoise` creates
-the array and lists the shards still to compute; :func:`denoise_shard` denoises the chunks
+A chunk of ``denoised`` is one (time step, channel, z-slab). :func:`todo_denoise` lists the
+chunks still to compute and :func:`denoise_shards` cuts them into shards, :func:`start_denoise`
+creates the array; :func:`denoise_shard` denoises the chunks
 of one shard (any process: a Dask worker, a thread, this one), writing each as one whole
 chunk and then, atomically, its completion marker under ``progress/denoise-<key>/``;
 :func:`finish_denoise` checks every marker and marks the stage complete. The flow runs the
@@ -39,7 +40,7 @@ from ..sizing import group_size, grouped
 from .models import cached_model, checkpoint_identity, model_loads
 
 __all__ = ["DenoiseChunk", "Shard", "cpu_threads", "denoise_chunks", "denoise_current", "denoise_shard",
-           "denoise_shards", "finish_denoise", "prepare_denoise", "shard_unit_bytes", "start_denoise", "todo_denoise"]
+           "denoise_shards", "finish_denoise", "shard_unit_bytes", "start_denoise", "todo_denoise"]
 
 log = logging.getLogger(__name__)
 
@@ -160,16 +161,6 @@ def start_denoise(store: ScanStore, cfg: RunConfig, checkpoint: str | os.PathLik
     store.clear_stage("denoise", "report")
     n = int(store.attrs["geometry"]["n_pixels"])
     store.init_array("denoised", {"y": n, "x": n})
-
-
-def prepare_denoise(store: ScanStore, cfg: RunConfig, checkpoint: str | os.PathLike | None = None) -> list[Shard]:
-    """:func:`start_denoise`, then the shards of the chunks still to compute."""
-    start_denoise(store, cfg, checkpoint)
-    todo = todo_denoise(store, cfg, checkpoint)
-    done = len(denoise_chunks(store)) - len(todo)
-    if done:
-        log.info("denoise: %d chunks already written, %d to compute", done, len(todo))
-    return denoise_shards(store, cfg, todo)
 
 
 def denoise_shard(store: ScanStore, cfg: RunConfig, shard: Shard,

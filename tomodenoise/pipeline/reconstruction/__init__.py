@@ -12,14 +12,11 @@ from .compute import reconstruct_group
 from .stage import (
     finish_reconstruct,
     load_splits,
-    plan_reconstruct,
-    prepare_reconstruct,
     reconstruct_current,
     start_reconstruct,
     todo_chunks,
     volume_shape,
 )
 
-__all__ = ["Chunk", "ChunkGroup", "chunk_bytes", "finish_reconstruct", "load_splits", "plan_reconstruct",
-           "prepare_reconstruct", "recon_chunks", "recon_groups", "reconstruct_current",
+__all__ = ["Chunk", "ChunkGroup", "chunk_bytes", "finish_reconstruct", "load_splits", "recon_chunks", "recon_groups", "reconstruct_current",
            "reconstruct_group", "start_reconstruct", "todo_chunks", "volume_shape"]

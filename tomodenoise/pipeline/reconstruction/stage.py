@@ -20,8 +20,7 @@ from ..layout import Layout
 from ..markers import Markers
 from .chunks import Chunk, ChunkGroup, recon_chunks, recon_groups
 
-__all__ = ["finish_reconstruct", "load_splits", "plan_reconstruct", "prepare_reconstruct",
-           "reconstruct_current", "start_reconstruct", "todo_chunks", "volume_shape"]
+__all__ = ["finish_reconstruct", "load_splits", "reconstruct_current", "start_reconstruct", "todo_chunks", "volume_shape"]
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +52,6 @@ def start_reconstruct(store: ScanStore, cfg: RunConfig) -> None:
         markers.fresh()
     n = int(store.attrs["geometry"]["n_pixels"])
     store.init_array("recon", {"split": cfg.splits.k, "y": n, "x": n})
-
-
-def prepare_reconstruct(store: ScanStore, cfg: RunConfig) -> list[Chunk]:
-    """:func:`start_reconstruct`, then the chunks still to compute."""
-    start_reconstruct(store, cfg)
-    todo = todo_chunks(store, cfg)
-    done = len(recon_chunks(store, cfg)) - len(todo)
-    if done:
-        log.info("reconstruction: %d chunks already written, %d to compute", done, len(todo))
-    return todo
-
-
-def plan_reconstruct(store: ScanStore, cfg: RunConfig) -> list[ChunkGroup]:
-    """:func:`prepare_reconstruct`, its chunks cut into tasks (:func:`~.chunks.recon_groups`)."""
-    return recon_groups(store, cfg, prepare_reconstruct(store, cfg))
 
 
 def finish_reconstruct(store: ScanStore, cfg: RunConfig, seconds: float | None = None) -> None:
