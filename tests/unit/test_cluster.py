@@ -1,10 +1,11 @@
 """Which Dask cluster the flows get from ``compute``."""
 
 import logging
+import os
 
 import pytest
 
-from tomodenoise.cluster import dask_runner_kwargs, gpu_count
+from tomodenoise.cluster import NANNY_UNSET_ENV, dask_runner_kwargs, gpu_count, slurm_prologue
 from tomodenoise.config import ComputeConfig
 
 
@@ -40,7 +41,7 @@ def test_address_and_slurm():
         dask_runner_kwargs(ComputeConfig(cluster="address"))
     kw = dask_runner_kwargs(ComputeConfig(cluster="slurm", n_workers=4, slurm={"cores": 8, "memory": "64GB"}))
     assert kw["cluster_class"] == "dask_jobqueue.SLURMCluster"
-    assert kw["cluster_kwargs"] == {"cores": 8, "memory": "64GB"}
+    assert kw["cluster_kwargs"] == {"cores": 8, "memory": "64GB", "job_script_prologue": slurm_prologue()}
     assert kw["adapt_kwargs"] == {"minimum": 4, "maximum": 4}
 
 
@@ -52,3 +53,36 @@ def test_a_real_local_cluster_starts_from_these_kwargs():
         import os
 
         assert client.submit(lambda: os.environ.get("OMP_NUM_THREADS")).result() == "1"
+
+
+def test_local_workers_keep_glibc_malloc_defaults(monkeypatch):
+    """A nanny sets MALLOC_TRIM_THRESHOLD_ unless told not to; with it a worker's inference ran ~2x slower."""
+    import os
+
+    from distributed import Client, LocalCluster
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # left behind by an earlier nanny
+    kw = dask_runner_kwargs(ComputeConfig(n_workers=1))["cluster_kwargs"]
+    with LocalCluster(**kw, dashboard_address=":0") as cluster, Client(cluster) as client:
+        env = client.submit(lambda: dict(os.environ), pure=False).result()
+    assert "MALLOC_TRIM_THRESHOLD_" not in env and env["OMP_NUM_THREADS"] == "1"
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ  # nor set in this process by the nanny
+
+
+def test_slurm_jobs_unset_the_nanny_malloc_setting(tmp_path):
+    """The job script's prologue gives a SLURM worker's nanny the same Dask setting."""
+    import json
+    import subprocess
+    import sys
+
+    kw = dask_runner_kwargs(ComputeConfig(cluster="slurm", slurm={"cores": 1, "job_script_prologue": ["echo hi"]}))
+    prologue = kw["cluster_kwargs"]["job_script_prologue"]
+    assert prologue[-1] == "echo hi"  # the user's lines after ours
+    show = "import json, distributed, dask; print(json.dumps(dask.config.get('distributed.nanny.pre-spawn-environ')))"
+    script = tmp_path / "job.sh"
+    script.write_text("\n".join([*prologue[:-1], f'"{sys.executable}" -c "{show}"']) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_") and k != "MALLOC_TRIM_THRESHOLD_"}
+    out = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, check=True).stdout
+    pre_spawn = json.loads(out.strip().splitlines()[-1])
+    assert all(pre_spawn[name] is None for name in NANNY_UNSET_ENV)
+    assert pre_spawn["OMP_NUM_THREADS"] == 1  # Dask's other pre-spawn settings stay

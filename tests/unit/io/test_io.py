@@ -20,8 +20,8 @@ from tomodenoise.io.dxchange import read_dxchange, write_dxchange
 from tomodenoise.io.nexus import read_nxtomo
 from tomodenoise.io.tiff import read_tiff_stack
 
-SHARED = (Path(__file__).parents[2] / ".." / "shared" / "data").resolve()
-TOOTH = Path(__file__).parents[2] / "tomodenoise" / "data" / "tooth.h5"
+SHARED = (Path(__file__).parents[3] / ".." / "shared" / "data").resolve()
+TOOTH = Path(__file__).parents[3] / "tomodenoise" / "data" / "tooth.h5"
 
 NA, NZ, ND = 6, 4, 16  # angles, detector rows, detector columns (MIN_DET_WIDTH) of the synthetic scans
 

@@ -20,8 +20,8 @@ from tomodenoise.preprocess import (
     remove_rings,
 )
 
-SHARED = (Path(__file__).parents[2] / ".." / "shared" / "data").resolve()
-TOOTH = Path(__file__).parents[2] / "tomodenoise" / "data" / "tooth.h5"
+SHARED = (Path(__file__).parents[3] / ".." / "shared" / "data").resolve()
+TOOTH = Path(__file__).parents[3] / "tomodenoise" / "data" / "tooth.h5"
 
 
 def _shared(*parts: str) -> Path:
