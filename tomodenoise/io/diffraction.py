@@ -24,8 +24,6 @@ the translation ends.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,7 @@ import numpy as np
 
 from .base import RawScan, check_scan_arrays, check_slices, parse_unit, to_radians
 from .errors import ScanError
-from .hdf5 import entry_path
+from .hdf5 import created, entry_path
 
 __all__ = ["find_nxdata", "is_pencil_beam", "is_xrdct", "pencil_entry", "read_pencil_beam", "read_xrdct", "write_xrdct"]
 
@@ -73,32 +71,22 @@ def write_xrdct(path: str | PathLike[str], sinograms: np.ndarray, angles_deg: np
         raise ValueError(f"sinograms must be (channel, z, angle, translation) with {ch.size} channels and "
                          f"{ang.size} angles, got shape {sino.shape}")
     tr = np.arange(sino.shape[3], dtype=np.float64) if translation is None else np.asarray(translation, dtype=np.float64)
-    if p.exists() and not overwrite:
-        raise FileExistsError(p)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            e = f.create_group("entry")
-            e.attrs["NX_class"] = "NXentry"
-            e.create_dataset("definition", data="NXxrdct")
-            g = e.create_group("xrdct")
-            g.attrs.update({"NX_class": "NXdata", "signal": "data",
-                            "axes": [channel_name, "z", "rotation_angle", "translation"]})
-            d = g.create_dataset("data", data=sino, chunks=(1, 1, ang.size, sino.shape[3]))
-            d.attrs["interpretation"] = "diffracted intensity per channel"
-            c = g.create_dataset(channel_name, data=ch)
-            c.attrs["units"] = channel_unit
-            g.create_dataset("z", data=np.arange(sino.shape[1]))
-            a = g.create_dataset("rotation_angle", data=ang)
-            a.attrs["units"] = "degrees"
-            t = g.create_dataset("translation", data=tr)
-            t.attrs["units"] = "pixel"
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with created(p, overwrite) as f:
+        e = f.create_group("entry")
+        e.attrs["NX_class"] = "NXentry"
+        e.create_dataset("definition", data="NXxrdct")
+        g = e.create_group("xrdct")
+        g.attrs.update({"NX_class": "NXdata", "signal": "data",
+                        "axes": [channel_name, "z", "rotation_angle", "translation"]})
+        d = g.create_dataset("data", data=sino, chunks=(1, 1, ang.size, sino.shape[3]))
+        d.attrs["interpretation"] = "diffracted intensity per channel"
+        c = g.create_dataset(channel_name, data=ch)
+        c.attrs["units"] = channel_unit
+        g.create_dataset("z", data=np.arange(sino.shape[1]))
+        a = g.create_dataset("rotation_angle", data=ang)
+        a.attrs["units"] = "degrees"
+        t = g.create_dataset("translation", data=tr)
+        t.attrs["units"] = "pixel"
     return p
 
 

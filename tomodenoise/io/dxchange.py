@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -36,7 +35,7 @@ from .base import (RawScan, check_scan_arrays, check_slices, load_angles, parse_
                    to_seconds)
 from .errors import ScanError
 from .fields import FieldSpec, fields_attrs, read_field
-from .hdf5 import EXCHANGE_DARK, EXCHANGE_DATA, EXCHANGE_WHITE, open_h5
+from .hdf5 import EXCHANGE_DARK, EXCHANGE_DATA, EXCHANGE_WHITE, created, open_h5
 
 __all__ = ["is_dxchange", "read_dxchange", "write_dxchange"]
 
@@ -271,35 +270,25 @@ def write_dxchange(
     for name, arr in (("flats", flats), ("darks", darks)):
         if arr is not None and (np.ndim(arr) != 3 or np.shape(arr)[1:] != proj.shape[1:]):
             raise ValueError(f"{name} must be (n, z, det) with (z, det) = {proj.shape[1:]}, got {np.shape(arr)}")
-    if p.exists() and not overwrite:
-        raise FileExistsError(p)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("implements", data="exchange:measurement")
-            ex = f.create_group("exchange")
-            d = ex.create_dataset("data", data=proj)
-            d.attrs["axes"] = "theta:y:x"
-            d.attrs["description"] = "transmission"
-            d.attrs["units"] = "counts"
-            if flats is not None:
-                w = ex.create_dataset("data_white", data=np.asarray(flats))
-                w.attrs["axes"] = "theta_white:y:x"
-                w.attrs["units"] = "counts"
-            if darks is not None:
-                k = ex.create_dataset("data_dark", data=np.asarray(darks))
-                k.attrs["axes"] = "theta_dark:y:x"
-                k.attrs["units"] = "counts"
-            t = ex.create_dataset("theta", data=np.rad2deg(ang))
-            t.attrs["units"] = "degrees"
-            if ts is not None:
-                tsd = ex.create_dataset("timestamps", data=ts)
-                tsd.attrs["units"] = "s"
-                tsd.attrs["description"] = "acquisition time of each projection"
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with created(p, overwrite) as f:
+        f.create_dataset("implements", data="exchange:measurement")
+        ex = f.create_group("exchange")
+        d = ex.create_dataset("data", data=proj)
+        d.attrs["axes"] = "theta:y:x"
+        d.attrs["description"] = "transmission"
+        d.attrs["units"] = "counts"
+        if flats is not None:
+            w = ex.create_dataset("data_white", data=np.asarray(flats))
+            w.attrs["axes"] = "theta_white:y:x"
+            w.attrs["units"] = "counts"
+        if darks is not None:
+            k = ex.create_dataset("data_dark", data=np.asarray(darks))
+            k.attrs["axes"] = "theta_dark:y:x"
+            k.attrs["units"] = "counts"
+        t = ex.create_dataset("theta", data=np.rad2deg(ang))
+        t.attrs["units"] = "degrees"
+        if ts is not None:
+            tsd = ex.create_dataset("timestamps", data=ts)
+            tsd.attrs["units"] = "s"
+            tsd.attrs["description"] = "acquisition time of each projection"
     return p

@@ -19,7 +19,9 @@ the entry listing (:mod:`~tomodenoise.io.entries`) use these; this module uses n
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
 
@@ -29,6 +31,7 @@ import numpy as np
 from .errors import ScanError
 
 __all__ = [
+    "created",
     "EXCHANGE_DARK",
     "EXCHANGE_DATA",
     "EXCHANGE_WHITE",
@@ -238,3 +241,21 @@ def read_frames(ds: h5py.Dataset, idx: np.ndarray, rows: slice, path: Path, name
     return np.concatenate(parts, axis=0)
 
 
+@contextmanager
+def created(path: str | PathLike[str], overwrite: bool = False) -> Iterator[h5py.File]:
+    """A new HDF5 file at ``path``, written under a temporary name beside it and renamed when
+    the block ends without error (a reader never sees half a file); :class:`FileExistsError`
+    when it exists and not ``overwrite``."""
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise FileExistsError(p)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            yield f
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
