@@ -31,8 +31,6 @@ from tomodenoise.logs import bars_wanted, run_log_path, run_log_to
 from tomodenoise.paths import confined_config, confined_reference
 from tomodenoise.pipeline import Context, Plan, Stage, run_pipeline, run_stage, stage_named, store_for
 
-resolve_config = confined_config  # the flow's parameters -> the run's configuration, paths confined
-
 
 class PrefectExecutor:
     """Each stage a subflow; units of chunked stages as tasks on the run's one cluster."""

@@ -108,7 +108,8 @@ def test_rerun_skips_completed_stages(tiny_scan, tmp_path):
 
 
 def test_pipeline_refuses_a_scan_outside_the_input_roots(tiny_scan, tmp_path, monkeypatch):
-    from flows.pipeline import pipeline_flow, resolve_config
+    from flows.pipeline import pipeline_flow
+    from tomodenoise.paths import confined_config as resolve_config
     from tomodenoise.paths import PathNotAllowed
 
     monkeypatch.setenv("TOMODENOISE_INPUT_ROOTS", str(tmp_path / "allowed"))
@@ -125,7 +126,7 @@ def test_pipeline_refuses_a_scan_outside_the_input_roots(tiny_scan, tmp_path, mo
 
 
 def test_every_path_of_a_run_is_confined_in_service_mode(tiny_scan, tmp_path, monkeypatch):
-    from flows.pipeline import resolve_config
+    from tomodenoise.paths import confined_config as resolve_config
     from tomodenoise.paths import PathNotAllowed
 
     scan_dir = tiny_scan["scan"].parent
