@@ -14,6 +14,7 @@ work and kept until the run ends (one SLURM allocation for the Dask work of a ru
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -50,12 +51,13 @@ class PrefectExecutor:
         plan = stage.plan(store, cfg, ctx)
         runner = self._runner() if stage.chunked and plan.units else None
         subflow = flow(_stage_body, name=stage.key, on_crashed=[cancel_if_terminated])
-        _RUNNING[stage.key] = (self, ctx, plan)  # not parameters: the flow's context travels to the workers
+        token = uuid.uuid4().hex  # the executor, context and plan stay here: the flow's context goes to the workers
+        _RUNNING[token] = (self, ctx, plan)
         try:
             return (subflow.with_options(task_runner=runner) if runner else subflow)(cfg, str(store.root), stage.key,
-                                                                                      **call)
+                                                                                      token, **call)
         finally:
-            _RUNNING.pop(stage.key, None)
+            _RUNNING.pop(token, None)
 
     def _runner(self):
         if self.compute.cluster == "threads":
@@ -77,9 +79,9 @@ class PrefectExecutor:
                 ctx.on_epoch.close()
             return
         logger = get_run_logger()
-        logger.info("%d of %d %s chunks to compute in %d tasks (%s)", plan.todo, plan.total, stage.key,
+        logger.info("%d of %d %s to compute in %d tasks (%s)", plan.todo, plan.total, stage.chunks_name,
                     len(plan.units), self.compute.cluster)
-        progress = ChunkProgress(plan.total, f"{stage.key} chunks")  # a progress artifact in the UI
+        progress = ChunkProgress(plan.total, stage.chunks_name)  # a progress artifact in the UI
         progress.advance(plan.done)
         unit_ctx = ctx.portable()
         futures = [run_unit.with_options(name=stage.task_name, task_run_name=unit.name, retries=stage.retries)
@@ -93,7 +95,7 @@ class PrefectExecutor:
                 done += n
                 progress.advance(n)
                 bar.update(n)
-                logger.info("%s: %d/%d chunks", stage.key, done, plan.total)
+                logger.info("%s: %d/%d %s", stage.key, done, plan.total, stage.chunks_name)
 
     def done(self, stage: Stage, store: ScanStore, ctx: Context) -> None:
         if stage.key == "ingest":
@@ -105,9 +107,9 @@ class PrefectExecutor:
 _RUNNING: dict[str, tuple[PrefectExecutor, Context, Plan]] = {}
 
 
-def _stage_body(config: RunConfig, store_root: str, stage: str) -> str:
+def _stage_body(config: RunConfig, store_root: str, stage: str, token: str) -> str:
     """A stage's subflow: plan (already made), start, the units on the executor, finish."""
-    executor, ctx, plan = _RUNNING[stage]
+    executor, ctx, plan = _RUNNING[token]
     run_stage(stage_named(stage), ScanStore(store_root), config, executor, ctx, plan=plan)
     return store_root
 

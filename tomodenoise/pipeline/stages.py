@@ -94,6 +94,7 @@ class Stage:
     chunked: bool = False  # units may run in parallel, on any worker
     task_name: str = ""  # the name of a unit's task in the Prefect UI
     retries: int = 0  # how often an executor may try a failed unit again, when the failure may pass
+    chunks_name: str = ""  # what its chunks are called on a progress display
 
     def plan(self, store: ScanStore, cfg: RunConfig, ctx: Context) -> Plan:
         raise NotImplementedError
@@ -139,6 +140,7 @@ class Ingest(Stage):
 
 class Reconstruct(Stage):
     key, chunked, task_name, retries = "reconstruct", True, "reconstruct-group", 2
+    chunks_name = "reconstruction chunks"
 
     def plan(self, store, cfg, ctx):
         from .reconstruction import chunk_bytes, recon_chunks, recon_groups, reconstruct_current, todo_chunks
@@ -188,6 +190,7 @@ class Train(Stage):
 
 class Denoise(Stage):
     key, chunked, task_name, retries = "denoise", True, "denoise-shard", 2
+    chunks_name = "denoised chunks"
 
     def plan(self, store, cfg, ctx):
         from .inference import denoise_chunks, denoise_current, denoise_shards, shard_unit_bytes, todo_denoise
