@@ -1,7 +1,7 @@
 """Which Dask cluster runs the chunked work, from ``compute`` in the run configuration.
 
 The flows turn :func:`dask_runner_kwargs` into a ``prefect_dask.DaskTaskRunner``; this module
-only decides (no Prefect here, per the import rules of DESIGN.md):
+only decides (no Prefect here, per the import rules of docs/DESIGN.md):
 
 - ``local``: a ``distributed.LocalCluster`` with ``n_workers`` processes (the default);
 - ``local_cuda``: ``dask_cuda.LocalCUDACluster``, one worker per visible GPU; falls back to

@@ -300,10 +300,11 @@ def test_slurm_spec_builds_a_gpu_job_script(tmp_path):
 
 
 def test_slurm_spec_is_what_the_flow_uses():
-    from tomodenoise.cluster import dask_runner_kwargs
+    from tomodenoise.cluster import dask_runner_kwargs, slurm_prologue
     from tomodenoise.config import RunConfig
 
     cfg = RunConfig.from_yaml(SLURM_SPEC.read_text())
     kw = dask_runner_kwargs(cfg.compute)
     assert kw["cluster_class"] == "dask_jobqueue.SLURMCluster"
-    assert kw["cluster_kwargs"] == yaml.safe_load(SLURM_SPEC.read_text())["compute"]["slurm"]
+    spec = yaml.safe_load(SLURM_SPEC.read_text())["compute"]["slurm"]
+    assert kw["cluster_kwargs"] == spec | {"job_script_prologue": slurm_prologue() + spec.get("job_script_prologue", [])}
