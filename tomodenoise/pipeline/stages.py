@@ -33,7 +33,7 @@ from ..io.store import ScanStore
 from .keys import ORDER, input_identity, key_for, stage_current, stage_keys
 from .layout import Layout
 
-__all__ = ["Context", "Plan", "STAGES", "Stage", "Whole", "stage_named"]
+__all__ = ["Chunked", "Context", "Plan", "STAGES", "Stage", "Whole", "stage_named"]
 
 log = logging.getLogger(__name__)
 
@@ -138,25 +138,42 @@ class Ingest(Stage):
         ctx.preview = store_preview(store, cfg)  # check the centre before the long work
 
 
-class Reconstruct(Stage):
-    key, chunked, task_name, retries = "reconstruct", True, "reconstruct-group", 2
-    chunks_name = "reconstruction chunks"
+class Chunked(Stage):
+    """A stage whose output is chunks of one store array, cut into units that may run anywhere:
+    ``work`` lists the units still to do, ``begin`` makes the output ready."""
+
+    chunked, retries = True, 2
 
     def plan(self, store, cfg, ctx):
-        from .reconstruction import chunk_bytes, recon_chunks, recon_groups, reconstruct_current, todo_chunks
-
-        layout = ctx.layout or Layout.of_store(store)
-        if store.exists() and reconstruct_current(store, cfg):
+        if store.exists() and stage_current(store, self.key, key_for(store, cfg, self.key)):
             return Plan(self.key, current=True)
+        return self.work(store, cfg, ctx, ctx.layout or Layout.of_store(store))
+
+    def work(self, store: ScanStore, cfg: RunConfig, ctx: Context, layout: Layout) -> Plan:
+        raise NotImplementedError
+
+    def start(self, store, cfg, plan, ctx):
+        self.begin(store, cfg, ctx)
+        if plan.done:
+            log.info("%s: %d chunks already written, %d to compute", self.key, plan.done, plan.todo)
+
+    def begin(self, store: ScanStore, cfg: RunConfig, ctx: Context) -> None:
+        raise NotImplementedError
+
+
+class Reconstruct(Chunked):
+    key, task_name, chunks_name = "reconstruct", "reconstruct-group", "reconstruction chunks"
+
+    def work(self, store, cfg, ctx, layout):
+        from .reconstruction import chunk_bytes, recon_chunks, recon_groups, todo_chunks
+
         groups = recon_groups(layout, cfg, todo_chunks(store, cfg, layout))
         return Plan(self.key, groups, total=len(recon_chunks(layout, cfg)), unit_bytes=2 * chunk_bytes(layout))
 
-    def start(self, store, cfg, plan, ctx):
+    def begin(self, store, cfg, ctx):
         from .reconstruction import start_reconstruct
 
         start_reconstruct(store, cfg)
-        if plan.done:
-            log.info("reconstruction: %d chunks already written, %d to compute", plan.done, plan.todo)
 
     def run(self, store, cfg, unit, ctx):
         from .reconstruction import reconstruct_group
@@ -188,25 +205,19 @@ class Train(Stage):
         return 1
 
 
-class Denoise(Stage):
-    key, chunked, task_name, retries = "denoise", True, "denoise-shard", 2
-    chunks_name = "denoised chunks"
+class Denoise(Chunked):
+    key, task_name, chunks_name = "denoise", "denoise-shard", "denoised chunks"
 
-    def plan(self, store, cfg, ctx):
-        from .inference import denoise_chunks, denoise_current, denoise_shards, shard_unit_bytes, todo_denoise
+    def work(self, store, cfg, ctx, layout):
+        from .inference import denoise_chunks, denoise_shards, shard_unit_bytes, todo_denoise
 
-        layout = ctx.layout or Layout.of_store(store)
-        if store.exists() and denoise_current(store, cfg):
-            return Plan(self.key, current=True)
         shards = denoise_shards(layout, cfg, todo_denoise(store, cfg, ctx.checkpoint, layout))
         return Plan(self.key, shards, total=len(denoise_chunks(layout)), unit_bytes=shard_unit_bytes(layout, cfg))
 
-    def start(self, store, cfg, plan, ctx):
+    def begin(self, store, cfg, ctx):
         from .inference import start_denoise
 
         start_denoise(store, cfg, ctx.checkpoint)
-        if plan.done:
-            log.info("denoise: %d chunks already written, %d to compute", plan.done, plan.todo)
 
     def run(self, store, cfg, unit, ctx):
         from .inference import denoise_shard
