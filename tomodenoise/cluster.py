@@ -1,7 +1,9 @@
 """Which Dask cluster runs the chunked work, from ``compute`` in the run configuration.
 
-The flows turn :func:`dask_runner_kwargs` into a ``prefect_dask.DaskTaskRunner``; this module
-only decides (no Prefect here, per the import rules of docs/DESIGN.md):
+:class:`DaskCluster` is the one cluster of a run: started from :func:`dask_runner_kwargs` when
+the first chunked stage has work, shared by every chunked stage, closed at the end of the run
+(the flow's executor connects a ``prefect_dask.DaskTaskRunner`` to its address; no Prefect
+here, per the import rules of docs/DESIGN.md). The kinds:
 
 - ``local``: a ``distributed.LocalCluster`` with ``n_workers`` processes (the default);
 - ``local_cuda``: ``dask_cuda.LocalCUDACluster``, one worker per visible GPU; falls back to
