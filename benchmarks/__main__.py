@@ -28,6 +28,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "real": ("real", "run's defaults on real scans: the quality figures without ground truth"),
     "inference": ("inference", "sharded inference on 1 and 2 Dask workers; slices/s of one process"),
     "ddp": ("ddp", "DDP training throughput: 1 process against n ranks"),
+    "idle_cluster": ("idle_cluster", "training beside the run's idle Dask cluster against none, and the "
+                     "cluster's start and close: keep it or close it while the network trains"),
     "dask_inference_ratio": ("dask_inference_ratio", "the denoise stage on one Dask worker against one process, "
                              "as a ratio (target <= 1.2x)"),
     "recon_scaling": ("recon_scaling", "raw ASTRA in one process against the Prefect/Dask reconstruct flow"),

@@ -8,8 +8,10 @@ Its parameters are the UI's form: ``scan`` (the scan path, confined to
 and ``reference`` (a clean volume, simulations).
 
 :class:`PrefectExecutor` runs the units of the chunked stages (reconstruct, denoise) as tasks
-on one Dask cluster per run (``compute.cluster``), started when the first chunked stage has
-work and kept until the run ends (one SLURM allocation for the Dask work of a run).
+on the run's one Dask cluster (``compute.cluster``), started when the first chunked stage has
+work: a SLURM cluster keeps its jobs until the run ends (one allocation for the Dask work of a
+run), a local one gives way while the network trains and is started again to denoise
+(:data:`tomodenoise.cluster.CLOSED_WHILE_TRAINING`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class PrefectExecutor:
     def stage(self, stage: Stage, store: ScanStore, cfg: RunConfig, ctx: Context, **call: Any) -> Any:
         """``stage`` as a subflow named by its key (``call``: e.g. ``return_state=True``)."""
         plan = stage.plan(store, cfg, ctx)
+        if stage.key == "train" and plan.units:
+            self.cluster.pause()  # local workers give their memory and GPUs to the training
         runner = self._runner() if stage.chunked and plan.units else None
         subflow = flow(_stage_body, name=stage.key, on_crashed=[cancel_if_terminated])
         token = uuid.uuid4().hex  # the executor, context and plan stay here: the flow's context goes to the workers

@@ -27,7 +27,7 @@ from typing import Any
 
 from .config import ComputeConfig
 
-__all__ = ["DaskCluster", "LOG_PRELOAD", "NANNY_UNSET_ENV", "configure_nannies", "dask_runner_kwargs", "gpu_count",
+__all__ = ["CLOSED_WHILE_TRAINING", "DaskCluster", "LOG_PRELOAD", "NANNY_UNSET_ENV", "configure_nannies", "dask_runner_kwargs", "gpu_count",
            "slurm_prologue"]
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,16 @@ def dask_runner_kwargs(compute: ComputeConfig) -> dict[str, Any]:
     }
 
 
+#: Cluster kinds closed while the network trains (and started again for the denoising), and why.
+#: A SLURM cluster keeps its jobs: one allocation and one queue wait for the Dask work of a run.
+#: Closing a local one costs about 2.5 s (start and close, ``python -m benchmarks idle_cluster``,
+#: which also found idle workers slow the training down by nothing measurable), while idle
+#: workers keep the memory their reconstruction tasks grew to (up to ``compute.task_memory``
+#: each) away from the training ranks.
+CLOSED_WHILE_TRAINING = {"local": "its idle workers would keep their memory from the training",
+                         "local_cuda": "its workers hold the GPUs the training needs"}
+
+
 class DaskCluster:
     """The one Dask cluster of a run, started on first use and closed at the end of the run.
 
@@ -158,6 +168,13 @@ class DaskCluster:
                 self.cluster.adapt(**kw["adapt_kwargs"])
             log.info("Dask cluster %s started (%s)", type(self.cluster).__name__, self.cluster.scheduler_address)
         return self.cluster.scheduler_address
+
+    def pause(self) -> None:
+        """Before the network trains: close the cluster when its kind gives way to the training
+        (:data:`CLOSED_WHILE_TRAINING`); :meth:`address` starts it again for the denoising."""
+        if self.cluster is not None and self.compute.cluster in CLOSED_WHILE_TRAINING:
+            log.info("closing the Dask cluster while the network trains (%s)", CLOSED_WHILE_TRAINING[self.compute.cluster])
+            self.close()
 
     def log_dashboard(self, logger: logging.Logger | logging.LoggerAdapter) -> None:
         """Put the Dask dashboard's address in the run's log (the UI shows it)."""

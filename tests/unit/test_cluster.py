@@ -86,3 +86,21 @@ def test_slurm_jobs_unset_the_nanny_malloc_setting(tmp_path):
     pre_spawn = json.loads(out.strip().splitlines()[-1])
     assert all(pre_spawn[name] is None for name in NANNY_UNSET_ENV)
     assert pre_spawn["OMP_NUM_THREADS"] == 1  # Dask's other pre-spawn settings stay
+
+
+class _Running:
+    closed = False
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("kind, closed", [("local_cuda", True), ("local", True), ("slurm", False)])
+def test_a_local_cluster_gives_way_to_training_a_slurm_one_keeps_its_jobs(kind, closed):
+    from tomodenoise.cluster import DaskCluster
+
+    cluster = DaskCluster(ComputeConfig(cluster=kind))
+    running = cluster.cluster = _Running()
+    cluster.pause()
+    assert running.closed is closed
+    assert (cluster.cluster is None) is closed  # address() starts a new one for the denoising
