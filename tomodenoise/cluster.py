@@ -143,7 +143,8 @@ CLOSED_WHILE_TRAINING = {"local": "its idle workers would keep their memory from
 
 
 class DaskCluster:
-    """The one Dask cluster of a run, started on first use and closed at the end of the run.
+    """The one Dask cluster of a run, started on first use, closed at the end of the run (and,
+    for the kinds of :data:`CLOSED_WHILE_TRAINING`, while the network trains: :meth:`pause`).
 
     ``compute.cluster`` names the kind (see the module docstring); ``address`` connects to an
     existing scheduler and starts nothing. All chunked stages of a run share it: on SLURM that is
