@@ -1,9 +1,10 @@
 """Running the stages: one stage (:func:`run_stage`), the whole pipeline (:func:`run_pipeline`),
 and the sequential executor of the core (:class:`Sequential`).
 
-An executor has two methods: ``stage(stage, store, cfg, ctx)`` runs one stage (normally by
-calling :func:`run_stage` with its own ``map_units``), and ``done(stage, store, ctx)`` is told
-when a stage is complete (the Prefect executor publishes the UI's artifacts there). The
+An executor (:class:`Executor`) runs one stage with ``stage(stage, store, cfg, ctx)`` (normally
+by calling :func:`run_stage`, which hands the plan's units to its ``map_units``), and
+``done(stage, store, ctx)`` is told when a stage is complete (the Prefect executor publishes
+the UI's artifacts there). The
 Prefect/Dask executor lives in ``flows/pipeline.py``; this one runs every unit here, one
 after another, with a progress bar.
 """
@@ -26,7 +27,12 @@ log = logging.getLogger(__name__)
 
 
 class Executor(Protocol):
-    def stage(self, stage: Stage, store: ScanStore, cfg: RunConfig, ctx: Context) -> None: ...
+    """What runs the stages: ``stage`` runs one (normally through :func:`run_stage`), ``map_units``
+    runs a plan's units, ``done`` hears that a stage is complete."""
+
+    def stage(self, stage: Stage, store: ScanStore, cfg: RunConfig, ctx: Context) -> Any: ...
+
+    def map_units(self, stage: Stage, store: ScanStore, cfg: RunConfig, plan: Plan, ctx: Context) -> None: ...
 
     def done(self, stage: Stage, store: ScanStore, ctx: Context) -> None: ...
 
@@ -41,7 +47,7 @@ def start_stage(stage: Stage, store: ScanStore, cfg: RunConfig, ctx: Context | N
     return plan
 
 
-def run_stage(stage: Stage, store: ScanStore, cfg: RunConfig, executor: Any, ctx: Context | None = None,
+def run_stage(stage: Stage, store: ScanStore, cfg: RunConfig, executor: Executor, ctx: Context | None = None,
               plan: Plan | None = None) -> Plan:
     """Plan ``stage`` (unless ``plan`` is given); unless it is current: start it, run its units
     with ``executor.map_units``, finish it. Then its ``after`` step. Returns the plan."""
