@@ -22,7 +22,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 
-from tasks.watching import STATUS_ARTIFACT, follow_up, publish_status, submit_scan, under_roots
+from tasks.watching import follow_up, publish_status, submit_scan, under_roots
 from tomodenoise.config import RunConfig
 from tomodenoise.paths import PathNotAllowed, confine, input_roots
 from tomodenoise.pipeline.keys import already_ingested

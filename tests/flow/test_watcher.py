@@ -102,7 +102,7 @@ def _latest_status_table():
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from prefect.client.schemas.sorting import ArtifactSort
 
-    from flows.watcher import STATUS_ARTIFACT
+    from tasks.watching import STATUS_ARTIFACT
 
     with get_client(sync_client=True) as client:
         (art,) = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[STATUS_ARTIFACT])),

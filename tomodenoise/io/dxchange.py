@@ -23,7 +23,6 @@ The file is opened read-only; ``slices=(start, stop)`` reads only those detector
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path

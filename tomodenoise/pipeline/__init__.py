@@ -25,7 +25,6 @@ from .inference import (
     device_for,
     Shard,
     denoise_chunks,
-    denoise_current,
     denoise_shard,
     finish_denoise,
 )
@@ -36,7 +35,6 @@ from .reconstruction import (
     finish_reconstruct,
     load_splits,
     recon_chunks,
-    reconstruct_current,
     volume_shape,
 )
 from .executor import Sequential, run_pipeline, run_stage, start_stage
@@ -59,7 +57,6 @@ __all__ = [
     "denoise",
     "denoise_block",
     "denoise_chunks",
-    "denoise_current",
     "denoise_shard",
     "device_for",
     "finish_denoise",
@@ -71,7 +68,6 @@ __all__ = [
     "load_splits",
     "recon_chunks",
     "reconstruct",
-    "reconstruct_current",
     "report",
     "run",
     "run_pipeline",

@@ -11,7 +11,6 @@ from .shards import (
     Shard,
     cpu_threads,
     denoise_chunks,
-    denoise_current,
     denoise_shard,
     denoise_shards,
     finish_denoise,
@@ -21,5 +20,5 @@ from .shards import (
 )
 
 __all__ = ["DenoiseChunk", "Shard", "cached_model", "clear_model_cache", "cpu_threads", "denoise_block", "denoise_chunks",
-           "denoise_current", "denoise_shard", "denoise_shards", "device_for", "finish_denoise", "model_loads",
+           "denoise_shard", "denoise_shards", "device_for", "finish_denoise", "model_loads",
            "shard_unit_bytes", "start_denoise", "todo_denoise"]

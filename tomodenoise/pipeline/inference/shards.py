@@ -33,13 +33,13 @@ from typing import Any
 
 from ...config import RunConfig
 from ...io.store import ScanStore, z_slabs
-from ..keys import key_for, stage_current
+from ..keys import key_for
 from ..layout import Layout
 from ..markers import Markers
 from ..sizing import group_size, grouped
 from .models import cached_model, checkpoint_identity, model_loads
 
-__all__ = ["DenoiseChunk", "Shard", "cpu_threads", "denoise_chunks", "denoise_current", "denoise_shard",
+__all__ = ["DenoiseChunk", "Shard", "cpu_threads", "denoise_chunks", "denoise_shard",
            "denoise_shards", "finish_denoise", "shard_unit_bytes", "start_denoise", "todo_denoise"]
 
 log = logging.getLogger(__name__)
@@ -98,11 +98,6 @@ def denoise_chunks(store: ScanStore | Layout) -> list[DenoiseChunk]:
     lay = Layout.of(store)
     return [DenoiseChunk(t, c, zs.start, zs.stop) for t in range(lay.time) for c in range(lay.channel)
             for zs in z_slabs(lay.z, lay.z_chunk)]
-
-
-def denoise_current(store: ScanStore, cfg: RunConfig) -> bool:
-    """True when ``denoised`` in the store is complete and was made with these settings."""
-    return stage_current(store, "denoise", key_for(store, cfg, "denoise"))
 
 
 def _checkpoint(store: ScanStore, checkpoint: str | os.PathLike | None) -> Path:

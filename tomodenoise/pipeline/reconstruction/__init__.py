@@ -12,11 +12,10 @@ from .compute import reconstruct_group
 from .stage import (
     finish_reconstruct,
     load_splits,
-    reconstruct_current,
     start_reconstruct,
     todo_chunks,
     volume_shape,
 )
 
-__all__ = ["Chunk", "ChunkGroup", "chunk_bytes", "finish_reconstruct", "load_splits", "recon_chunks", "recon_groups", "reconstruct_current",
+__all__ = ["Chunk", "ChunkGroup", "chunk_bytes", "finish_reconstruct", "load_splits", "recon_chunks", "recon_groups", 
            "reconstruct_group", "start_reconstruct", "todo_chunks", "volume_shape"]

@@ -15,19 +15,14 @@ import numpy as np
 
 from ...config import RunConfig
 from ...io.store import ScanStore
-from ..keys import invalidate_from, key_for, stage_current
+from ..keys import invalidate_from, key_for
 from ..layout import Layout
 from ..markers import Markers
-from .chunks import Chunk, ChunkGroup, recon_chunks, recon_groups
+from .chunks import Chunk, recon_chunks
 
-__all__ = ["finish_reconstruct", "load_splits", "reconstruct_current", "start_reconstruct", "todo_chunks", "volume_shape"]
+__all__ = ["finish_reconstruct", "load_splits", "start_reconstruct", "todo_chunks", "volume_shape"]
 
 log = logging.getLogger(__name__)
-
-
-def reconstruct_current(store: ScanStore, cfg: RunConfig) -> bool:
-    """True when the split reconstructions in the store were made with these settings."""
-    return stage_current(store, "reconstruct", key_for(store, cfg, "reconstruct"))
 
 
 def _markers(store: ScanStore, cfg: RunConfig) -> Markers:
