@@ -50,7 +50,7 @@ def start_stage(stage: Stage, store: ScanStore, cfg: RunConfig, ctx: Context | N
 def run_stage(stage: Stage, store: ScanStore, cfg: RunConfig, executor: Executor, ctx: Context | None = None,
               plan: Plan | None = None) -> Plan:
     """Plan ``stage`` (unless ``plan`` is given); unless it is current: start it, run its units
-    with ``executor.map_units``, finish it. Then its ``after`` step. Returns the plan."""
+    with ``executor.map_units``, finish it. Returns the plan."""
     ctx = ctx if ctx is not None else Context()
     plan = plan if plan is not None else stage.plan(store, cfg, ctx)
     if plan.current:
@@ -60,7 +60,6 @@ def run_stage(stage: Stage, store: ScanStore, cfg: RunConfig, executor: Executor
         stage.start(store, cfg, plan, ctx)
         executor.map_units(stage, store, cfg, plan, ctx)
         stage.finish(store, cfg, plan, ctx, time.perf_counter() - t0)
-    stage.after(store, cfg, ctx)
     return plan
 
 
@@ -101,5 +100,6 @@ def run_pipeline(cfg: RunConfig, executor: Executor | None = None, ctx: Context 
             t0 = time.time()
             executor.stage(stage, store, cfg, ctx)
             log_stage(store, stage.key, None if stage.key == "report" else t0)
+            stage.after(store, cfg, ctx)
             executor.done(stage, store, ctx)
     return store

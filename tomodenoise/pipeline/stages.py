@@ -13,8 +13,8 @@ A stage offers an executor four steps on a scan store (:class:`Stage`):
 - ``finish(store, cfg, plan, ctx, seconds)``: check that every chunk is there, mark the
   stage complete.
 
-``after(store, cfg, ctx)`` runs once the stage is complete, also when it was skipped (the
-centre preview after ingest). :data:`STAGES` is the order of a run. Executors
+``after(store, cfg, ctx)`` runs in a whole run once the stage is complete, also when it was
+skipped (the centre preview after ingest). :data:`STAGES` is the order of a run. Executors
 (:mod:`tomodenoise.pipeline.executor` here, the Prefect/Dask one in ``flows/``) run units;
 only the units of ``chunked`` stages may run in parallel or in other processes.
 """
