@@ -90,7 +90,7 @@ class PrefectExecutor:
         unit_ctx = ctx.portable()
         futures = [run_unit.with_options(name=stage.task_name, task_run_name=unit.name, retries=stage.retries)
                    .submit(stage.key, str(store.root), cfg, unit, unit_ctx) for unit in plan.units]
-        self.cluster.log_dashboard(logger)
+        _log_dashboard(logger)
         done = plan.done
         with tqdm(total=plan.total, initial=done, desc=stage.key, unit="chunk", dynamic_ncols=True,
                   disable=not (cfg.train.progress and bars_wanted())) as bar:
@@ -109,6 +109,17 @@ class PrefectExecutor:
 
 
 _RUNNING: dict[str, tuple[PrefectExecutor, Context, Plan]] = {}
+
+
+def _log_dashboard(logger: Any) -> None:
+    """Put the Dask dashboard's address in the run's log (the UI shows it); none for threads."""
+    from prefect.context import FlowRunContext
+
+    runner = FlowRunContext.get().task_runner
+    client = getattr(runner, "client", None) or getattr(runner, "_client", None)
+    link = getattr(client, "dashboard_link", None)
+    if link:
+        logger.info("Dask dashboard: %s", link)
 
 
 def _stage_body(config: RunConfig, store_root: str, stage: str, token: str) -> str:

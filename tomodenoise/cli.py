@@ -166,15 +166,20 @@ def print_plans(cfg: RunConfig, sinogram: Any) -> None:
     from .pipeline import STAGES, Context, Layout, store_for
 
     store, ctx = store_for(cfg), Context(layout=Layout.of_sinograms(sinogram, cfg))
+    redo = None  # the first stage to run: every later one runs again too (its input changes)
     for stage in STAGES:
         plan = stage.plan(store, cfg, ctx)
-        if plan.current:
+        if redo and (plan.current or plan.done):
+            what = f"to run again after {redo}"
+        elif plan.current:
             what = "already complete"
         elif stage.chunked:
             what = (f"{plan.todo} of {plan.total} chunks in {len(plan.units)} tasks, "
                     f"up to about {plan.unit_bytes / 2**20:.0f} MiB of data per task at a time")
         else:
             what = "to run"
+        if not plan.current and stage.key != "report":
+            redo = redo or stage.key
         print(f"  {stage.key}: {what}")
 
 

@@ -177,12 +177,6 @@ class DaskCluster:
             log.info("closing the Dask cluster while the network trains (%s)", CLOSED_WHILE_TRAINING[self.compute.cluster])
             self.close()
 
-    def log_dashboard(self, logger: logging.Logger | logging.LoggerAdapter) -> None:
-        """Put the Dask dashboard's address in the run's log (the UI shows it)."""
-        link = getattr(self.cluster, "dashboard_link", None)
-        if link:
-            logger.info("Dask dashboard: %s", link)
-
     def close(self) -> None:
         if self.cluster is not None:
             try:

@@ -9,6 +9,7 @@ checkpoint and in the scan store's attributes. ``demo_config`` builds the demo's
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -22,18 +23,26 @@ __all__ = ["ChannelConfig", "ComputeConfig", "InferenceConfig", "InputConfig", "
 
 
 class _Strict(BaseModel):
-    """A section: unknown keys are errors; a key of ``removed`` is an error that says why it went."""
+    """A section: unknown keys are errors; a key of ``removed`` is an error that says why it went,
+    unless it holds the value the code always used (``retired``): then it is dropped, with a warning."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
     #: Settings that were removed: key -> what replaces it, one sentence with the key's full name.
     removed: ClassVar[dict[str, str]] = {}
+    #: Removed settings that old configuration files still carry: key -> the value that changed
+    #: nothing (accepted and dropped, with the ``removed`` sentence as a warning).
+    retired: ClassVar[dict[str, Any]] = {}
 
     @model_validator(mode="before")
     @classmethod
     def _refuse_removed(cls, data: Any) -> Any:
         if isinstance(data, dict):
             for key in sorted(set(data) & set(cls.removed)):
-                raise ValueError(cls.removed[key])
+                if key in cls.retired and data[key] == cls.retired[key]:
+                    logging.getLogger(__name__).warning("%s", cls.removed[key])
+                    data = {k: v for k, v in data.items() if k != key}
+                else:
+                    raise ValueError(cls.removed[key])
         return data
 
 
@@ -97,6 +106,7 @@ class SplitConfig(_Strict):
     removed: ClassVar[dict[str, str]] = {
         "scheme": "splits.scheme was removed and had no effect (the splits are always interlaced: split j holds "
                   "angles j, j+k, j+2k, ...): delete it from the configuration"}
+    retired: ClassVar[dict[str, Any]] = {"scheme": "interlaced"}  # what `tomodenoise config` used to write
 
     k: int = Field(4, ge=2, le=64)
 

@@ -100,6 +100,8 @@ def run_pipeline(cfg: RunConfig, executor: Executor | None = None, ctx: Context 
             t0 = time.time()
             executor.stage(stage, store, cfg, ctx)
             log_stage(store, stage.key, None if stage.key == "report" else t0)
-            stage.after(store, cfg, ctx)
-            executor.done(stage, store, ctx)
+            try:
+                stage.after(store, cfg, ctx)
+            finally:  # the UI hears of a complete stage even when its after step fails (an export)
+                executor.done(stage, store, ctx)
     return store

@@ -2,8 +2,9 @@
 
 A stage offers an executor four steps on a scan store (:class:`Stage`):
 
-- ``plan(store, cfg, ctx)``: reads only. Everything the stage would refuse is refused here
-  (so ``tomodenoise check`` runs every stage's plan before anything is written); returns a
+- ``plan(store, cfg, ctx)``: reads only. What the stage would refuse about the store and the
+  machine is refused here (a store of another scan, ranks or devices this machine does not
+  have), so ``tomodenoise check`` runs every stage's plan before anything is written; returns a
   :class:`Plan`: the units of work still to do, their memory estimate, or ``current`` when
   the stage is complete with these settings;
 - ``start(store, cfg, plan, ctx)``: the side effects before the work (create the output
@@ -192,10 +193,10 @@ class Train(Stage):
     def plan(self, store, cfg, ctx):
         from ..train.launch import resolve_ranks
 
-        resolve_ranks(cfg.train.ranks, cfg.train.device)  # refuses ranks the machine cannot run
         if store.exists() and stage_current(store, "train", key_for(store, cfg, "train")) \
                 and (store.model_dir / "best.pt").exists():
-            return Plan(self.key, current=True)
+            return Plan(self.key, current=True)  # trained: the device and ranks of this machine do not matter
+        resolve_ranks(cfg.train.ranks, cfg.train.device)  # refuses ranks the machine cannot run
         return Plan(self.key, [Whole(self.key)])
 
     def run(self, store, cfg, unit, ctx):
@@ -241,11 +242,13 @@ class Report(Stage):
 
         ref = ctx.reference
         ctx.metrics = report(store, cfg, reference=np.load(ref) if isinstance(ref, (str, Path)) else ref)
-        if cfg.output.export:
+        return 1
+
+    def after(self, store, cfg, ctx):
+        if cfg.output.export:  # after the report: a failed export leaves the report and its artifacts
             from ..export import export
 
             export(store.root, cfg.output.export)
-        return 1
 
 
 INGEST, RECONSTRUCT, TRAIN, DENOISE, REPORT = Ingest(), Reconstruct(), Train(), Denoise(), Report()

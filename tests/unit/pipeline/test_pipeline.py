@@ -76,6 +76,11 @@ def test_rerun_skips_unchanged_stages_and_redoes_changed_ones(tiny_scan, tmp_pat
     assert second["train"] != first["train"] and second["denoise"] != first["denoise"]
     assert store.stage_info("train")["epochs"] == 3
 
+    # A trained store moved to a machine without the GPU it asks for: nothing to train, no refusal.
+    on_cpu = cfg2.model_copy(deep=True)
+    on_cpu.train.device = "cuda"  # not part of the key; ranks are (they change the training)
+    assert pipeline.stage_named("train").plan(store, on_cpu, pipeline.Context()).current
+
     # A different K: the split reconstructions are redone with the new shape.
     cfg3 = cfg2.model_copy(deep=True)
     cfg3.splits.k = 2

@@ -14,7 +14,7 @@ __all__ = ["denoise_block", "device_for"]
 def device_for(name: str) -> str:
     """The device ``inference.device`` names, as a string (``"cuda"``, ``"cpu"``, ``"cuda:1"``):
     :func:`tomodenoise.device.resolve_device`, so ``"auto"`` is CUDA when PyTorch sees a GPU,
-    else the CPU, and a CUDA device without CUDA is a :class:`RuntimeError`."""
+    else the CPU, and a CUDA device without CUDA is a :class:`ValueError`."""
     return str(resolve_device(name))
 
 
