@@ -174,7 +174,8 @@ def print_plans(cfg: RunConfig, sinogram: Any) -> None:
         elif plan.current:
             what = "already complete"
         elif stage.chunked:
-            what = (f"{plan.todo} of {plan.total} chunks in {len(plan.units)} tasks, "
+            n = len(plan.units)
+            what = (f"{plan.todo} of {plan.total} chunks in {n} task{'' if n == 1 else 's'}, "
                     f"up to about {plan.unit_bytes / 2**20:.0f} MiB of data per task at a time")
         else:
             what = "to run"
