@@ -27,7 +27,9 @@ Endpoints (Prefect 3.8 server, all under ``PREFECT_API_URL``, which ends in ``/a
 - ``POST /artifacts/filter``                          the run's ``store-<scan-id>`` link artifact
 
 Scan paths are checked against ``TOMODENOISE_INPUT_ROOTS`` here when it is set (or ``roots`` is
-given), and again by the flow on the worker, whose roots are the ones that count.
+given), and again by the flow on the worker, whose roots are the ones that count. The parameters
+are checked against the pipeline flow's (:func:`check_parameters`) before anything is sent: a
+request the flow cannot take raises :class:`BadRequest` and creates nothing.
 """
 
 from __future__ import annotations
@@ -41,26 +43,30 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
-from tomodenoise.config import parse_sets
+from tomodenoise.config import RunConfig, parse_sets
 from tomodenoise.paths import PathNotAllowed, confine, input_roots
 
 __all__ = [
     "DEFAULT_DEPLOYMENT",
     "FINAL_STATES",
     "SCAN_COMPLETED_EVENT",
+    "FLOW_PARAMETERS",
     "ApiError",
+    "BadRequest",
     "Client",
     "PathNotAllowed",
     "RetryTransport",
     "artifact_key",
+    "check_parameters",
     "main",
     "send_with_retries",
     "scan_resource_id",
@@ -85,6 +91,88 @@ class ApiError(RuntimeError):
         super().__init__(message)
         self.status_code = status_code
         self.detail = detail
+
+
+class BadRequest(ValueError):
+    """A request the pipeline flow cannot take, refused before anything is sent: ``status_code``
+    409 for a parameter the flow does not have, 422 for a value it does not accept, and
+    ``parameter``, the parameter's name."""
+
+    def __init__(self, message: str, status_code: int, parameter: str):
+        super().__init__(message)
+        self.status_code = status_code
+        self.parameter = parameter
+
+
+#: The pipeline flow's parameters (``flows/pipeline.py``, ``pipeline_flow``) and what each takes.
+#: Kept here because the core never imports the flows; tests/flow/test_api_flow.py checks they match.
+FLOW_PARAMETERS: dict[str, str] = {
+    "scan": "the scan's path (text)",
+    "overrides": 'a mapping of configuration sections, e.g. {"train": {"epochs": 5}}',
+    "config": "a whole configuration (a mapping like the YAML file) or null",
+    "reference": "the path (text) of a clean .npy volume, or null",
+}
+_PARAMETER_TYPES: dict[str, tuple[type, ...]] = {
+    "scan": (str,), "overrides": (dict,), "config": (dict, type(None)), "reference": (str, type(None)),
+}
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, default=str) if isinstance(value, dict | list) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _config_error(parameter: str, exc: ValidationError) -> BadRequest:
+    """The first error of a configuration check as one sentence: where, the value, what is accepted."""
+    errors = exc.errors()
+    first = errors[0]
+    model: Any = RunConfig
+    keys: list[str] = []
+    for part in first["loc"]:  # the field names, without pydantic's union tags ("int", ...)
+        if not (isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields):
+            break
+        keys.append(str(part))
+        model = model.model_fields[str(part)].annotation
+    where = ".".join(keys)
+    if first["type"] == "extra_forbidden":
+        owner = f"section {where!r}" if where else "the configuration"
+        bad = first["loc"][len(keys)]
+        return BadRequest(f"parameter {parameter!r}: {owner} has no setting {bad!r} (given {_short(first['input'])}); "
+                          f"its settings: {', '.join(model.model_fields)}", 422, parameter)
+    msgs = [e["msg"].removeprefix("Value error, ").split(", unable to")[0]  # union members: one each
+            for e in errors if e["loc"][: len(keys)] == first["loc"][: len(keys)]]
+    should = [m.removeprefix("Input should be ") for m in msgs if m.startswith("Input should be ")]
+    reasons = [m[:1].lower() + m[1:] for m in msgs if not m.startswith("Input should be ")]
+    reasons += [f"it should be {' or '.join(dict.fromkeys(should))}"] if should else []
+    return BadRequest(f"parameter {parameter!r}: {where or 'the configuration'} = {_short(first['input'])} is not "
+                      f"accepted: {'; '.join(dict.fromkeys(reasons))}", 422, parameter)
+
+
+def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """``parameters`` as the pipeline flow takes them, or :class:`BadRequest` (nothing is sent).
+
+    Names must be the flow's (:data:`FLOW_PARAMETERS`, else 409), ``scan`` is required, values of
+    the right type, ``config`` a valid :class:`~tomodenoise.config.RunConfig` and ``overrides``
+    valid on top of it (on the default configuration when the deployment's ``config`` is used).
+    """
+    for name, value in parameters.items():
+        if name not in FLOW_PARAMETERS:
+            raise BadRequest(f"parameter {name!r} (given {_short(value)}) is not a parameter of the pipeline flow; "
+                             f"its parameters: {', '.join(FLOW_PARAMETERS)}", 409, name)
+    if "scan" not in parameters:
+        raise BadRequest(f"parameter 'scan' is missing; it takes {FLOW_PARAMETERS['scan']}", 422, "scan")
+    for name, value in parameters.items():
+        if not isinstance(value, _PARAMETER_TYPES[name]):
+            raise BadRequest(f"parameter {name!r} = {_short(value)} ({type(value).__name__}) is not accepted; "
+                             f"it takes {FLOW_PARAMETERS[name]}", 422, name)
+    name = "config"
+    try:
+        base = RunConfig() if parameters.get("config") is None else RunConfig.model_validate(parameters["config"])
+        name = "overrides"
+        base.with_overrides(parameters.get("overrides"))
+    except ValidationError as exc:
+        raise _config_error(name, exc) from None
+    return dict(parameters)
 
 
 def scan_resource_id(path: str) -> str:
@@ -313,18 +401,22 @@ class Client:
         deployment: str = DEFAULT_DEPLOYMENT,
         roots: Sequence[str | os.PathLike] | None = None,
         idempotency_key: str | None = None,
+        *,
+        config: dict[str, Any] | None = None,
+        reference: str | None = None,
     ) -> str:
         """Create a flow run of the pipeline deployment for ``scan``; returns the flow run id.
 
         The run is SCHEDULED; a worker of the deployment's pool runs it. ``overrides`` are nested
-        config overrides (``{"train": {"epochs": 5}}``) applied on the deployment's config.
-        With an ``idempotency_key`` a repeated call returns the run made by the first one.
+        config overrides (``{"train": {"epochs": 5}}``) applied on the deployment's config
+        (or on ``config``, a whole configuration, when given); ``reference`` is a clean volume
+        for PSNR/SSIM. Parameters the flow cannot take raise :class:`BadRequest` and nothing is
+        sent. With an ``idempotency_key`` a repeated call returns the run made by the first one.
         """
-        if overrides is not None and not isinstance(overrides, dict):
-            raise TypeError(f"overrides must be a dict of config sections, got {type(overrides).__name__}")
-        path = self._scan_path(scan, roots)
+        parameters: dict[str, Any] = {"scan": self._scan_path(scan, roots), "overrides": overrides or {}}
+        parameters.update({k: v for k, v in (("config", config), ("reference", reference)) if v is not None})
+        body: dict[str, Any] = {"parameters": check_parameters(parameters)}
         dep_id = self.deployment_id(deployment)
-        body: dict[str, Any] = {"parameters": {"scan": path, "overrides": overrides or {}}}
         if idempotency_key:
             body["idempotency_key"] = idempotency_key
         run = self._request("POST", f"deployments/{dep_id}/create_flow_run", body)
@@ -340,11 +432,11 @@ class Client:
 
         The pipeline deployment's trigger turns the event into a flow run (parameters from
         ``payload.path`` and ``payload.overrides``). The server accepts events asynchronously:
-        the run (and the event in ``/events/filter``) appear a few seconds later.
+        the run (and the event in ``/events/filter``) appear a few seconds later. Overrides the
+        flow cannot take raise :class:`BadRequest` and nothing is sent.
         """
-        if overrides is not None and not isinstance(overrides, dict):
-            raise TypeError(f"overrides must be a dict of config sections, got {type(overrides).__name__}")
         path = self._scan_path(scan, roots)
+        check_parameters({"scan": path, "overrides": overrides or {}})
         event_id = str(uuid.uuid4())
         event = {
             "id": event_id,
@@ -419,8 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m tomodenoise.api",
         description="Start and follow tomodenoise runs on a Prefect server "
         f"(${ENV_API_URL}, ${ENV_AUTH_STRING}; scan paths confined to $TOMODENOISE_INPUT_ROOTS when set).",
-        epilog="Exit status: 0 done (or not final yet), 1 error, 2 --wait timed out, "
-        "3 the run ended FAILED, CRASHED or CANCELLED.",
+        epilog="Exit status: 0 done (or not final yet), 1 error, 2 a request the flow cannot take "
+        "(nothing sent) or --wait timed out, 3 the run ended FAILED, CRASHED or CANCELLED.",
     )
     ap.add_argument("--api-url", help=f"default: ${ENV_API_URL}")
     ap.add_argument("--timeout", type=float, default=30, help="seconds per HTTP request (default 30)")
@@ -453,6 +545,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
             else:
                 run = api.wait(args.run_id, args.wait) if args.wait is not None else api.get_run(args.run_id)
+    except BadRequest as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (ApiError, PathNotAllowed, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ in-process completes and publishes the ``store-<scan-id>`` link artifact the rea
 """
 
 import asyncio
+import inspect
 import time
 import uuid
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from prefect import flow
 from prefect.artifacts import create_link_artifact
 
-from tomodenoise.api import ApiError, Client, scan_resource_id, store_artifact_key
+from tomodenoise.api import FLOW_PARAMETERS, ApiError, BadRequest, Client, scan_resource_id, store_artifact_key
 from tomodenoise.paths import PathNotAllowed
 
 
@@ -103,6 +104,20 @@ def test_confinement_refuses_paths_outside_the_roots(api, deployment_id, tmp_pat
         api.start_run("/etc/passwd")
     with pytest.raises(PathNotAllowed):
         api.post_scan_completed("/etc/passwd")
+    assert asyncio.run(_count_runs(deployment_id)) == before
+
+
+def test_api_knows_the_pipeline_flows_parameters():
+    from flows.pipeline import pipeline_flow
+
+    assert list(inspect.signature(pipeline_flow.fn).parameters) == list(FLOW_PARAMETERS)
+
+
+def test_parameters_the_flow_cannot_take_create_no_run(api, deployment_id):
+    before = asyncio.run(_count_runs(deployment_id))
+    with pytest.raises(BadRequest, match="'epoch'") as info:
+        api.start_run("/data/scan.h5", {"train": {"epoch": 5}}, roots=[])
+    assert info.value.status_code == 422
     assert asyncio.run(_count_runs(deployment_id)) == before
 
 

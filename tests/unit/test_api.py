@@ -11,8 +11,10 @@ import pytest
 
 from tomodenoise.api import (
     ApiError,
+    BadRequest,
     Client,
     artifact_key,
+    check_parameters,
     _link_target,
     main,
     scan_resource_id,
@@ -234,6 +236,73 @@ def test_cli_reports_errors(monkeypatch, capsys):
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     assert main(["status", RUN_ID]) == 1
     assert "PREFECT_API_URL" in capsys.readouterr().err
+
+
+def _refused(handler_calls, call, status, *words):
+    """``call()`` raises BadRequest with ``status`` and a one-line message holding ``words``; nothing sent."""
+    with pytest.raises(BadRequest) as info:
+        call()
+    message = str(info.value)
+    assert info.value.status_code == status and "\n" not in message, message
+    for word in words:
+        assert word in message, message
+    assert handler_calls == []
+    return info.value
+
+
+@pytest.mark.parametrize("method", ["start_run", "post_scan_completed"])
+def test_bad_parameters_are_refused_before_any_request(method):
+    seen = []
+    api = _client(lambda r: seen.append(r) or httpx.Response(201, json={"id": RUN_ID}))
+    send = getattr(api, method)
+    # an override key the configuration does not have: which section, which key, what it has
+    err = _refused(seen, lambda: send("/data/s.h5", {"train": {"epoch": 5}}, roots=[]), 422,
+                   "'overrides'", "'train'", "'epoch'", "epochs")
+    assert err.parameter == "overrides"
+    _refused(seen, lambda: send("/data/s.h5", {"trian": {"epochs": 5}}, roots=[]), 422, "'trian'", "train")
+    # a value the configuration refuses: the key, the value, what is accepted
+    _refused(seen, lambda: send("/data/s.h5", {"train": {"epochs": -1}}, roots=[]), 422,
+             "train.epochs = -1", ">= 1")
+    _refused(seen, lambda: send("/data/s.h5", {"input": {"format": "tif"}}, roots=[]), 422,
+             "input.format = 'tif'", "'tiff'")
+    # overrides of the wrong type
+    _refused(seen, lambda: send("/data/s.h5", [("train", 5)], roots=[]), 422, "'overrides'", "list", "mapping")
+
+
+def test_check_parameters_names_and_types():
+    ok = {"scan": "/data/s.h5", "overrides": {"train": {"epochs": 5}}, "config": None, "reference": None}
+    assert check_parameters(ok) == ok
+    assert check_parameters({"scan": "/s.h5", "config": {"train": {"epochs": 2}}, "reference": "/r.npy"})
+    err = _refused([], lambda: check_parameters({"scan": "/s.h5", "overides": {}}), 409,
+                   "'overides'", "scan, overrides, config, reference")
+    assert err.parameter == "overides"
+    _refused([], lambda: check_parameters({"scan": 42}), 422, "'scan' = 42", "int", "path")
+    _refused([], lambda: check_parameters({"scan": "/s.h5", "reference": ["a"]}), 422, "'reference'", "list")
+    _refused([], lambda: check_parameters({"scan": "/s.h5", "config": "run.yaml"}), 422, "'config'", "str")
+    _refused([], lambda: check_parameters({"overrides": {}}), 422, "'scan' is missing")
+    # overrides are checked on top of the config given
+    _refused([], lambda: check_parameters({"scan": "/s.h5", "config": {"train": {"lr": "fast"}}}), 422,
+             "'config'", "train.lr = 'fast'", "number")
+    assert issubclass(BadRequest, ValueError)
+
+
+def test_start_run_sends_config_and_reference():
+    seen = []
+    api = _client(lambda r: seen.append(r) or httpx.Response(200 if r.method == "GET" else 201,
+                                                             json={"id": DEP_ID if r.method == "GET" else RUN_ID}))
+    api.start_run("/data/s.h5", roots=[], config={"train": {"epochs": 3}}, reference="/data/clean.npy")
+    assert json.loads(seen[1].content)["parameters"] == {
+        "scan": "/data/s.h5", "overrides": {}, "config": {"train": {"epochs": 3}}, "reference": "/data/clean.npy"}
+
+
+def test_cli_refusal_exits_2_with_one_sentence(monkeypatch, capsys):
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # nothing is sent
+    monkeypatch.delenv("TOMODENOISE_INPUT_ROOTS", raising=False)
+    assert main(["start", "/data/s.h5", "--set", "train.epoch=5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: parameter 'overrides'") and "'epoch'" in err and "\n" not in err
+    assert main(["event", "/data/s.h5", "--set", "train.epochs=0"]) == 2
+    assert "train.epochs = 0" in capsys.readouterr().err
 
 
 def test_module_does_not_import_prefect():
