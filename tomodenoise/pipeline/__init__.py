@@ -40,7 +40,7 @@ from .reconstruction import (
 from .executor import Sequential, run_pipeline, run_stage, start_stage
 from .layout import Layout
 from .reporting import report
-from .runner import denoise, reconstruct, run
+from .runner import denoise, reconstruct, run, verify_store
 from .stages import STAGES, Context, Plan, Stage, stage_named
 from .training import train
 
@@ -79,5 +79,6 @@ __all__ = [
     "stage_named",
     "store_for",
     "train",
+    "verify_store",
     "volume_shape",
 ]

@@ -33,8 +33,23 @@ class Markers:
         return {p.name for p in self.path.glob("*.done")} if self.path.is_dir() else set()
 
     def records(self) -> list[dict[str, Any]]:
-        """What each marker recorded (z range, process, device...)."""
-        return [json.loads(p.read_text()) for p in sorted(self.path.glob("*.done"))]
+        """What each marker recorded (z range, process, device, checksum...)."""
+        return list(self.record_map().values())
+
+    def record_map(self) -> dict[str, dict[str, Any]]:
+        """Marker name -> what it recorded (a marker that cannot be read counts as not written)."""
+        out = {}
+        for p in sorted(self.path.glob("*.done")):
+            try:
+                out[p.name] = json.loads(p.read_text())
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def forget(self, names: list[str]) -> None:
+        """Remove these markers: their chunks are computed again."""
+        for name in names:
+            (self.path / name).unlink(missing_ok=True)
 
     def settings_match(self, settings: dict[str, Any] | None) -> bool:
         """True when the folder exists and was started with ``settings`` (None: with none recorded)."""

@@ -5,15 +5,17 @@ on the Dask workers, so both write the same bytes."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..config import RunConfig
 from ..io.store import ScanStore
 from .executor import Sequential, run_pipeline, run_stage
-from .stages import DENOISE, RECONSTRUCT, Context
+from .integrity import readable_checkpoint
+from .stages import DENOISE, RECONSTRUCT, STAGES, Chunked, Context
 
-__all__ = ["denoise", "reconstruct", "run"]
+__all__ = ["denoise", "reconstruct", "run", "verify_store"]
 
 
 def run(cfg: RunConfig, reference: np.ndarray | str | None = None, progress: bool = True) -> ScanStore:
@@ -42,3 +44,18 @@ def denoise(store: ScanStore, cfg: RunConfig, checkpoint: Path | None = None, pr
     """
     run_stage(DENOISE, store, cfg, Sequential(progress=True if progress is None else progress),
               Context(checkpoint=str(checkpoint) if checkpoint else None))
+
+
+def verify_store(store: ScanStore, cfg: Any) -> dict[str, list[str]]:
+    """The damage of every stage the store holds as complete, by stage (an empty list: none
+    found). ``cfg``: the configuration the store was made with (its ``config`` attribute)."""
+    found: dict[str, list[str]] = {}
+    for stage in STAGES:
+        if not (store.stage_done(stage.key) and store.stage_info(stage.key).get("key")):
+            continue
+        if isinstance(stage, Chunked):
+            found[stage.key] = [str(d) for d in stage.damaged(store, cfg, store.stage_info(stage.key)["key"])]
+        elif stage.key == "train":
+            why = readable_checkpoint(store.model_dir / "best.pt")
+            found["train"] = [f"model/best.pt {why}"] if why else []
+    return found

@@ -23,6 +23,7 @@ only the units of ``chunked`` stages may run in parallel or in other processes.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -33,6 +34,7 @@ from ..config import RunConfig
 from ..io.store import ScanStore
 from .keys import ORDER, input_identity, key_for, stage_current, stage_keys
 from .layout import Layout
+from .markers import Markers
 
 __all__ = ["Chunked", "Context", "Plan", "STAGES", "Stage", "Whole", "stage_named"]
 
@@ -62,6 +64,7 @@ class Plan:
     total: int = 1  # chunks of the whole stage
     unit_bytes: int = 0  # the most data one unit holds (0: not estimated)
     current: bool = False  # complete with these settings: nothing to run
+    repair: list[Any] = field(default_factory=list)  # damaged chunks of a complete stage (integrity.Damage)
 
     @property
     def todo(self) -> int:
@@ -141,21 +144,48 @@ class Ingest(Stage):
 
 class Chunked(Stage):
     """A stage whose output is chunks of one store array, cut into units that may run anywhere:
-    ``work`` lists the units still to do, ``begin`` makes the output ready."""
+    ``work`` lists the units for the chunks still to do, ``begin`` makes the output ready.
+
+    A complete stage is verified before it is skipped (:mod:`.integrity`): chunks that are
+    missing, unreadable or not as written are computed again, and only they."""
 
     chunked, retries = True, 2
+    array = ""  # the store array its chunks are written to
+
+    def chunks(self, layout: Layout, cfg: RunConfig) -> list[Any]:
+        raise NotImplementedError
+
+    def damaged(self, store: ScanStore, cfg: RunConfig, key: str | None = None) -> list[Any]:
+        """The chunks of the stage that are not as they were written (:class:`.integrity.Damage`)."""
+        from .integrity import damaged_chunks
+
+        markers = Markers(store, self.key, key or key_for(store, cfg, self.key))
+        return damaged_chunks(store, markers, self.chunks(Layout.of_store(store), cfg), self.array)
 
     def plan(self, store, cfg, ctx):
+        layout = ctx.layout or Layout.of_store(store)
         if store.exists() and stage_current(store, self.key, key_for(store, cfg, self.key)):
-            return Plan(self.key, current=True)
-        return self.work(store, cfg, ctx, ctx.layout or Layout.of_store(store))
+            bad = self.damaged(store, cfg)
+            if not bad:
+                return Plan(self.key, current=True)
+            plan = self.work(store, cfg, ctx, layout, [d.chunk for d in bad])
+            plan.repair = bad
+            return plan
+        return self.work(store, cfg, ctx, layout)
 
-    def work(self, store: ScanStore, cfg: RunConfig, ctx: Context, layout: Layout) -> Plan:
+    def work(self, store: ScanStore, cfg: RunConfig, ctx: Context, layout: Layout,
+             chunks: list[Any] | None = None) -> Plan:
         raise NotImplementedError
 
     def start(self, store, cfg, plan, ctx):
+        if plan.repair:
+            where = ", ".join(str(d) for d in plan.repair[:3]) + (", ..." if len(plan.repair) > 3 else "")
+            log.warning("%s: %d of %d chunks in the store are damaged or missing (%s): computing them again",
+                        self.key, len(plan.repair), plan.total, where)
+            Markers(store, self.key, key_for(store, cfg, self.key)).forget([d.chunk.marker for d in plan.repair])
+            store.clear_stage(self.key)
         self.begin(store, cfg, ctx)
-        if plan.done:
+        if plan.done and not plan.repair:
             log.info("%s: %d chunks already written, %d to compute", self.key, plan.done, plan.todo)
 
     def begin(self, store: ScanStore, cfg: RunConfig, ctx: Context) -> None:
@@ -163,13 +193,19 @@ class Chunked(Stage):
 
 
 class Reconstruct(Chunked):
-    key, task_name, chunks_name = "reconstruct", "reconstruct-group", "reconstruction chunks"
+    key, task_name, chunks_name, array = "reconstruct", "reconstruct-group", "reconstruction chunks", "recon"
 
-    def work(self, store, cfg, ctx, layout):
-        from .reconstruction import chunk_bytes, recon_chunks, recon_groups, todo_chunks
+    def chunks(self, layout, cfg):
+        from .reconstruction import recon_chunks
 
-        groups = recon_groups(layout, cfg, todo_chunks(store, cfg, layout))
-        return Plan(self.key, groups, total=len(recon_chunks(layout, cfg)), unit_bytes=2 * chunk_bytes(layout))
+        return recon_chunks(layout, cfg)
+
+    def work(self, store, cfg, ctx, layout, chunks=None):
+        from .reconstruction import chunk_bytes, recon_groups, todo_chunks
+
+        todo = todo_chunks(store, cfg, layout) if chunks is None else chunks
+        return Plan(self.key, recon_groups(layout, cfg, todo), total=len(self.chunks(layout, cfg)),
+                    unit_bytes=2 * chunk_bytes(layout))
 
     def begin(self, store, cfg, ctx):
         from .reconstruction import start_reconstruct
@@ -193,11 +229,31 @@ class Train(Stage):
     def plan(self, store, cfg, ctx):
         from ..train.launch import resolve_ranks
 
+        from .integrity import readable_checkpoint
+
         if store.exists() and stage_current(store, "train", key_for(store, cfg, "train")) \
-                and (store.model_dir / "best.pt").exists():
+                and readable_checkpoint(store.model_dir / "best.pt") is None:
             return Plan(self.key, current=True)  # trained: the device and ranks of this machine do not matter
         resolve_ranks(cfg.train.ranks, cfg.train.device)  # refuses ranks the machine cannot run
         return Plan(self.key, [Whole(self.key)])
+
+    def start(self, store, cfg, plan, ctx):
+        """A lost or unreadable checkpoint is never a dead end: a finished training's
+        ``model/last.pt`` becomes the model; an unreadable ``last.pt`` is dropped (the training
+        starts again)."""
+        from .integrity import readable_checkpoint
+
+        best, last = store.model_dir / "best.pt", store.model_dir / "last.pt"
+        if last.exists() and readable_checkpoint(last):
+            log.warning("model/last.pt is %s: training again from the start", readable_checkpoint(last))
+            last.unlink()
+        finished = store.stage_done("train") and store.stage_info("train").get("key") == key_for(store, cfg, "train")
+        if finished and last.exists():
+            log.warning("model/best.pt is %s: the finished training's last checkpoint (model/last.pt) becomes the "
+                        "model", readable_checkpoint(best))
+            shutil.copyfile(last, best)
+        elif best.exists() and readable_checkpoint(best):
+            best.unlink()
 
     def run(self, store, cfg, unit, ctx):
         from .training import train
@@ -207,13 +263,19 @@ class Train(Stage):
 
 
 class Denoise(Chunked):
-    key, task_name, chunks_name = "denoise", "denoise-shard", "denoised chunks"
+    key, task_name, chunks_name, array = "denoise", "denoise-shard", "denoised chunks", "denoised"
 
-    def work(self, store, cfg, ctx, layout):
-        from .inference import denoise_chunks, denoise_shards, shard_unit_bytes, todo_denoise
+    def chunks(self, layout, cfg):
+        from .inference import denoise_chunks
 
-        shards = denoise_shards(layout, cfg, todo_denoise(store, cfg, ctx.checkpoint, layout))
-        return Plan(self.key, shards, total=len(denoise_chunks(layout)), unit_bytes=shard_unit_bytes(layout, cfg))
+        return denoise_chunks(layout)
+
+    def work(self, store, cfg, ctx, layout, chunks=None):
+        from .inference import denoise_shards, shard_unit_bytes, todo_denoise
+
+        todo = todo_denoise(store, cfg, ctx.checkpoint, layout) if chunks is None else chunks
+        return Plan(self.key, denoise_shards(layout, cfg, todo), total=len(self.chunks(layout, cfg)),
+                    unit_bytes=shard_unit_bytes(layout, cfg))
 
     def begin(self, store, cfg, ctx):
         from .inference import start_denoise

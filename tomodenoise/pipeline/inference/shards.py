@@ -35,6 +35,7 @@ from ...config import RunConfig
 from ...io.store import ScanStore, z_slabs
 from ..keys import key_for
 from ..layout import Layout
+from ..integrity import checksum
 from ..markers import Markers
 from ..sizing import group_size, grouped
 from .models import cached_model, checkpoint_identity, model_loads
@@ -180,7 +181,7 @@ def denoise_shard(store: ScanStore, cfg: RunConfig, shard: Shard,
                                 tile=inf.tile, tile_overlap=inf.tile_overlap)
         store.write_region("denoised", chunk.region, out)
         markers.write(chunk.marker, z=[chunk.z_start, chunk.z_stop], shard=shard.index, device=device,
-                      model_loads=model_loads())
+                      model_loads=model_loads(), crc=checksum(out))
     return shard
 
 

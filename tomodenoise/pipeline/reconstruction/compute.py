@@ -18,6 +18,7 @@ import numpy as np
 from ...config import RunConfig
 from ...io.store import ScanStore
 from ..keys import key_for
+from ..integrity import checksum
 from ..markers import Markers
 from .chunks import Chunk, ChunkGroup
 
@@ -70,8 +71,9 @@ def reconstruct_group(store: ScanStore, cfg: RunConfig, group: ChunkGroup,
                 idx = splits[chunk.split]
                 if chunk.split not in recons:
                     recons[chunk.split] = _reconstructor(cfg, angles[idx], width, geom)
-                recon[chunk.region] = recons[chunk.split].reconstruct(slab, rows=idx)
-                markers.write(chunk.marker, z=[chunk.z_start, chunk.z_stop], device=device)
+                data = np.asarray(recons[chunk.split].reconstruct(slab, rows=idx), dtype=np.float32)
+                recon[chunk.region] = data
+                markers.write(chunk.marker, z=[chunk.z_start, chunk.z_stop], device=device, crc=checksum(data))
                 if on_chunk is not None:
                     on_chunk(chunk)
     finally:
