@@ -7,6 +7,7 @@
     tomodenoise demo [--out DIR]
     tomodenoise config [--demo]
     tomodenoise export STORE [--format ome-zarr tiff] [--out DIR]
+    tomodenoise verify STORE
 """
 
 from __future__ import annotations
@@ -284,6 +285,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+DAMAGE_FOUND = 3  # the exit status of `tomodenoise verify` when a stage's output is damaged
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check every complete stage of a store: chunks as written, the checkpoint readable."""
+    from .io.store import ScanStore
+    from .pipeline import verify_store
+
+    store = ScanStore(Path(args.store).expanduser().resolve())
+    if not store.exists():
+        raise FileNotFoundError(f"{store.root}: no scan store here (a <out>/<scan_id>/ folder with scan.zarr)")
+    cfg = RunConfig.model_validate(store.attrs["config"])  # the settings it was made with
+    if "recon" in store.open():
+        cfg.splits.k = int(store.array("recon").shape[0])
+    found = verify_store(store, cfg)
+    for stage, damage in found.items():
+        print(f"{stage}: " + ("ok" if not damage else f"{len(damage)} damaged: " + "; ".join(damage[:5])
+                              + (f"; ... ({len(damage) - 5} more)" if len(damage) > 5 else "")))
+    if any(found.values()):
+        print("run the same `tomodenoise run` again: it computes the damaged parts again and keeps the rest")
+        return DAMAGE_FOUND
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     cfg = demo_config() if args.demo else RunConfig()
     sys.stdout.write(cfg.to_yaml())
@@ -388,6 +413,11 @@ def make_parser() -> argparse.ArgumentParser:
                    help="what to write (default: both)")
     e.add_argument("--out", help="folder to write into (default: STORE/export/)")
     e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("verify", parents=[common], help="check a store's complete stages: chunks as written, "
+                                                        "the checkpoint readable (exit 3 on damage)")
+    v.add_argument("store", help="the <out>/<scan_id>/ folder that `tomodenoise run` wrote")
+    v.set_defaults(func=cmd_verify)
 
     g = sub.add_parser("config", parents=[common], help="print a configuration as YAML")
     g.add_argument("--demo", action="store_true", help="the demo's configuration instead of the defaults")
