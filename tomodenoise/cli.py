@@ -165,8 +165,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 def print_plans(cfg: RunConfig, sinogram: Any) -> None:
     """Every stage's plan for a run of ``cfg`` (what it would refuse is refused here), one line each."""
     from .pipeline import STAGES, Context, Layout, store_for
+    from .pipeline.stages import refuse_all
 
     store, ctx = store_for(cfg), Context(layout=Layout.of_sinograms(sinogram, cfg))
+    refuse_all(store, cfg, ctx.layout, ctx)
     redo = None  # the first stage to run: every later one runs again too (its input changes)
     for stage in STAGES:
         plan = stage.plan(store, cfg, ctx)
@@ -442,8 +444,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s: %s (the Prefect server or a Dask worker could not be reached; the traceback is in the "
                   "run log, or run with -v)", type(e).__name__, e, exc_info=True)
         return 1
-    except (ValueError, OSError, yaml.YAMLError) as e:  # ScanError and pydantic's ValidationError are ValueErrors
-        log.error("%s", e, exc_info=True)
+    except (ValueError, OSError, yaml.YAMLError) as e:  # ScanError, ConfigError and ValidationError are ValueErrors
+        import errno
+
+        from .config_errors import one_sentence
+
+        if isinstance(e, OSError) and e.errno == errno.ELOOP:  # a path through a link that leads back to itself
+            log.error("%s is a symbolic link loop (a link that leads, through others, back to itself): fix or "
+                      "remove the link", e.filename or e, exc_info=True)
+        else:  # pydantic's and PyYAML's own text only in the run log (the traceback)
+            log.error("%s", one_sentence(e), exc_info=True)
         return 2
     except BaseException as e:
         if stopping.is_stop(e):
@@ -451,6 +461,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return stopping.report(e)
         if isinstance(e, SystemExit):
             raise
+        if isinstance(e, RuntimeError) and str(e).startswith("Symlink loop from "):  # Path.resolve(), Python < 3.13
+            log.error("%s is a symbolic link loop (a link that leads, through others, back to itself): fix or "
+                      "remove the link", str(e).removeprefix("Symlink loop from ").strip("'\""), exc_info=True)
+            return 2
         log.error("%s: %s (a bug or a failure outside tomodenoise; the traceback is in the run log, "
                   "or run with -v)", type(e).__name__, e, exc_info=True)
         return 1

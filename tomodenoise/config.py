@@ -3,7 +3,9 @@
 Every section is a strict pydantic model (unknown keys are errors; a removed setting is an
 error that says so), the whole tree round-trips through YAML, and it is stored with every
 checkpoint and in the scan store's attributes. ``demo_config`` builds the demo's variant;
-``apply_sets`` and ``parse_sets`` read ``--set section.key=value`` overrides.
+``apply_sets`` and ``parse_sets`` read ``--set section.key=value`` overrides. A configuration that
+cannot be used (bad YAML, a bad ``--set`` item, a refused value) is a :class:`ConfigError` of one
+sentence; pydantic's and PyYAML's own text goes to the log at DEBUG.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["ChannelConfig", "ComputeConfig", "InferenceConfig", "InputConfig", "ModelConfig", "OutputConfig",
-           "PreprocessConfig", "ReconConfig", "RunConfig", "SplitConfig", "TimeConfig", "TrainConfig",
+from .config_errors import ConfigError, validated, yaml_problem
+
+__all__ = ["ChannelConfig", "ComputeConfig", "ConfigError", "InferenceConfig", "InputConfig", "ModelConfig",
+           "OutputConfig", "PreprocessConfig", "ReconConfig", "RunConfig", "SplitConfig", "TimeConfig", "TrainConfig",
            "apply_sets", "demo_config", "parse_sets"]
+
+log = logging.getLogger(__name__)
 
 
 class _Strict(BaseModel):
@@ -294,28 +300,42 @@ class RunConfig(_Strict):
         """A new, re-validated configuration with nested ``overrides`` merged in.
 
         ``{"train": {"epochs": 5}}`` changes one value and keeps the rest of ``train``;
-        unknown sections or keys are errors.
+        unknown sections or keys, and refused values, are a :class:`ConfigError`.
         """
         if not overrides:
             return self.model_copy(deep=True)
         if not isinstance(overrides, dict):
-            raise ValueError(f"overrides must be a mapping, got {type(overrides).__name__}")
-        return RunConfig.model_validate(_merge(self.model_dump(mode="json"), overrides))
+            raise ConfigError(f"the overrides must be a mapping of sections, got {type(overrides).__name__}",
+                              "the overrides")
+        return validated(RunConfig, _merge(self.model_dump(mode="json"), overrides), lambda key: "the overrides")
 
     # --- YAML round trip -------------------------------------------------------------
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
     @classmethod
-    def from_yaml(cls, text: str) -> "RunConfig":
-        data = yaml.safe_load(text) or {}
+    def from_yaml(cls, text: str, source: str = "the configuration YAML") -> "RunConfig":
+        """The configuration in YAML ``text``; ``source`` names it in a :class:`ConfigError`."""
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            log.debug("%s is not valid YAML:\n%s", source, exc)
+            raise ConfigError(f"{source} {yaml_problem(exc)}", source) from exc
         if not isinstance(data, dict):
-            raise ValueError("configuration YAML must be a mapping at the top level")
-        return cls.model_validate(data)
+            raise ConfigError(f"{source}: the configuration must be a mapping of sections (input:, train:, ...) "
+                              f"at the top level, not a {type(data).__name__}", source)
+        return validated(RunConfig, data, lambda key: source)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "RunConfig":
-        return cls.from_yaml(Path(path).read_text())
+        """The configuration in the YAML file ``path``; a file that cannot be read or used is a
+        :class:`ConfigError` naming it."""
+        try:
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or str(exc)
+            raise ConfigError(f"cannot read the configuration file {path}: {why}", str(path)) from exc
+        return cls.from_yaml(text, str(path))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -329,7 +349,9 @@ def _parse_set(item: str) -> tuple[list[str], Any]:
     key, sep, raw = item.partition("=")
     parts = key.strip().split(".")
     if not sep or not all(parts):
-        raise SystemExit(f"--set expects section.key=value, got {item!r}")
+        what = "no '='" if not sep else "an empty key" if not key.strip() else f"an empty part in the key {key.strip()!r}"
+        raise ConfigError(f"--set {item}: expected section.key=value (e.g. train.epochs=5), got {what}",
+                          f"--set {item}")
     try:
         return parts, json.loads(raw)
     except ValueError:
@@ -337,8 +359,9 @@ def _parse_set(item: str) -> tuple[list[str], Any]:
     try:
         return parts, yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise SystemExit(f"--set {item!r}: the value is neither JSON nor YAML "
-                         f"({getattr(exc, 'problem', None) or exc})") from None
+        log.debug("--set %s: the value is not valid YAML:\n%s", item, exc)
+        raise ConfigError(f"--set {item}: the value is neither JSON nor YAML "
+                          f"({getattr(exc, 'problem', None) or str(exc).splitlines()[0]})", f"--set {item}") from None
 
 
 def parse_sets(items: Sequence[str] | None) -> dict[str, Any]:
@@ -346,7 +369,8 @@ def parse_sets(items: Sequence[str] | None) -> dict[str, Any]:
     nested overrides of ``--set`` options (e.g. for :meth:`RunConfig.with_overrides` on the worker).
 
     Not validated here (the client that sends them may not have the configuration the run uses);
-    SystemExit on an item that is not ``section.key=value`` or that sets inside a value given before.
+    a :class:`ConfigError` on an item that is not ``section.key=value`` or that sets inside a value
+    given before.
     """
     out: dict[str, Any] = {}
     for item in items or []:
@@ -355,24 +379,32 @@ def parse_sets(items: Sequence[str] | None) -> dict[str, Any]:
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise SystemExit(f"--set {item}: {p!r} was already given a value")
+                raise ConfigError(f"--set {item}: {p!r} was already given a value", f"--set {item}")
         node[parts[-1]] = value
     return out
 
 
 def apply_sets(cfg: RunConfig, sets: Sequence[str] | None) -> RunConfig:
     """``cfg`` with ``--set section.key=value`` overrides (values read as :func:`parse_sets` does),
-    re-validated strictly. Each item sets one value: ``model.params.depth=5`` keeps the other params."""
+    re-validated strictly. Each item sets one value: ``model.params.depth=5`` keeps the other params.
+    A refused value is a :class:`ConfigError` that names the ``--set`` item that gave it."""
     data = cfg.model_dump(mode="json")
+    given: list[tuple[list[str], str]] = []
     for item in sets or []:
         parts, value = _parse_set(item)
         node = data
         for p in parts[:-1]:
             if not isinstance(node.get(p), dict):
-                raise SystemExit(f"--set {item}: {p!r} is not a configuration section")
+                raise ConfigError(f"--set {item}: {p!r} is not a configuration section", f"--set {item}")
             node = node[p]
         node[parts[-1]] = value
-    return RunConfig.model_validate(data)
+        given.append((parts, item))
+
+    def origin(key: list[str]) -> str:  # the last item that set this key, a key inside it, or its section
+        items = [item for parts, item in given if parts[:len(key)] == key or key[:len(parts)] == parts]
+        return f"--set {items[-1]}" if items else "the --set options"
+
+    return validated(RunConfig, data, origin)
 
 
 def demo_config(**overrides: Any) -> RunConfig:

@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 from tomodenoise.cli import apply_sets, main, make_parser
-from tomodenoise.config import RunConfig
+from tomodenoise.config import ConfigError, RunConfig
 
 
 def test_config_command_prints_valid_yaml(capsys):
@@ -16,7 +16,7 @@ def test_set_overrides_are_validated():
     assert cfg.train.epochs == 7 and cfg.splits.k == 3 and cfg.model.params == {"depth": 5}
     with pytest.raises(Exception):
         apply_sets(RunConfig(), ["train.nonsense=1"])
-    with pytest.raises(SystemExit):
+    with pytest.raises(ConfigError):
         apply_sets(RunConfig(), ["no-equals-sign"])
 
 
@@ -101,3 +101,59 @@ def test_bench_moved_names_the_replacement(capsys):
     assert main(["bench", "foam", "--out", "x", "--minutes", "3"]) == 2
     err = capsys.readouterr().err
     assert "python -m benchmarks foam --out x --minutes 3" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("yaml_text, argv, message", [
+    ("train:\n  epochs: [1\nsplits: {k: 1}\n", [], "run.yaml line 3, column 7: expected ',' or ']'"),
+    ("splits:\n  k: 1\n", [], "run.yaml: splits.k = 1: must be >= 2"),
+    ("recon:\n  algorithm: art\n", [], "run.yaml: recon.algorithm = 'art': must be one of 'fbp', 'sirt'"),
+    ("", ["--set", "train.epochs"], "--set train.epochs: expected section.key=value"),
+    ("", ["--set", "=5"], "--set =5: expected section.key=value"),
+    ("", ["--set", "train.epochs.x=1"], "'epochs' is not a configuration section"),
+    ("", ["--set", "splits.k=1"], "--set splits.k=1: splits.k = 1: must be >= 2"),
+])
+def test_configuration_errors_are_one_sentence_with_exit_2(tmp_path, capsys, yaml_text, argv, message):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml_text)
+    out = tmp_path / "out"
+    assert main(["check", str(tmp_path / "scan.h5"), "--out", str(out), "-c", str(config), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    for text in ("validation error", "For further information", "<unicode string>", "Traceback"):
+        assert text not in err
+    assert not out.exists()
+
+
+def test_a_symlink_loop_is_bad_input_exit_2(tmp_path, capsys):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    assert main(["check", str(tmp_path / "a")]) == 2  # the scan path: Path.resolve() finds the loop
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'a'} is a symbolic link loop") and err.count("\n") == 1
+    assert main(["check", str(tmp_path / "scan.h5"), "-c", str(tmp_path / "b")]) == 2  # the configuration file
+    err = capsys.readouterr().err
+    assert f"configuration file {tmp_path / 'b'}" in err and err.count("\n") == 1
+
+
+def test_an_oserror_elooping_is_one_sentence_exit_2(monkeypatch, capsys):
+    import errno
+
+    import tomodenoise.cli as cli
+
+    def loop(args):
+        raise OSError(errno.ELOOP, "Too many levels of symbolic links", "/data/loop")
+    monkeypatch.setattr(cli, "cmd_check", loop)
+    monkeypatch.setattr(cli, "make_parser", lambda: _parser_calling(loop))
+    assert main(["check", "x"]) == 2
+    assert capsys.readouterr().err == ("error: /data/loop is a symbolic link loop (a link that leads, through others, "
+                                       "back to itself): fix or remove the link\n")
+
+
+def _parser_calling(func):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("cmd")
+    parser.add_argument("scan")
+    parser.set_defaults(func=func)
+    return parser
