@@ -50,9 +50,9 @@ from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ValidationError
 
 from tomodenoise.config import RunConfig, parse_sets
+from tomodenoise.config_errors import ConfigError, validated
 from tomodenoise.paths import PathNotAllowed, confine, input_roots
 
 __all__ = [
@@ -122,32 +122,6 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _config_error(parameter: str, exc: ValidationError) -> BadRequest:
-    """The first error of a configuration check as one sentence: where, the value, what is accepted."""
-    errors = exc.errors()
-    first = errors[0]
-    model: Any = RunConfig
-    keys: list[str] = []
-    for part in first["loc"]:  # the field names, without pydantic's union tags ("int", ...)
-        if not (isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields):
-            break
-        keys.append(str(part))
-        model = model.model_fields[str(part)].annotation
-    where = ".".join(keys)
-    if first["type"] == "extra_forbidden":
-        owner = f"section {where!r}" if where else "the configuration"
-        bad = first["loc"][len(keys)]
-        return BadRequest(f"parameter {parameter!r}: {owner} has no setting {bad!r} (given {_short(first['input'])}); "
-                          f"its settings: {', '.join(model.model_fields)}", 422, parameter)
-    msgs = [e["msg"].removeprefix("Value error, ").split(", unable to")[0]  # union members: one each
-            for e in errors if e["loc"][: len(keys)] == first["loc"][: len(keys)]]
-    should = [m.removeprefix("Input should be ") for m in msgs if m.startswith("Input should be ")]
-    reasons = [m[:1].lower() + m[1:] for m in msgs if not m.startswith("Input should be ")]
-    reasons += [f"it should be {' or '.join(dict.fromkeys(should))}"] if should else []
-    return BadRequest(f"parameter {parameter!r}: {where or 'the configuration'} = {_short(first['input'])} is not "
-                      f"accepted: {'; '.join(dict.fromkeys(reasons))}", 422, parameter)
-
-
 def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """``parameters`` as the pipeline flow takes them, or :class:`BadRequest` (nothing is sent).
 
@@ -167,12 +141,26 @@ def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
                              f"it takes {FLOW_PARAMETERS[name]}", 422, name)
     name = "config"
     try:
-        base = RunConfig() if parameters.get("config") is None else RunConfig.model_validate(parameters["config"])
+        base = RunConfig() if parameters.get("config") is None else \
+            validated(RunConfig, parameters["config"], lambda parts: "the config")
         name = "overrides"
-        base.with_overrides(parameters.get("overrides"))
-    except ValidationError as exc:
-        raise _config_error(name, exc) from None
+        base.with_overrides(_checkable(parameters.get("overrides"), parameters.get("config") is None))
+    except ConfigError as exc:  # one sentence: where, the key, the value, what is accepted
+        said = str(exc).removeprefix("the overrides: ").removeprefix("the config: ")
+        raise BadRequest(f"parameter {name!r}: {said}", 422, name) from None
     return dict(parameters)
+
+
+def _checkable(overrides: dict[str, Any] | None, default_config: bool) -> dict[str, Any] | None:
+    """The overrides a client can check: on the default configuration (the deployment's own is
+    not known here) a network's parameters belong to the deployment's network, so they are left
+    to the worker unless the overrides name the network too."""
+    if not (default_config and overrides and isinstance(overrides.get("model"), dict)):
+        return overrides
+    model = overrides["model"]
+    if "params" in model and "name" not in model:
+        return {**overrides, "model": {k: v for k, v in model.items() if k != "params"}}
+    return overrides
 
 
 def scan_resource_id(path: str) -> str:

@@ -158,16 +158,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         if raw.attrs.get(key):
             print(f"  {what}: {raw.attrs[key]}")
     # the warnings about the input (sg.info["warnings"]) were logged as they arose: on the console once
-    print_plans(cfg, sg.sinogram)
+    print_plans(cfg, raw, sg)
     return 0
 
 
-def print_plans(cfg: RunConfig, sinogram: Any) -> None:
-    """Every stage's plan for a run of ``cfg`` (what it would refuse is refused here), one line each."""
+def print_plans(cfg: RunConfig, raw: Any, sg: Any) -> None:
+    """Every stage's plan for a run of ``cfg`` on the scan read (what it would refuse is refused
+    here), one line each."""
     from .pipeline import STAGES, Context, Layout, store_for
     from .pipeline.stages import refuse_all
 
-    store, ctx = store_for(cfg), Context(layout=Layout.of_sinograms(sinogram, cfg))
+    store, ctx = store_for(cfg), Context(layout=Layout.of_sinograms(sg.sinogram, cfg), sinograms=(raw, sg))
     refuse_all(store, cfg, ctx.layout, ctx)
     redo = None  # the first stage to run: every later one runs again too (its input changes)
     for stage in STAGES:

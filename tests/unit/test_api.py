@@ -257,9 +257,9 @@ def test_bad_parameters_are_refused_before_any_request(method):
     send = getattr(api, method)
     # an override key the configuration does not have: which section, which key, what it has
     err = _refused(seen, lambda: send("/data/s.h5", {"train": {"epoch": 5}}, roots=[]), 422,
-                   "'overrides'", "'train'", "'epoch'", "epochs")
+                   "'overrides'", "train.epoch = 5", "unknown key", "epochs")
     assert err.parameter == "overrides"
-    _refused(seen, lambda: send("/data/s.h5", {"trian": {"epochs": 5}}, roots=[]), 422, "'trian'", "train")
+    _refused(seen, lambda: send("/data/s.h5", {"trian": {"epochs": 5}}, roots=[]), 422, "trian = ", "unknown section", "train")
     # a value the configuration refuses: the key, the value, what is accepted
     _refused(seen, lambda: send("/data/s.h5", {"train": {"epochs": -1}}, roots=[]), 422,
              "train.epochs = -1", ">= 1")
@@ -300,7 +300,7 @@ def test_cli_refusal_exits_2_with_one_sentence(monkeypatch, capsys):
     monkeypatch.delenv("TOMODENOISE_INPUT_ROOTS", raising=False)
     assert main(["start", "/data/s.h5", "--set", "train.epoch=5"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: parameter 'overrides'") and "'epoch'" in err and "\n" not in err
+    assert err.startswith("error: parameter 'overrides'") and "train.epoch" in err and "\n" not in err
     assert main(["event", "/data/s.h5", "--set", "train.epochs=0"]) == 2
     assert "train.epochs = 0" in capsys.readouterr().err
 
@@ -308,3 +308,12 @@ def test_cli_refusal_exits_2_with_one_sentence(monkeypatch, capsys):
 def test_module_does_not_import_prefect():
     code = "import sys, tomodenoise.api; assert 'prefect' not in sys.modules, 'prefect imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_networks_parameters_are_left_to_the_deployment_without_its_config():
+    from tomodenoise.api import BadRequest, check_parameters
+
+    # the deployment may run a U-Net: its parameters are not checked against the default MS-D
+    check_parameters({"scan": "/data/s.h5", "overrides": {"model": {"params": {"base_channels": 16}}}})
+    with pytest.raises(BadRequest):  # with the network named, they are checked
+        check_parameters({"scan": "/data/s.h5", "overrides": {"model": {"name": "msd", "params": {"nonsense": 1}}}})

@@ -19,7 +19,8 @@ from ..config import RunConfig
 from ..io.store import ScanStore
 from ..logs import bars_wanted, show_progress
 from .keys import store_for
-from .stages import STAGES, Context, Plan, Stage
+from .layout import Layout
+from .stages import STAGES, Context, Plan, Stage, refuse_all
 
 __all__ = ["Executor", "Sequential", "run_pipeline", "run_stage", "start_stage"]
 
@@ -94,6 +95,7 @@ def run_pipeline(cfg: RunConfig, executor: Executor | None = None, ctx: Context 
     executor = executor if executor is not None else Sequential()
     ctx = ctx if ctx is not None else Context()
     store = store_for(cfg)
+    STAGES[0].plan(store, cfg, ctx)  # ingest reads and checks the scan: bad input is refused before a lock or store
     with store_lock(store.root, note=note, on_wait=on_wait):  # on_wait: whom the run waits for
 
         for stage in STAGES:
@@ -104,4 +106,6 @@ def run_pipeline(cfg: RunConfig, executor: Executor | None = None, ctx: Context 
                 stage.after(store, cfg, ctx)
             finally:  # the UI hears of a complete stage even when its after step fails (an export)
                 executor.done(stage, store, ctx)
+            if stage.key == "ingest":  # a rerun: what later stages would refuse, before they write
+                refuse_all(store, cfg, Layout.of_store(store), ctx)
     return store

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 
@@ -11,7 +12,7 @@ from ..config import RunConfig
 from ..io.store import ScanStore
 from .keys import input_identity, invalidate_from, scan_id_for, stage_current, stage_keys, store_for
 
-__all__ = ["ingest", "refuse_clash", "refuse_splits"]
+__all__ = ["ingest", "read_sinograms", "refuse_clash", "refuse_splits"]
 
 log = logging.getLogger(__name__)
 
@@ -34,32 +35,11 @@ def refuse_splits(cfg: RunConfig, sg) -> None:
                          f"{cfg.input.path}: use {'longer time steps or ' if where else ''}fewer splits")
 
 
-def ingest(cfg: RunConfig) -> ScanStore:
-    """Read the raw scan, preprocess it and write the sinogram store.
-
-    Static, dynamic (time steps cut from the projection stream) and XRD-CT scans (one
-    sinogram per diffraction channel) all become one store ``(time, channel, z, angle,
-    det)``: :mod:`tomodenoise.pipeline.modalities`.
-
-    Skipped when the store already holds this input (same files, sizes and mtimes) ingested
-    with the same settings. Input and configuration errors are raised before anything is
-    written. A store that holds a *different* source under the same scan id is refused
-    unless ``output.overwrite`` is set (two ``scan.h5`` in different folders would otherwise
-    overwrite each other's results).
-    """
+def read_sinograms(cfg: RunConfig) -> tuple[Any, Any]:
+    """``(raw scan, sinograms)``: the scan read and preprocessed, checked, nothing written."""
     from ..io import read_scan
     from .modalities import build_sinograms
 
-    if not cfg.input.path:
-        raise ValueError("input.path is not set: give the scan to denoise")
-    store = store_for(cfg)
-    identity = input_identity(cfg.input.path)
-    key = stage_keys(cfg, identity)["ingest"]
-    if stage_current(store, "ingest", key):
-        log.info("ingest already complete in %s", store.zarr_path)
-        return store
-    refuse_clash(store, cfg, identity)
-    t0 = time.perf_counter()
     raw = read_scan(
         cfg.input.path,
         format=cfg.input.format,
@@ -75,6 +55,33 @@ def ingest(cfg: RunConfig) -> ScanStore:
                          f"{cfg.input.path}")
     sg = build_sinograms(raw, cfg)
     refuse_splits(cfg, sg)
+    return raw, sg
+
+
+def ingest(cfg: RunConfig, prepared: tuple[Any, Any] | None = None) -> ScanStore:
+    """Read the raw scan, preprocess it and write the sinogram store.
+
+    Static, dynamic (time steps cut from the projection stream) and XRD-CT scans (one
+    sinogram per diffraction channel) all become one store ``(time, channel, z, angle,
+    det)``: :mod:`tomodenoise.pipeline.modalities`.
+
+    Skipped when the store already holds this input (same files, sizes and mtimes) ingested
+    with the same settings. Input and configuration errors are raised before anything is
+    written. A store that holds a *different* source under the same scan id is refused
+    unless ``output.overwrite`` is set (two ``scan.h5`` in different folders would otherwise
+    overwrite each other's results).
+    """
+    if not cfg.input.path:
+        raise ValueError("input.path is not set: give the scan to denoise")
+    store = store_for(cfg)
+    identity = input_identity(cfg.input.path)
+    key = stage_keys(cfg, identity)["ingest"]
+    if stage_current(store, "ingest", key):
+        log.info("ingest already complete in %s", store.zarr_path)
+        return store
+    refuse_clash(store, cfg, identity)
+    t0 = time.perf_counter()
+    raw, sg = prepared if prepared is not None else read_sinograms(cfg)
     n_det = sg.sinogram.shape[-1]
     z0 = cfg.input.slices[0] if cfg.input.slices else 0
     geometry = {

@@ -21,22 +21,30 @@ from ..report import report_markdown, spectrum_pixels, write_grid, write_preview
 from .keys import scan_id_for
 from .reconstruction import load_splits, volume_shape
 
-__all__ = ["report"]
+__all__ = ["reference_shape", "report"]
 
 log = logging.getLogger("tomodenoise.report")
 
 
-def _check_reference(reference: np.ndarray, shape: tuple[int, int, int], image: tuple[int, int]) -> np.ndarray:
-    """The reference as ``(time, channel, z, y, x)``; ``(z, y, x)`` is accepted for one volume."""
-    ref = np.asarray(reference, dtype=np.float32)
+def reference_shape(given: tuple[int, ...], shape: tuple[int, int, int], image: tuple[int, int]) -> tuple[int, ...]:
+    """How a reference of shape ``given`` becomes ``(time, channel, z, y, x)`` (the leading 1s to
+    add), or ``ValueError``; ``(z, y, x)`` is accepted for one volume, ``(channel, z, y, x)`` for
+    one time step."""
     want = (*shape, *image)
-    if ref.shape == want:
-        return ref
-    if ref.ndim == 3 and (1, 1, *ref.shape) == want:
-        return ref[None, None]
-    if ref.ndim == 4 and ref.shape == want[1:] and shape[0] == 1:
-        return ref[None]
-    raise ValueError(f"reference shape {ref.shape} does not match the denoised volume (time, channel, z, y, x) = {want}")
+    given = tuple(int(n) for n in given)
+    if given == want:
+        return ()
+    if len(given) == 3 and (1, 1, *given) == want:
+        return (1, 1)
+    if len(given) == 4 and given == want[1:] and shape[0] == 1:
+        return (1,)
+    raise ValueError(f"reference shape {given} does not match the denoised volume (time, channel, z, y, x) = {want}")
+
+
+def _check_reference(reference: np.ndarray, shape: tuple[int, int, int], image: tuple[int, int]) -> np.ndarray:
+    """The reference as ``(time, channel, z, y, x)`` (see :func:`reference_shape`)."""
+    ref = np.asarray(reference, dtype=np.float32)
+    return ref.reshape(*reference_shape(ref.shape, shape, image), *ref.shape)
 
 
 def _psnr(ref: np.ndarray, img: np.ndarray, rng: float) -> float:

@@ -36,7 +36,7 @@ from .keys import ORDER, input_identity, key_for, stage_current, stage_keys
 from .layout import Layout
 from .markers import Markers
 
-__all__ = ["Chunked", "Context", "Plan", "STAGES", "Stage", "Whole", "stage_named"]
+__all__ = ["Chunked", "Context", "Plan", "STAGES", "Stage", "Whole", "refuse_all", "stage_named", "store_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class Context:
     layout: Layout | None = None  # the store's sizes when planning before it exists (check)
     metrics: dict[str, Any] | None = None  # the report's figures
     preview: Path | None = None  # the centre preview written after ingest
+    sinograms: Any = None  # (raw scan, sinograms) read by ingest's plan, written by its run
 
     def portable(self) -> "Context":
         """What a unit needs in another process: the checkpoint only."""
@@ -115,6 +116,23 @@ class Stage:
     def after(self, store: ScanStore, cfg: RunConfig, ctx: Context) -> None:
         pass
 
+    def refuse(self, store: ScanStore, cfg: RunConfig, layout: Layout, ctx: Context) -> None:
+        """Refuse, from the sizes alone, what this stage could not do (:func:`refuse_all`)."""
+
+
+def refuse_all(store: ScanStore, cfg: RunConfig, layout: Layout, ctx: Context) -> None:
+    """Every stage's :meth:`Stage.refuse`: run by ingest once the scan is read, before anything
+    is written, and by ``tomodenoise check``."""
+    for stage in STAGES:
+        stage.refuse(store, cfg, layout, ctx)
+
+
+def store_bytes(layout: Layout, k: int) -> int:
+    """About how many bytes a run's store takes: the sinogram, the K split reconstructions and the
+    denoised volume, float32 (uncompressed; Zstd saves little on noisy data)."""
+    n = layout.time * layout.channel * layout.z
+    return 4 * n * (layout.angle * layout.det + (k + 1) * layout.n_pixels**2)
+
 
 class Ingest(Stage):
     key, task_name, retries = "ingest", "ingest", 1
@@ -128,13 +146,30 @@ class Ingest(Stage):
         if stage_current(store, "ingest", stage_keys(cfg, identity)["ingest"]):
             return Plan("ingest", current=True)
         refuse_clash(store, cfg, identity)
+        if ctx.sinograms is None:  # the scan read and checked here, so a run refuses bad input before it writes
+            from .ingestion import read_sinograms
+
+            ctx.sinograms = read_sinograms(cfg)
+            refuse_all(store, cfg, Layout.of_sinograms(ctx.sinograms[1].sinogram, cfg), ctx)
         return Plan("ingest", [Whole("ingest")])
 
     def run(self, store, cfg, unit, ctx):
         from .ingestion import ingest
 
-        ingest(cfg)
+        prepared, ctx.sinograms = ctx.sinograms, None  # the store holds them from here on
+        ingest(cfg, prepared=prepared)
         return 1
+
+    def refuse(self, store, cfg, layout, ctx):
+        """A disk without room for the store."""
+        root = Path(cfg.output.root).expanduser().resolve()
+        while not root.exists() and root != root.parent:
+            root = root.parent
+        held = sum(f.stat().st_size for f in store.root.rglob("*") if f.is_file()) if store.root.exists() else 0
+        need, free = store_bytes(layout, cfg.splits.k) - held, shutil.disk_usage(root).free
+        if need > free:
+            raise ValueError(f"the store of this scan needs about {need / 2**30:.1f} GiB more and {root} has "
+                             f"{free / 2**30:.1f} GiB free: free some space or set output.root to a larger disk")
 
     def after(self, store, cfg, ctx):
         from ..preview import store_preview
@@ -298,6 +333,15 @@ class Report(Stage):
 
     def plan(self, store, cfg, ctx):
         return Plan(self.key, [Whole(self.key)])  # always written anew: cheap, and the log grows
+
+    def refuse(self, store, cfg, layout, ctx):
+        """A reference volume that does not match the denoised volume."""
+        from .reporting import reference_shape
+
+        ref = ctx.reference
+        if ref is not None:
+            shape = np.load(ref, mmap_mode="r").shape if isinstance(ref, (str, Path)) else np.shape(ref)
+            reference_shape(shape, (layout.time, layout.channel, layout.z), (layout.n_pixels, layout.n_pixels))
 
     def run(self, store, cfg, unit, ctx):
         from .reporting import report
