@@ -9,6 +9,12 @@
   set the unit.
 - :func:`angle_order`: the permutation that sorts unsorted angles (monotonic angles,
   increasing or decreasing, are kept as they are).
+
+Two checks of the angles of one rotation (a static or XRD-CT scan) find what is legal but
+almost surely wrong and return a one-sentence warning (None when all is well), for the
+preprocessing to log and record: :func:`duplicated_angles_warning` (projections at the
+same angle) and :func:`angle_span_warning` (a span that is neither about 180 nor about 360
+degrees).
 """
 
 from __future__ import annotations
@@ -22,10 +28,14 @@ from .errors import ScanError
 __all__ = [
     "MIN_DET_WIDTH",
     "RADIAN_SPAN_LIMIT",
+    "SAME_ANGLE_DEG",
+    "SPAN_TOLERANCE_DEG",
     "angle_order",
+    "angle_span_warning",
     "check_angle_span",
     "check_degrees_not_radians",
     "check_detector_width",
+    "duplicated_angles_warning",
 ]
 
 #: Narrowest detector (columns, pixels) accepted: FBP, the centre search and the networks'
@@ -35,6 +45,14 @@ MIN_DET_WIDTH = 16
 #: Angles read as degrees that span at most this many "degrees" (2 pi plus a small margin)
 #: are taken to be radians given as degrees.
 RADIAN_SPAN_LIMIT = 2 * np.pi + 0.01
+
+#: Projection angles closer than this many degrees count as the same angle.
+SAME_ANGLE_DEG = 1e-4
+
+#: The angles of a static scan are taken to cover half a turn or a full turn when their span
+#: (or their span plus one angular step: a turn with its end angle left out) is within this
+#: many degrees of 180 or 360.
+SPAN_TOLERANCE_DEG = 10.0
 
 
 def check_detector_width(n_det: int, path: str | PathLike[str], dataset: str | None,
@@ -137,3 +155,50 @@ def angle_order(angles: np.ndarray) -> np.ndarray | None:
     if (d >= 0).all() or (d <= 0).all():
         return None
     return np.argsort(a, kind="stable")
+
+
+def duplicated_angles_warning(angles_rad: np.ndarray) -> str | None:
+    """The warning for projections of one rotation that share an angle (None when none do).
+
+    Parameters
+    ----------
+    angles_rad : numpy.ndarray
+        ``(angle,)`` projection angles in radians; angles within :data:`SAME_ANGLE_DEG` of
+        each other count as the same.
+    """
+    a = np.sort(np.rad2deg(np.asarray(angles_rad, dtype=np.float64).reshape(-1)))
+    same = np.diff(a) <= SAME_ANGLE_DEG
+    n = int(np.count_nonzero(same))
+    if n == 0:
+        return None
+    first = float(a[1:][same][0])
+    times = int(np.count_nonzero(np.abs(a - first) <= SAME_ANGLE_DEG))
+    return (f"{n} projection{'s' if n > 1 else ''} repeat{'' if n > 1 else 's'} the angle of another "
+            f"(e.g. {first:.6g} deg {times} times): a scan takes each angle once, so the angles are probably read "
+            "wrongly; check the angles file (input.angles_file) or input.angles_unit")
+
+
+def angle_span_warning(angles_rad: np.ndarray) -> str | None:
+    """The warning for the angles of a static scan that cover neither about 180 nor about 360
+    degrees (None when they do, within :data:`SPAN_TOLERANCE_DEG`); beyond a turn it also
+    names ``time.window`` (a dynamic scan read as static).
+
+    The span counts either with or without one angular step, so that the usual ``0 .. 180``
+    (or ``0 .. 360``) with its end angle left out (a span of ``180 - 180 / n``) passes.
+
+    Parameters
+    ----------
+    angles_rad : numpy.ndarray
+        ``(angle,)`` projection angles in radians.
+    """
+    a = np.rad2deg(np.asarray(angles_rad, dtype=np.float64).reshape(-1))
+    if a.size < 2:
+        return None
+    span = float(np.ptp(a))
+    covered = (span, span + span / (a.size - 1))
+    if any(abs(c - turn) <= SPAN_TOLERANCE_DEG for c in covered for turn in (180.0, 360.0)):
+        return None
+    dynamic = ", or set time.window: angle if it is a dynamic scan" if span > 360.0 else ""
+    return (f"the {a.size} angles span {span:.4g} degrees: a static scan normally covers about 180 or 360, so the "
+            "angles or their unit are probably wrong; check input.angles_unit or the angles file (input.angles_file)"
+            f"{dynamic}")

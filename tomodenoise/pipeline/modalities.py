@@ -9,6 +9,11 @@
 - XRD-CT: C diffraction-channel sinograms of one pencil-beam scan (``RawScan.channels``),
   already intensities (no -log); the angles (often unsorted, over a full turn) are sorted
   once for all channels and the centre is found on their sum.
+
+The angles of a static or XRD-CT scan are checked as one rotation (duplicated angles, a span
+that is neither about 180 nor about 360 degrees: :func:`tomodenoise.preprocess.preprocess`);
+every modality is checked for fewer than :data:`MIN_PROJECTIONS_PER_SPLIT` projections per
+split. Both are warnings in ``info["warnings"]``, logged once as they arise.
 """
 
 from __future__ import annotations
@@ -24,13 +29,17 @@ from ..io import RawScan, ScanError
 from ..logs import summary
 from ..splits import continuous_rotation, time_windows
 
-__all__ = ["Sinograms", "build_sinograms", "window_mode"]
+__all__ = ["MIN_PROJECTIONS_PER_SPLIT", "Sinograms", "build_sinograms", "splits_warning", "window_mode"]
 
 log = logging.getLogger(__name__)
 
 #: ``time.window: auto`` cuts the stream into angle windows when its continuous rotation in
 #: acquisition order (:func:`tomodenoise.splits.continuous_rotation`) exceeds this many turns.
 AUTO_DYNAMIC_TURNS = 1.5
+
+#: Fewer projections than this in each split (of the shortest time step) are warned about:
+#: each split's FBP would be mostly streaks.
+MIN_PROJECTIONS_PER_SPLIT = 8
 
 
 @dataclass
@@ -92,8 +101,40 @@ def window_mode(raw: RawScan, cfg: RunConfig) -> str | None:
     return None
 
 
+def splits_warning(k: int, min_projections: int, dynamic: bool = False) -> str | None:
+    """The warning when ``k`` splits leave fewer than :data:`MIN_PROJECTIONS_PER_SPLIT`
+    projections each (None when they leave enough, or when ``k`` is more than the
+    projections, which the ingest refuses).
+
+    Parameters
+    ----------
+    k : int
+        ``splits.k``.
+    min_projections : int
+        Projections of the scan, or of its shortest time step (``dynamic``).
+    """
+    per_split = min_projections // k
+    if k > min_projections or per_split >= MIN_PROJECTIONS_PER_SPLIT:
+        return None
+    where = " in the shortest time step" if dynamic else ""
+    remedy = "use fewer splits or longer time steps" if dynamic else "use fewer splits"
+    return (f"splits.k = {k} leaves {per_split} projection{'s' if per_split > 1 else ''} per split{where} "
+            f"(fewer than {MIN_PROJECTIONS_PER_SPLIT}): each split's FBP is mostly streaks; {remedy}")
+
+
 def build_sinograms(raw: RawScan, cfg: RunConfig) -> Sinograms:
     """The store's sinograms for ``raw`` (static, dynamic or XRD-CT; see the module docstring)."""
+    sg = _sinograms(raw, cfg)
+    message = splits_warning(cfg.splits.k, sg.min_projections, sg.modality == "dynamic")
+    if message is not None:
+        from ..preprocess import add_warning
+
+        add_warning(sg.info, message)
+    return sg
+
+
+def _sinograms(raw: RawScan, cfg: RunConfig) -> Sinograms:
+    """The sinograms of ``raw`` for its modality, before the splits are checked against them."""
     mode = window_mode(raw, cfg) if raw.channels is None or cfg.time.window in ("angle", "time") else None
     if raw.channels is not None:
         if mode is not None:
@@ -144,7 +185,7 @@ def _dynamic(raw: RawScan, cfg: RunConfig, mode: str) -> Sinograms:
         if not 0 <= lo < hi <= n_all:
             raise ValueError(f"time.steps = [{lo}, {hi}) but {raw.source} has {n_all} time steps")
         steps = steps[lo:hi]
-    pre = _preprocess(raw, cfg, sort_angles=False, center_projections=steps[0].projections)
+    pre = _preprocess(raw, cfg, sort_angles=False, center_projections=steps[0].projections, one_rotation=False)
     lines = np.asarray(pre.sinogram, dtype=np.float32)  # (z, stream, det), acquisition order
     counts = np.array([s.projections.size for s in steps])
     nt, na = len(steps), int(counts.max())

@@ -9,7 +9,11 @@ detector narrower than :data:`~tomodenoise.io.checks.MIN_DET_WIDTH`, angles that
 the same, flats not brighter than the darks, and more than ``max_clamped_fraction`` (1 %
 by default) of the transmission values at or below zero. Projections whose angles are not
 monotonic are sorted by angle, with a warning (``info["warnings"]``) and their
-acquisition order in ``info["projection_order"]``.
+acquisition order in ``info["projection_order"]``. The angles of one rotation are warned
+about, not refused, when projections share an angle or when they span neither about 180
+nor about 360 degrees (:func:`~tomodenoise.io.checks.duplicated_angles_warning`,
+:func:`~tomodenoise.io.checks.angle_span_warning`); :func:`add_warning` logs and records
+such a warning.
 
 Centre of rotation (:func:`find_center`)
 ----------------------------------------
@@ -60,12 +64,13 @@ from .center import (
     center_search_range,
     find_center,
 )
-from .core import CENTER_ROWS, Preprocessed, preprocess
+from .core import CENTER_ROWS, Preprocessed, add_warning, preprocess
 from .filters import remove_outliers, remove_rings
 from .flatfield import flat_dark_correct, minus_log
 
 __all__ = [
     "Preprocessed",
+    "add_warning",
     "center_search_range",
     "find_center",
     "flat_dark_correct",

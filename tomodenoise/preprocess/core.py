@@ -3,7 +3,9 @@
 :func:`preprocess` checks the scan, applies flat/dark correction and -log (or takes line
 integrals as they are), the optional outlier and ring filters, sorts projections whose
 angles are not monotonic and finds the centre of rotation, refusing bad input with a
-:class:`~tomodenoise.io.ScanError`; its result is a :class:`Preprocessed`.
+:class:`~tomodenoise.io.ScanError`; its result is a :class:`Preprocessed`. Input that is
+legal but almost surely wrong (duplicated angles, an unusual angular span) is warned about
+with :func:`add_warning`.
 """
 
 from __future__ import annotations
@@ -15,13 +17,19 @@ from typing import Any
 import numpy as np
 
 from ..io.base import BAD_FLAT_FRACTION, RawScan
-from ..io.checks import angle_order, check_angle_span, check_detector_width
+from ..io.checks import (
+    angle_order,
+    angle_span_warning,
+    check_angle_span,
+    check_detector_width,
+    duplicated_angles_warning,
+)
 from ..io.errors import ScanError
 from .center import CenterMethod, find_center_info
 from .filters import remove_outliers, remove_rings
 from .flatfield import flat_dark_correct, minus_log
 
-__all__ = ["CENTER_ROWS", "Preprocessed", "center_rows", "preprocess"]
+__all__ = ["CENTER_ROWS", "Preprocessed", "add_warning", "center_rows", "preprocess"]
 
 log = logging.getLogger("tomodenoise.preprocess")
 
@@ -94,7 +102,8 @@ def _clamp_error(raw: RawScan, n_clamped: int, n_total: int, max_fraction: float
                      f"{100 * frac:.3g} % ({n_clamped} of {n_total}) {cause}", hint=hint)
 
 
-def _warn(info: dict[str, Any], message: str) -> None:
+def add_warning(info: dict[str, Any], message: str) -> None:
+    """Log ``message`` (a one-sentence warning about the input) and add it to ``info["warnings"]``."""
     log.warning("%s", message)
     info.setdefault("warnings", []).append(message)
 
@@ -111,6 +120,7 @@ def preprocess(
     max_clamped_fraction: float = 0.01,
     sort_angles: bool = True,
     center_projections: np.ndarray | None = None,
+    one_rotation: bool = True,
 ) -> Preprocessed:
     """Flat/dark correction, -log and centre of rotation: a RawScan -> sinograms.
 
@@ -144,6 +154,12 @@ def preprocess(
     center_projections : numpy.ndarray, optional
         Find the centre on these projections only (indices after sorting), e.g. one time step
         of a dynamic scan: one rotation, not the whole stream.
+    one_rotation : bool
+        The angles are those of one rotation (a static or XRD-CT scan): warn when projections
+        share an angle (:func:`~tomodenoise.io.checks.duplicated_angles_warning`) and when the
+        angles span neither about 180 nor about 360 degrees
+        (:func:`~tomodenoise.io.checks.angle_span_warning`). False for the projection stream
+        of a dynamic scan (several turns).
 
     Returns
     -------
@@ -164,6 +180,8 @@ def preprocess(
     check_detector_width(raw.n_det, raw.source, "projections", raw.projections.shape)
     check_angle_span(raw.angles, raw.source, "angles")
     info: dict[str, Any] = {"preprocessed_input": bool(raw.preprocessed), "log_min": float(log_min), "warnings": []}
+    if one_rotation:
+        _check_rotation(raw, info)
     lines, n_clamped = _line_integrals(raw, log_min, outliers, info)
     _check_clamped(raw, n_clamped, max_clamped_fraction, log_min, info)
     sino, angles = _sinogram(raw, lines, sort_angles, info)
@@ -178,6 +196,13 @@ def preprocess(
     info["center"] = float(c)
     info["shape"] = [int(v) for v in sino.shape]
     return Preprocessed(sinogram=sino, angles=angles, center=float(c), n_clamped=int(n_clamped), info=info)
+
+
+def _check_rotation(raw: RawScan, info: dict[str, Any]) -> None:
+    """Warn about angles of one rotation that are legal but almost surely wrong (see :func:`preprocess`)."""
+    for message in (duplicated_angles_warning(raw.angles), angle_span_warning(raw.angles)):
+        if message is not None:
+            add_warning(info, f"{raw.source}: {message}")
 
 
 def _line_integrals(raw: RawScan, log_min: float, outliers: float | None,
@@ -264,7 +289,7 @@ def _sinogram(raw: RawScan, lines: np.ndarray, sort_angles: bool,
     sino = np.take(np.transpose(lines, (1, 0, 2)), order, axis=1).astype(np.float32, copy=False)
     info["angles_sorted"] = True
     info["projection_order"] = [int(i) for i in order]
-    _warn(info, f"{raw.source}: the {order.size} projection angles are not in order (projection {first} at "
+    add_warning(info, f"{raw.source}: the {order.size} projection angles are not in order (projection {first} at "
                 f"{np.rad2deg(raw.angles[first]):.4g} deg follows {np.rad2deg(raw.angles[first - 1]):.4g} deg): "
                 "the projections are sorted by angle, and their acquisition order is kept in "
                 "info['projection_order'] (the store's preprocess attributes)")
@@ -286,13 +311,13 @@ def _found_center(raw: RawScan, sino: np.ndarray, angles: np.ndarray, search: fl
 
 
 def _given_center(raw: RawScan, center: float, n_det: int, info: dict[str, Any]) -> float:
-    """The centre of rotation given, checked: finite (else ``ValueError``), and a warning when
-    it lies outside the detector."""
+    """The centre of rotation given, checked: finite and on the detector (half a pixel beyond its
+    edge columns at most, as the reconstruction accepts), else ``ValueError``."""
     c = float(center)
     if not np.isfinite(c):
         raise ValueError(f"center must be finite, got {center}")
-    if not 0 <= c <= n_det - 1:
-        _warn(info, f"{raw.source}: the centre of rotation {c:.2f} given lies outside the detector "
-                    f"(0..{n_det - 1})")
+    if not -0.5 <= c <= n_det - 0.5:
+        raise ValueError(f"{raw.source}: preprocess.center = {c:g} lies outside the detector (columns 0..{n_det - 1}): "
+                         "give a 0-based detector column, or leave it empty to find it")
     info["center_method"] = "given"
     return c

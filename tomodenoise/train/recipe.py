@@ -19,7 +19,9 @@ empty) is chosen here, from figures measured on the benchmarks (``benchmarks/RES
 :data:`STEPS_NEEDED` is the number of steps this recipe needed on the benchmarks to reach
 the quality targets (calibrated on the real tooth, checked on the foam's curve); the training
 warns when its budget allows fewer (:func:`budget_warning`), and the quality check at the end
-of the run says whether the result is usable whatever the budget.
+of the run says whether the result is usable whatever the budget. A ``train.batch_size``
+given larger than the training items of an epoch is kept, with a warning
+(:func:`batch_warning`, in :attr:`Recipe.warnings`).
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from typing import Any
 
 from tomodenoise.config import ModelConfig, TrainConfig
 
-__all__ = ["AUTO_FIELDS", "STEPS_NEEDED", "STEPS_PER_EPOCH", "STEPS_PLANNED", "Recipe", "budget_warning", "recipe_model",
-           "resolve_recipe"]
+__all__ = ["AUTO_FIELDS", "STEPS_NEEDED", "STEPS_PER_EPOCH", "STEPS_PLANNED", "Recipe", "batch_warning",
+           "budget_warning", "recipe_model", "resolve_recipe"]
 
 #: Steps the recipe needed on the benchmarks to meet the quality targets with a margin: on the real
 #: tooth (benchmarks/real_scans/calibrate_steps.py) 100 steps kept 0.53 of the edge gradient (flagged),
@@ -53,11 +55,13 @@ NEIGHBOURS = 2
 
 @dataclass
 class Recipe:
-    """The resolved settings and the reasons, one short phrase each."""
+    """The resolved settings and the reasons, one short phrase each; ``warnings``: one
+    sentence each about settings given that are legal but almost surely wrong."""
 
     train: TrainConfig
     model: ModelConfig
     reasons: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         """One console line: what was chosen and why."""
@@ -136,7 +140,18 @@ def resolve_recipe(cfg: TrainConfig, model_cfg: ModelConfig, *, image_shape: tup
     steps_per_epoch = max(1, math.ceil(n_train * k * reps / world / batch))
     if cfg.epochs == "auto":
         upd["epochs"] = max(1, math.ceil(STEPS_PLANNED / steps_per_epoch))
-    return Recipe(cfg.model_copy(update=upd), model_cfg, reasons)
+    warning = None if cfg.batch_size == "auto" else batch_warning(batch, n_train * k * reps // world, world)
+    return Recipe(cfg.model_copy(update=upd), model_cfg, reasons, [warning] if warning else [])
+
+
+def batch_warning(batch_size: int, items: int, world: int = 1) -> str | None:
+    """The warning when ``batch_size`` is more than the ``items`` an epoch trains on (each
+    rank's share on ``world`` ranks): every step then takes all of them (None otherwise)."""
+    if batch_size <= items:
+        return None
+    each = " of each rank" if world > 1 else ""
+    return (f"train.batch_size = {batch_size} is more than the {items} training items{each}: every step uses all "
+            "of them, so an epoch is one step; leave batch_size: auto")
 
 
 def budget_warning(steps_in_budget: float, minutes: float, steps_needed: int = STEPS_NEEDED,

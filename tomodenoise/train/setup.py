@@ -115,6 +115,8 @@ def prepare_run(recon_splits: Any, cfg: TrainConfig, model_cfg: ModelConfig, out
     cfg, model_cfg = recipe.train, recipe.model
     if rank == 0:
         summary(log, recipe.line())
+        for message in recipe.warnings:
+            log.warning("%s", message)
     model_cfg = with_input_channels(model_cfg, 2 * cfg.neighbours + 1)
     if resume is not None:
         _check_resume(resume, cfg, model_cfg, k, val_idx, n_z)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -225,6 +226,45 @@ def test_preprocess_without_flats():
     np.testing.assert_allclose(pre.sinogram[0], disc_sinogram(angles, 32, 15.5), atol=1e-5)
     with pytest.raises(ScanError, match="flat fields"):
         preprocess(RawScan(trans * 1000, None, None, angles), center=15.5)
+
+
+def _angle_warnings(caplog, angles: np.ndarray, **kw) -> tuple[Preprocessed, list[str]]:
+    """Preprocess a small disc scan at ``angles``; its info's warnings, and the warnings logged."""
+    trans = np.exp(-disc_sinogram(angles, 32, 15.5))[:, None, :]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tomodenoise"):
+        pre = preprocess(RawScan(trans, None, None, angles, source="disc.h5"), center=15.5, **kw)
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("tomodenoise.")]
+    return pre, logged
+
+
+def test_duplicated_angles_are_warned_about_once_and_kept(caplog):
+    angles = np.deg2rad(np.arange(0.0, 180.0, 3.0))  # 60 angles
+    angles[[10, 20, 30, 40]] = angles[[9, 19, 29, 39]]  # 4 projections repeat an angle: 27 deg twice first
+    pre, logged = _angle_warnings(caplog, angles)
+    assert pre.sinogram.shape == (1, 60, 32)  # legal: kept, not refused
+    assert len(logged) == 1 and logged == pre.info["warnings"]
+    assert "4 projections repeat the angle of another (e.g. 27 deg 2 times)" in logged[0]
+    assert logged[0].startswith("disc.h5: ") and "input.angles_unit" in logged[0] and logged[0].count("\n") == 0
+    # the projection stream of a dynamic scan repeats its angles every turn: no warning
+    assert _angle_warnings(caplog, angles, one_rotation=False)[1] == []
+
+
+@pytest.mark.parametrize("span_deg, n, endpoint, warned", [
+    (180, 128, False, False), (180, 16, False, False), (180, 17, True, False), (360, 90, False, False),
+    (360, 91, True, False), (185, 40, True, False), (97, 64, True, True), (120, 40, False, True),
+    (270, 64, True, True), (540, 96, False, True),
+])
+def test_an_angle_span_far_from_180_or_360_is_warned_about(caplog, span_deg, n, endpoint, warned):
+    angles = np.deg2rad(np.linspace(0.0, span_deg, n, endpoint=endpoint))
+    pre, logged = _angle_warnings(caplog, angles)
+    spans = [w for w in pre.info["warnings"] if "angles span" in w]
+    assert len(spans) == int(warned) and [w for w in logged if "angles span" in w] == spans
+    if warned:
+        assert f"the {n} angles span {np.ptp(np.rad2deg(angles)):.4g} degrees: a static scan normally covers " \
+               "about 180 or 360" in spans[0] and "input.angles_unit" in spans[0]
+        assert ("time.window: angle" in spans[0]) == (span_deg > 360)  # more than a turn: perhaps a dynamic scan
+    assert pre.sinogram.shape == (1, n, 32)
 
 
 def test_preprocess_tooth():

@@ -172,3 +172,31 @@ def test_train_n2i_resolves_auto_and_records_the_budget(tmp_path):
     assert t["neighbours"] == 2 and t["patch_size"] is None and t["batch_size"] == 4 and t["lr"] == 2e-3
     assert res.budget["short"] is True  # one epoch of a few steps: far from what the recipe needs
     assert (tmp_path / "budget.json").exists()
+
+
+def test_a_batch_larger_than_the_training_items_is_warned_about():
+    # whole 135 x 160 slices: 14 slices x 4 splits = 56 items an epoch
+    big = _resolve(shape=(135, 160), batch_size=1000000)
+    assert big.train.batch_size == 1000000  # kept: legal
+    assert big.warnings == ["train.batch_size = 1000000 is more than the 56 training items: every step uses all of "
+                            "them, so an epoch is one step; leave batch_size: auto"]
+    assert _resolve(shape=(135, 160), batch_size=56).warnings == []
+    assert _resolve(shape=(135, 160), n_train=1, dev="cuda").warnings == []  # auto 16 > 4 items: the recipe's choice
+    # patches: 14 x 4 x 3 patches = 168 items; auto patches per slice grow with the batch
+    assert "168 training items" in _resolve(batch_size=200, patches_per_slice=3).warnings[0]
+    assert _resolve(batch_size=200).warnings == []
+    two = resolve_recipe(TrainConfig(batch_size=40), ModelConfig(), image_shape=(64, 64), volume_shape=(1, 1, 16),
+                         n_train=14, k=4, world=2)
+    assert "the 28 training items of each rank" in two.warnings[0]
+
+
+def test_a_batch_larger_than_the_data_is_logged_once_and_training_goes_on(tmp_path, caplog):
+    rng = np.random.default_rng(1)
+    s = rng.normal(0, 1, (2, 4, 24, 24)).astype(np.float32)  # 2 splits x 4 slices, one held out: 6 items
+    with caplog.at_level(logging.WARNING, logger="tomodenoise"):
+        res = train_n2i(s, TrainConfig(epochs=2, batch_size=1000000, progress=False, val_slices=[3], neighbours=0,
+                                       max_minutes=0.5), ModelConfig(name="msd", params={"depth": 2}), tmp_path)
+    logged = [r.getMessage() for r in caplog.records if "train.batch_size" in r.getMessage()]
+    assert logged == ["train.batch_size = 1000000 is more than the 6 training items: every step uses all of them, "
+                      "so an epoch is one step; leave batch_size: auto"]
+    assert res.train_config["batch_size"] == 1000000 and len(res.history) == 2  # one step an epoch, both epochs
