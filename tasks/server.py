@@ -144,6 +144,25 @@ class EmbeddedServer:
             self.proc.wait()
 
 
+class ServerUnreachable(ValueError):
+    """``PREFECT_API_URL`` names a server that does not answer (a setting to fix: exit status 2)."""
+
+
+def check_server(url: str, timeout: float = 10.0) -> None:
+    """:class:`ServerUnreachable`, in one sentence with the URL and the remedy, unless ``url``'s
+    ``/health`` answers."""
+    try:
+        with httpx.Client(timeout=timeout) as client:
+            answer = client.get(f"{url.rstrip('/')}/health")
+        if answer.status_code == 200:
+            return
+        why = f"it answered {answer.status_code} to /health"
+    except httpx.HTTPError as exc:
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    raise ServerUnreachable(f"PREFECT_API_URL={url} does not answer ({why}): start that server, correct the URL, or "
+                            "unset PREFECT_API_URL to run with an embedded server")
+
+
 def configured_api_url() -> str | None:
     """The API URL set for this process (environment, Prefect profile or test harness), if any."""
     from prefect.settings import PREFECT_API_URL
@@ -170,6 +189,8 @@ def prefect_api() -> Iterator[tuple[str, str]]:
             server = EmbeddedServer()
             server.start()
             url, kind = server.api_url, "embedded"
+        else:
+            check_server(url)
         os.environ["PREFECT_API_URL"] = url
         with temporary_settings(updates={PREFECT_API_URL: url}):
             try:

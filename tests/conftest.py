@@ -17,6 +17,8 @@ SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--benchmarks", action="store_true", default=False,
                      help="run the benchmark tier too (tests marked `benchmark`: tests/benchmarks/)")
+    parser.addoption("--write-bad-input-table", action="store_true", default=False,
+                     help="write docs/BAD_INPUT.md from the bad-input cases (scripts/bad_input_table.py)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -453,6 +453,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(e, OSError) and e.errno == errno.ELOOP:  # a path through a link that leads back to itself
             log.error("%s is a symbolic link loop (a link that leads, through others, back to itself): fix or "
                       "remove the link", e.filename or e, exc_info=True)
+        elif isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" writing {e.filename}" if e.filename else ""
+            log.error("the disk is full%s (%s): free some space or set output.root to a larger disk, then run the "
+                      "same command again: it resumes", where, e.strerror, exc_info=True)
         else:  # pydantic's and PyYAML's own text only in the run log (the traceback)
             log.error("%s", one_sentence(e), exc_info=True)
         return 2

@@ -82,6 +82,7 @@ def _detect(path: str | PathLike[str]) -> Reader:
     p = Path(path)
     if not p.exists() and not is_glob(path):
         raise ScanError(p, None, "an existing scan file or folder", "no such file or folder")
+    _refuse_special(p)
     hdf5 = looks_hdf5(p)
     if hdf5:
         open_h5(p).close()  # unreadable HDF5 -> ScanError
@@ -92,6 +93,21 @@ def _detect(path: str | PathLike[str]) -> Reader:
         raise _not_hdf5_scan(p)
     raise ScanError(p, None, "a scan in a known format: HDF5 (.h5/.nxs: Data Exchange or NeXus NXtomo), "
                     "TIFF (.tif, folder or glob), .npy/.npz or .zarr", f"suffix {p.suffix.lower() or '(none)'!r}")
+
+
+def _refuse_special(p: Path) -> None:
+    """A FIFO, socket or device is not a scan (reading a FIFO would wait for ever)."""
+    if p.exists() and not (p.is_file() or p.is_dir()):
+        raise ScanError(p, None, "a scan file or folder", f"a {_file_kind(p)}")
+
+
+def _file_kind(p: Path) -> str:
+    """What a path that is neither a file nor a folder is: a FIFO, a socket or a device."""
+    import stat
+
+    mode = p.stat().st_mode
+    return ("named pipe (FIFO)" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode)
+            else "device" if stat.S_ISBLK(mode) or stat.S_ISCHR(mode) else "special file")
 
 
 def _detect_hdf5(path: str | PathLike[str]) -> Reader:
@@ -162,6 +178,7 @@ def read_scan(
         For an unknown ``format``.
     """
     name = str(format).lower()
+    _refuse_special(Path(path))
     if name == "auto":
         reader: Reader | None = _detect(path)
     elif name in _HDF5_ALIASES:

@@ -134,6 +134,10 @@ def store_bytes(layout: Layout, k: int) -> int:
     return 4 * n * (layout.angle * layout.det + (k + 1) * layout.n_pixels**2)
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
 class Ingest(Stage):
     key, task_name, retries = "ingest", "ingest", 1
 
@@ -168,8 +172,8 @@ class Ingest(Stage):
         held = sum(f.stat().st_size for f in store.root.rglob("*") if f.is_file()) if store.root.exists() else 0
         need, free = store_bytes(layout, cfg.splits.k) - held, shutil.disk_usage(root).free
         if need > free:
-            raise ValueError(f"the store of this scan needs about {need / 2**30:.1f} GiB more and {root} has "
-                             f"{free / 2**30:.1f} GiB free: free some space or set output.root to a larger disk")
+            raise ValueError(f"the store of this scan needs about {_size(need)} more and {root} has {_size(free)} "
+                             "free: free some space or set output.root to a larger disk")
 
     def after(self, store, cfg, ctx):
         from ..preview import store_preview
@@ -339,9 +343,13 @@ class Report(Stage):
         from .reporting import reference_shape
 
         ref = ctx.reference
-        if ref is not None:
-            shape = np.load(ref, mmap_mode="r").shape if isinstance(ref, (str, Path)) else np.shape(ref)
+        if ref is None:
+            return
+        shape = np.load(ref, mmap_mode="r").shape if isinstance(ref, (str, Path)) else np.shape(ref)
+        try:
             reference_shape(shape, (layout.time, layout.channel, layout.z), (layout.n_pixels, layout.n_pixels))
+        except ValueError as exc:
+            raise ValueError(f"the reference {ref}: {exc}" if isinstance(ref, (str, Path)) else str(exc)) from None
 
     def run(self, store, cfg, unit, ctx):
         from .reporting import report

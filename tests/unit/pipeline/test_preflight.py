@@ -44,5 +44,5 @@ def test_a_disk_without_room_for_the_store_is_refused(scan, tmp_path, capsys, mo
     out = tmp_path / "out"
     for cmd in (["check"], ["run", "--no-prefect"]):
         assert main([cmd[0], str(scan["scan"]), "--out", str(out), *cmd[1:]]) == 2
-        assert "GiB free: free some space or set output.root to a larger disk" in capsys.readouterr().err
+        assert "MiB free: free some space or set output.root to a larger disk" in capsys.readouterr().err
     assert _no_store(out)
