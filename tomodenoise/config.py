@@ -114,7 +114,8 @@ class SplitConfig(_Strict):
                   "angles j, j+k, j+2k, ...): delete it from the configuration"}
     retired: ClassVar[dict[str, Any]] = {"scheme": "interlaced"}  # what `tomodenoise config` used to write
 
-    k: int = Field(4, ge=2, le=64)
+    k: int = Field(4, ge=2, description="Number of splits; at most the projections of the shortest time step "
+                                        "(checked against the scan), 8 or more projections a split advised")
 
 
 class ReconConfig(_Strict):
