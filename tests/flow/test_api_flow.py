@@ -115,7 +115,7 @@ def test_api_knows_the_pipeline_flows_parameters():
 
 def test_parameters_the_flow_cannot_take_create_no_run(api, deployment_id):
     before = asyncio.run(_count_runs(deployment_id))
-    with pytest.raises(BadRequest, match="'epoch'") as info:
+    with pytest.raises(BadRequest, match="train.epoch = 5") as info:
         api.start_run("/data/scan.h5", {"train": {"epoch": 5}}, roots=[])
     assert info.value.status_code == 422
     assert asyncio.run(_count_runs(deployment_id)) == before
