@@ -41,6 +41,9 @@ _ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engin
 
 # Warnings that are expected while a run stops (the cluster cancels the chunks under way).
 _BENIGN = (("distributed.worker.state_machine", "ended with CancelledError"),)
+# Errors a worker logs while the run closes its own cluster (before the training, at the end): a
+# heartbeat in flight when the scheduler went away. They stay in the run log, off the console.
+_CLOSING = (("distributed.worker", "Failed to communicate with scheduler during heartbeat"),)
 _CONSOLE_FMT = "%(message)s"
 _FILE_FMT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
 
@@ -61,6 +64,9 @@ class ConsoleFilter(logging.Filter):
             return False
         if record.levelno < logging.ERROR and any(record.name.startswith(n) and t in record.getMessage()
                                                   for n, t in _BENIGN):
+            return False
+        if record.levelno < logging.CRITICAL and any(record.name.startswith(n) and t in record.getMessage()
+                                                     for n, t in _CLOSING):
             return False
         if self.verbosity <= QUIET:
             return record.levelno >= logging.ERROR

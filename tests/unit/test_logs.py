@@ -107,3 +107,13 @@ def test_a_library_info_record_with_an_exception_is_one_line_in_the_run_log(tmp_
     first = next(line for line in lines if "distributed.batched" in line)
     assert first.endswith("Batched Comm Closed (ConnectionError: closed for distributed.batched)")
     assert run_log.read_text().count("Traceback") == 2  # ours, and a library's error, keep theirs
+
+
+def test_a_heartbeat_lost_while_the_run_closes_its_cluster_stays_off_the_console():
+    from tomodenoise.logs import NORMAL, ConsoleFilter
+
+    rec = logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1,
+                            "Failed to communicate with scheduler during heartbeat.", None, None)
+    assert not ConsoleFilter(NORMAL).filter(rec)
+    other = logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, "Compute Failed", None, None)
+    assert ConsoleFilter(NORMAL).filter(other)
