@@ -1,4 +1,5 @@
-"""Shared test settings: tiny data, CPU, few threads; the benchmark tier only with ``--benchmarks``."""
+"""Shared test settings: tiny data, CPU, few threads; the benchmark tier only with ``--benchmarks``,
+the HPC tier (a real one-node SLURM and podman: tests/hpc/) only with ``--hpc``."""
 
 import os
 from pathlib import Path
@@ -17,21 +18,25 @@ SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--benchmarks", action="store_true", default=False,
                      help="run the benchmark tier too (tests marked `benchmark`: tests/benchmarks/)")
+    parser.addoption("--hpc", action="store_true", default=False,
+                     help="run the HPC tier (tests/hpc/: a real one-node SLURM and podman containers; "
+                          "root and Debian packages, see scripts/hpc/)")
     parser.addoption("--write-bad-input-table", action="store_true", default=False,
                      help="write docs/BAD_INPUT.md from the bad-input cases (scripts/bad_input_table.py)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test in tests/benchmarks/ is marked ``benchmark``; that tier runs only when asked
-    (``--benchmarks``), the default run skips it."""
-    tier = REPO / "tests" / "benchmarks"
-    run = config.getoption("--benchmarks")
-    skip = pytest.mark.skip(reason="benchmark tier: run with --benchmarks")
-    for item in items:
-        if tier in item.path.parents:
-            item.add_marker(pytest.mark.benchmark)
-        if not run and item.get_closest_marker("benchmark"):
-            item.add_marker(skip)
+    """Every test in tests/benchmarks/ is marked ``benchmark``, every test in tests/hpc/ ``hpc``;
+    each tier runs only when asked (``--benchmarks``, ``--hpc``), the default run skips it."""
+    tiers = {"benchmark": (REPO / "tests" / "benchmarks", "--benchmarks"), "hpc": (REPO / "tests" / "hpc", "--hpc")}
+    for marker, (folder, option) in tiers.items():
+        run = config.getoption(option)
+        skip = pytest.mark.skip(reason=f"{marker} tier: run with {option}")
+        for item in items:
+            if folder in item.path.parents:
+                item.add_marker(getattr(pytest.mark, marker))
+            if not run and item.get_closest_marker(marker):
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

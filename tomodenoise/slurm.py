@@ -1,0 +1,118 @@
+"""What SLURM says about a job script or a job, in one sentence with its remedy.
+
+The primitives the SLURM paths share (the run's Dask worker jobs, ``tomodenoise`` submitting
+``deploy/slurm/*.sbatch``): :func:`test_submit` asks ``sbatch --test-only`` whether a job
+script could ever start (an invalid gres, more CPUs, memory or GPUs than any node has) before
+anything is submitted; :func:`jobs` reads ``squeue``/``scontrol`` for the states and reasons of
+submitted jobs; :func:`hopeless` names the pending reasons that cannot clear by waiting.
+No accounting database is assumed (``sacct`` is often absent or slow): an ended job is read
+with ``scontrol show job`` while the controller still holds it (``MinJobAge``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+__all__ = ["ENDED_LOST", "HOPELESS", "Job", "SlurmError", "hopeless", "job_state", "jobs", "test_submit"]
+
+#: Pending reasons that waiting cannot clear, with what to do about each.
+HOPELESS = {
+    "PartitionConfig": "the request exceeds the partition's limits or any node of it (CPUs, memory, GPUs); "
+                       "ask for less or choose another partition",
+    "PartitionNodeLimit": "the job asks for more nodes than the partition allows; ask for fewer nodes",
+    "PartitionTimeLimit": "the time limit exceeds the partition's MaxTime; ask for a shorter walltime",
+    "PartitionDown": "the partition is down; ask the site, or choose another partition",
+    "PartitionInactive": "the partition is inactive; ask the site, or choose another partition",
+    "BadConstraints": "no node has the requested features (--constraint); change the request",
+    "InvalidAccount": "the account is not valid here; set compute.slurm.account (#SBATCH -A)",
+    "InvalidQOS": "the QOS is not valid here; set or drop --qos",
+    "QOSMaxCpuPerJobLimit": "the job asks for more CPUs than its QOS allows per job; ask for fewer",
+    "QOSMaxGRESPerJob": "the job asks for more GPUs than its QOS allows per job; ask for fewer",
+    "QOSMaxMemoryPerJob": "the job asks for more memory than its QOS allows per job; ask for less",
+    "QOSMaxWallDurationPerJobLimit": "the walltime exceeds its QOS's limit; ask for a shorter walltime",
+    "ReqNodeNotAvail": "a required node is down, drained or reserved; drop --nodelist/--exclude or ask the site",
+    "DependencyNeverSatisfied": "the job depends on a job that failed; cancel it",
+}
+#: End states of a job that was lost (not a job that ended by itself).
+ENDED_LOST = ("CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "FAILED", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE")
+
+
+class SlurmError(RuntimeError):
+    """SLURM refused or cannot run a job; the message is one sentence with the remedy."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job as the controller sees it: ``state`` (PENDING, RUNNING, CANCELLED, TIMEOUT, ...),
+    ``reason`` (a pending reason, or why it ended; ``None`` when SLURM gives none)."""
+
+    id: str
+    state: str
+    reason: str | None = None
+    name: str = ""
+
+
+def _command(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise SlurmError(f"`{name}` was not found on PATH: run this where the SLURM client commands are installed "
+                         "(a login node)")
+    return path
+
+
+def test_submit(script: str, *args: str, timeout: float = 30.0) -> None:
+    """``sbatch --test-only`` of ``script`` (the job script's text; ``args`` are extra sbatch
+    options). Raises :class:`SlurmError` with SLURM's own reason when no node could ever run it."""
+    out = subprocess.run([_command("sbatch"), "--test-only", *args], input=script, text=True, capture_output=True,
+                         timeout=timeout)
+    if out.returncode != 0:
+        lines = [line.strip() for line in (out.stderr + out.stdout).splitlines() if line.strip()]
+        said = "; ".join(re.sub(r"^(sbatch: error: |error: )", "", line) for line in lines) or f"exit {out.returncode}"
+        raise SlurmError(f"SLURM refuses the job script ({said}): no job was submitted; change the request "
+                         "(compute.slurm, or the #SBATCH lines) to fit a node of the partition (`sinfo -o '%P %c %m %G'`)")
+
+
+def hopeless(job: Job) -> str | None:
+    """The remedy when ``job`` is pending for a reason that cannot clear, else ``None``."""
+    if job.state != "PENDING" or not job.reason:
+        return None
+    for reason, remedy in HOPELESS.items():
+        if job.reason.startswith(reason):
+            return remedy
+    return None
+
+
+def job_state(job_id: str, timeout: float = 15.0) -> Job | None:
+    """One job from ``scontrol show job`` (pending, running or recently ended), ``None`` when the
+    controller no longer knows it."""
+    out = subprocess.run([_command("scontrol"), "-o", "show", "job", str(job_id)], capture_output=True, text=True,
+                         timeout=timeout)
+    if out.returncode != 0:
+        return None
+    fields = dict(re.findall(r"(\w+)=(\S*)", out.stdout))
+    reason = fields.get("Reason") or None
+    return Job(str(job_id), fields.get("JobState", "UNKNOWN"), None if reason == "None" else reason,
+               fields.get("JobName", ""))
+
+
+def jobs(job_ids: list[str] | tuple[str, ...], timeout: float = 15.0) -> dict[str, Job]:
+    """The jobs of ``job_ids`` the controller knows, by id (an id it forgot is left out)."""
+    if not job_ids:
+        return {}
+    out = subprocess.run([_command("squeue"), "-h", "-t", "all", "-j", ",".join(map(str, job_ids)),
+                          "-o", "%i|%T|%r|%j"], capture_output=True, text=True, timeout=timeout)
+    found: dict[str, Job] = {}
+    for line in out.stdout.splitlines():
+        parts = line.strip().split("|", 3)
+        if len(parts) == 4:
+            jid, state, reason, name = parts
+            found[jid] = Job(jid, state, None if reason in ("None", "") else reason, name)
+    for jid in map(str, job_ids):  # squeue drops ended jobs early; scontrol keeps them MinJobAge
+        if jid not in found:
+            job = job_state(jid, timeout)
+            if job is not None:
+                found[jid] = job
+    return found
