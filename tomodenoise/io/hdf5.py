@@ -19,7 +19,7 @@ the entry listing (:mod:`~tomodenoise.io.entries`) use these; this module uses n
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from os import PathLike
@@ -250,8 +250,7 @@ def created(path: str | PathLike[str], overwrite: bool = False) -> Iterator[h5py
     if p.exists() and not overwrite:
         raise FileExistsError(p)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
+    tmp = _new_file_beside(p)
     try:
         with h5py.File(tmp, "w") as f:
             yield f
@@ -259,3 +258,15 @@ def created(path: str | PathLike[str], overwrite: bool = False) -> Iterator[h5py
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _new_file_beside(p: Path) -> Path:
+    """An empty file with a fresh hidden name beside ``p``, created with the mode any new file
+    gets (0666 less the umask; mkstemp's 0600 would keep the group from reading the result)."""
+    while True:
+        tmp = p.parent / f".{p.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
