@@ -16,12 +16,13 @@ run), a local one gives way while the network trains and is started again to den
 
 from __future__ import annotations
 
+import queue
 import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from tqdm.auto import tqdm
 
@@ -94,7 +95,7 @@ class PrefectExecutor:
         done = plan.done
         with tqdm(total=plan.total, initial=done, desc=stage.key, unit="chunk", dynamic_ncols=True,
                   disable=not (cfg.train.progress and bars_wanted())) as bar:
-            for fut in as_completed(futures):
+            for fut in completed(futures, self.cluster.check):
                 n = fut.result()
                 done += n
                 progress.advance(n)
@@ -109,6 +110,25 @@ class PrefectExecutor:
 
 
 _RUNNING: dict[str, tuple[PrefectExecutor, Context, Plan]] = {}
+#: Seconds between two looks at the cluster (:meth:`DaskCluster.check`) while no task completes.
+CHECK_EVERY = 2.0
+
+
+def completed(futures: list[Any], check: Callable[[], None], every: float = CHECK_EVERY) -> Iterator[Any]:
+    """``futures`` as they complete (Prefect's ``as_completed``), calling ``check()`` every ``every``
+    seconds meanwhile: a cluster that cannot run them (a SLURM job that cannot start, workers lost
+    again and again) raises its error here instead of the run waiting for ever."""
+    done: queue.Queue = queue.Queue()
+    for fut in futures:
+        fut.add_done_callback(done.put)
+    for _ in range(len(futures)):
+        while True:
+            check()
+            try:
+                yield done.get(timeout=every)
+                break
+            except queue.Empty:
+                continue
 
 
 def _log_dashboard(logger: Any) -> None:

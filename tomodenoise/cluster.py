@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
+from pathlib import Path
 from typing import Any
 
 from .config import ComputeConfig
+from .logs import ENV_RUN_LOG, ENV_VERBOSITY
 
 __all__ = ["CLOSED_WHILE_TRAINING", "DaskCluster", "LOG_PRELOAD", "NANNY_UNSET_ENV", "configure_nannies", "dask_runner_kwargs", "gpu_count",
            "slurm_prologue"]
@@ -52,10 +55,18 @@ def configure_nannies() -> None:
 
 def slurm_prologue() -> list[str]:
     """Lines of a SLURM job script that give its nanny :data:`NANNY_UNSET_ENV` (Dask reads
-    ``DASK_*`` variables into its configuration when a worker job starts)."""
+    ``DASK_*`` variables into its configuration when a worker job starts) and its worker this
+    process's run log (:data:`tomodenoise.logs.ENV_RUN_LOG`, read by the :data:`LOG_PRELOAD`)."""
     env_name = "DASK_" + PRE_SPAWN_KEY.upper().replace(".", "__").replace("-", "_")
     value = repr({name: None for name in NANNY_UNSET_ENV})
-    return [f'export {env_name}="{value}"']
+    lines = [f'export {env_name}="{value}"',
+             # each worker logs like a local one, into the run's log (tomodenoise.logs.dask_setup)
+             f'export DASK_DISTRIBUTED__WORKER__PRELOAD="{[LOG_PRELOAD]!r}"']
+    # the run log's settings, also where sbatch does not pass the environment on (--export=NONE)
+    for name in (ENV_RUN_LOG, ENV_VERBOSITY):
+        if os.environ.get(name):
+            lines.append(f"export {name}={shlex.quote(os.environ[name])}")
+    return lines
 
 
 def gpu_count() -> int:
@@ -154,6 +165,9 @@ class DaskCluster:
     def __init__(self, compute: ComputeConfig):
         self.compute = compute
         self.cluster: Any = None
+        self.watch: Any = None  # tomodenoise.slurm_watch.JobWatch of a SLURM cluster
+        #: keyword arguments of the watch (poll, hopeless_after, ...: tests shorten them)
+        self.watch_settings: dict[str, Any] = {}
 
     def address(self) -> str:
         """The scheduler's address, starting the cluster the first time."""
@@ -163,12 +177,62 @@ class DaskCluster:
             import importlib
 
             kw = dask_runner_kwargs(self.compute)
-            module, _, name = kw["cluster_class"].rpartition(".")
-            self.cluster = getattr(importlib.import_module(module), name)(**kw.get("cluster_kwargs", {}))
-            if kw.get("adapt_kwargs"):
-                self.cluster.adapt(**kw["adapt_kwargs"])
+            if self.compute.cluster == "slurm":
+                self.cluster = self._start_slurm(kw)
+            else:
+                module, _, name = kw["cluster_class"].rpartition(".")
+                self.cluster = getattr(importlib.import_module(module), name)(**kw.get("cluster_kwargs", {}))
+                if kw.get("adapt_kwargs"):
+                    self.cluster.adapt(**kw["adapt_kwargs"])
             log.info("Dask cluster %s started (%s)", type(self.cluster).__name__, self.cluster.scheduler_address)
         return self.cluster.scheduler_address
+
+    def _start_slurm(self, kw: dict[str, Any]) -> Any:
+        """The SLURMCluster, its job script checked by ``sbatch --test-only`` before any job is
+        submitted, its jobs watched (:class:`tomodenoise.slurm_watch.JobWatch`)."""
+        from dask_jobqueue import SLURMCluster
+
+        from .slurm import test_submit
+        from .slurm_watch import JobWatch, watched_job_class
+
+        watch = JobWatch(replace=self._replace, **self.watch_settings)
+        options = dict(kw["cluster_kwargs"])
+        run_log = os.environ.get(ENV_RUN_LOG)
+        if run_log and "log_directory" not in options:  # the jobs' stdout and stderr beside the run log
+            options["log_directory"] = str(Path(run_log).parent / "slurm")
+        cluster = SLURMCluster(**options, job_cls=watched_job_class(watch))
+        try:
+            script = cluster.job_script()
+            log.debug("the Dask worker job script:\n%s", script)
+            test_submit(script)  # a script no node could ever run fails the run here, before any job
+        except BaseException:
+            cluster.close()
+            raise
+        self.watch = watch.start()
+        cluster.adapt(**kw["adapt_kwargs"])
+        return cluster
+
+    def _replace(self, name: str, job_id: str) -> None:
+        """Submit a new job for worker ``name`` whose job ``job_id`` was lost (the watch asks when
+        Dask has not done it itself: a worker that never reached the scheduler is not replaced)."""
+        cluster = self.cluster
+        if cluster is None:
+            return
+
+        def drop() -> None:  # on the cluster's event loop, which owns ``workers``
+            job = cluster.workers.get(name)
+            if job is not None and str(getattr(job, "job_id", "")) == job_id:
+                del cluster.workers[name]
+                cluster.scale(len(cluster.worker_spec))
+
+        cluster.loop.add_callback(drop)
+
+    def check(self) -> None:
+        """Raise what the watch over the cluster's SLURM jobs found (a job that cannot start, jobs
+        lost again and again, sbatch failing); nothing for the other kinds. The run's waiting loops
+        call this every few seconds."""
+        if self.watch is not None:
+            self.watch.check()
 
     def pause(self) -> None:
         """Before the network trains: close the cluster when its kind gives way to the training
@@ -178,8 +242,27 @@ class DaskCluster:
             self.close()
 
     def close(self) -> None:
+        watch, self.watch = self.watch, None
+        if watch is not None:
+            watch.stop()
         if self.cluster is not None:
             try:
                 self.cluster.close()
             finally:
                 self.cluster = None
+                if watch is not None:
+                    _cancel_left(watch.job_ids)
+
+
+def _cancel_left(job_ids: list[str]) -> None:
+    """Cancel the jobs of a closed cluster that SLURM still holds (dask-jobqueue cancels the jobs it
+    knows; a job it forgot, e.g. one replaced, would otherwise wait or run on)."""
+    from .slurm import SlurmError, cancel, jobs
+
+    try:
+        left = [j.id for j in jobs(job_ids).values() if j.state.split()[0] in ("PENDING", "RUNNING", "CONFIGURING")]
+        if left:
+            log.info("cancelling SLURM jobs %s of the closed cluster", ", ".join(left))
+            cancel(left)
+    except (SlurmError, OSError) as exc:
+        log.warning("could not cancel the run's SLURM jobs %s (%s): cancel them with scancel", ", ".join(job_ids), exc)

@@ -16,7 +16,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-__all__ = ["ENDED_LOST", "HOPELESS", "Job", "SlurmError", "hopeless", "job_state", "jobs", "test_submit"]
+__all__ = ["ENDED_LOST", "HOPELESS", "LOST_REMEDY", "Job", "SlurmError", "SlurmRequestError", "cancel", "hopeless", "job_state",
+           "jobs", "lost_remedy", "test_submit"]
 
 #: Pending reasons that waiting cannot clear, with what to do about each.
 HOPELESS = {
@@ -38,10 +39,26 @@ HOPELESS = {
 }
 #: End states of a job that was lost (not a job that ended by itself).
 ENDED_LOST = ("CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "FAILED", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE")
+#: What to do when a job ended in one of :data:`ENDED_LOST` (its state's first word).
+LOST_REMEDY = {
+    "CANCELLED": "it was cancelled (scancel, or the site); nothing to change unless it happens again",
+    "TIMEOUT": "it reached its time limit: ask for a longer walltime (compute.slurm.walltime)",
+    "DEADLINE": "it reached its deadline: ask for a later --deadline or a shorter walltime",
+    "NODE_FAIL": "its node failed; if it happens again, ask the site or exclude the node",
+    "BOOT_FAIL": "its node failed to boot; if it happens again, ask the site",
+    "PREEMPTED": "a job of higher priority took its node: choose a partition or QOS without preemption",
+    "OUT_OF_MEMORY": "it ran out of memory: ask for more (compute.slurm.memory) or lower compute.task_memory",
+    "FAILED": "it exited with an error: its log (above) says why",
+}
 
 
 class SlurmError(RuntimeError):
     """SLURM refused or cannot run a job; the message is one sentence with the remedy."""
+
+
+class SlurmRequestError(SlurmError, ValueError):
+    """The request itself is at fault (a job script SLURM refuses, a job pending for a reason that
+    cannot clear): a configuration error, like the other :class:`ValueError` s (CLI exit status 2)."""
 
 
 @dataclass(frozen=True)
@@ -65,13 +82,13 @@ def _command(name: str) -> str:
 
 def test_submit(script: str, *args: str, timeout: float = 30.0) -> None:
     """``sbatch --test-only`` of ``script`` (the job script's text; ``args`` are extra sbatch
-    options). Raises :class:`SlurmError` with SLURM's own reason when no node could ever run it."""
+    options). Raises :class:`SlurmRequestError` with SLURM's own reason when no node could ever run it."""
     out = subprocess.run([_command("sbatch"), "--test-only", *args], input=script, text=True, capture_output=True,
                          timeout=timeout)
     if out.returncode != 0:
         lines = [line.strip() for line in (out.stderr + out.stdout).splitlines() if line.strip()]
         said = "; ".join(re.sub(r"^(sbatch: error: |error: )", "", line) for line in lines) or f"exit {out.returncode}"
-        raise SlurmError(f"SLURM refuses the job script ({said}): no job was submitted; change the request "
+        raise SlurmRequestError(f"SLURM refuses the job script ({said}): no job was submitted; change the request "
                          "(compute.slurm, or the #SBATCH lines) to fit a node of the partition (`sinfo -o '%P %c %m %G'`)")
 
 
@@ -83,6 +100,12 @@ def hopeless(job: Job) -> str | None:
         if job.reason.startswith(reason):
             return remedy
     return None
+
+
+def lost_remedy(state: str) -> str:
+    """What to do about a job that ended in ``state`` (``CANCELLED by 0`` reads as CANCELLED)."""
+    word = state.split()[0] if state.strip() else state
+    return LOST_REMEDY.get(word, "it ended before the run did; if it happens again, read its log")
 
 
 def job_state(job_id: str, timeout: float = 15.0) -> Job | None:
@@ -116,3 +139,9 @@ def jobs(job_ids: list[str] | tuple[str, ...], timeout: float = 15.0) -> dict[st
             if job is not None:
                 found[jid] = job
     return found
+
+
+def cancel(job_ids: list[str] | tuple[str, ...], timeout: float = 30.0) -> None:
+    """``scancel`` these jobs (and only these)."""
+    if job_ids:
+        subprocess.run([_command("scancel"), *map(str, job_ids)], capture_output=True, text=True, timeout=timeout)
