@@ -2,6 +2,7 @@
 
 import logging
 import os
+import types
 
 import pytest
 
@@ -104,3 +105,124 @@ def test_a_local_cluster_gives_way_to_training_a_slurm_one_keeps_its_jobs(kind, 
     cluster.pause()
     assert running.closed is closed
     assert (cluster.cluster is None) is closed  # address() starts a new one for the denoising
+
+
+def test_slurm_workers_log_into_the_run_log(monkeypatch, tmp_path):
+    from tomodenoise.cluster import LOG_PRELOAD
+    from tomodenoise.logs import ENV_RUN_LOG, ENV_VERBOSITY
+
+    monkeypatch.setenv(ENV_RUN_LOG, str(tmp_path / "my run" / "run.log"))
+    monkeypatch.setenv(ENV_VERBOSITY, "1")
+    lines = slurm_prologue()
+    assert f"export DASK_DISTRIBUTED__WORKER__PRELOAD=\"['{LOG_PRELOAD}']\"" in lines
+    assert f"export {ENV_RUN_LOG}='{tmp_path / 'my run' / 'run.log'}'" in lines  # quoted for the shell
+    assert f"export {ENV_VERBOSITY}=1" in lines
+    import dask
+
+    # what Dask reads from that variable in a worker job
+    assert dask.config.collect_env({"DASK_DISTRIBUTED__WORKER__PRELOAD": f"{[LOG_PRELOAD]!r}"}) == \
+        {"distributed": {"worker": {"preload": [LOG_PRELOAD]}}}
+
+
+class _Watch:
+    def __init__(self, error=None):
+        self.error, self.stopped = error, False
+        self.job_ids = ["5", "6"]
+
+    def check(self):
+        if self.error:
+            raise self.error
+
+    def stop(self):
+        self.stopped = True
+
+
+def test_check_raises_what_the_slurm_watch_found():
+    from tomodenoise.cluster import DaskCluster
+    from tomodenoise.slurm import SlurmError
+
+    DaskCluster(ComputeConfig()).check()  # no watch: nothing
+    cluster = DaskCluster(ComputeConfig(cluster="slurm"))
+    cluster.watch = _Watch()
+    cluster.check()
+    cluster.watch = _Watch(SlurmError("SLURM job 5 pending: PartitionConfig: ask for less"))
+    with pytest.raises(SlurmError, match="SLURM job 5 pending"):
+        cluster.check()
+
+
+class _Loop:
+    def add_callback(self, fn, *args):
+        fn(*args)
+
+
+class _JobqueueCluster:
+    def __init__(self):
+        self.workers = {"w-0": types.SimpleNamespace(job_id="5"), "w-1": types.SimpleNamespace(job_id="6")}
+        self.worker_spec = {"w-0": {}, "w-1": {}}
+        self.loop, self.scaled, self.closed = _Loop(), [], False
+
+    def scale(self, n):
+        self.scaled.append(n)
+
+    def close(self):
+        self.closed = True
+
+
+def test_a_lost_job_is_replaced_only_when_dask_has_not_done_it():
+    from tomodenoise.cluster import DaskCluster
+
+    cluster = DaskCluster(ComputeConfig(cluster="slurm"))
+    jq = cluster.cluster = _JobqueueCluster()
+    cluster._replace("w-0", "4")  # w-0 runs job 5 already (Dask replaced job 4): nothing
+    assert jq.scaled == [] and set(jq.workers) == {"w-0", "w-1"}
+    cluster._replace("w-0", "5")
+    assert jq.scaled == [2] and set(jq.workers) == {"w-1"}  # scale() submits a job for w-0
+
+
+def test_close_stops_the_watch_and_cancels_the_jobs_slurm_still_holds(monkeypatch):
+    from tomodenoise import slurm
+    from tomodenoise.cluster import DaskCluster
+    from tomodenoise.slurm import Job
+
+    cancelled = []
+    monkeypatch.setattr(slurm, "jobs", lambda ids: {"5": Job("5", "CANCELLED"), "6": Job("6", "PENDING", "Priority")})
+    monkeypatch.setattr(slurm, "cancel", lambda ids: cancelled.extend(ids))
+    cluster = DaskCluster(ComputeConfig(cluster="slurm"))
+    jq = cluster.cluster = _JobqueueCluster()
+    watch = cluster.watch = _Watch()
+    cluster.close()
+    assert watch.stopped and jq.closed and cluster.cluster is None and cluster.watch is None
+    assert cancelled == ["6"]
+
+
+class _Future:
+    def __init__(self):
+        self.callbacks = []
+
+    def add_done_callback(self, fn):
+        self.callbacks.append(fn)
+
+    def finish(self):
+        for fn in self.callbacks:
+            fn(self)
+
+
+def test_waiting_for_tasks_looks_at_the_cluster_and_raises_its_error():
+    import threading
+
+    from flows.pipeline import completed
+    from tomodenoise.slurm import SlurmError
+
+    futures = [_Future(), _Future()]
+    checks = []
+
+    def check():
+        checks.append(1)
+        if len(checks) > 3:
+            raise SlurmError("SLURM job 5 pending: PartitionConfig: ask for less")
+
+    threading.Timer(0.05, futures[1].finish).start()
+    got = completed(futures, check, every=0.02)
+    assert next(got) is futures[1]  # as they complete
+    with pytest.raises(SlurmError, match="SLURM job 5 pending"):  # the other never does: the error, not a hang
+        next(got)
