@@ -7,6 +7,9 @@ Usage::
         subprocess.run([...], env=server.subprocess_env())   # talks to this server only
         httpx.get(f"{server.url}/health")
 
+``deployed_worker(server, tmp, roots)`` applies ``deploy/prefect.yaml`` to it and runs a
+process worker on the ``tomodenoise`` pool (the service tests, and tests/hpc's watcher on SLURM).
+
 ``server.env`` holds only the variables that point a client at this server
 (``PREFECT_API_URL``, ``PREFECT_HOME``, ``PREFECT_API_AUTH_STRING`` with auth);
 ``server.subprocess_env()`` is ``os.environ`` without any other ``PREFECT_*`` variable plus
@@ -29,6 +32,7 @@ from typing import Iterator
 import httpx
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -148,3 +152,35 @@ def start_server(tmp_dir: Path, auth: str | None = None, timeout: float = 120,
             yield server
         finally:
             _stop(proc)
+
+
+@contextlib.contextmanager
+def deployed_worker(server: Server, tmp: Path, raw: Path, out: Path, limit: int = 2,
+                    extra_env: dict[str, str] | None = None) -> Iterator[Path]:
+    """The deployments of ``deploy/prefect.yaml`` on ``server`` (input root ``raw``, output root
+    ``out``) and a ``prefect worker start --pool tomodenoise`` process (at most ``limit`` runs at
+    a time) until the block ends; yields the worker's log file."""
+    env = dict(os.environ, **server.env, TOMODENOISE_REPO=str(REPO), TOMODENOISE_INPUT_ROOTS=str(raw),
+               TOMODENOISE_OUTPUT_ROOT=str(out), PREFECT_WORKER_QUERY_SECONDS="1",
+               PREFECT_WORKER_PREFETCH_SECONDS="1", **(extra_env or {}))
+    env.pop("PREFECT_PROFILES_PATH", None)
+
+    def prefect(*args: str) -> str:
+        r = subprocess.run([PREFECT, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, f"prefect {' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        return r.stdout
+
+    prefect("work-pool", "create", "tomodenoise", "--type", "process")
+    prefect("--no-prompt", "deploy", "--all", "--prefect-file", "deploy/prefect.yaml")
+    log_path = tmp / "worker.log"
+    with log_path.open("w") as log:
+        worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "tomodenoise", "--limit", str(limit)],
+                                  cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield log_path
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()

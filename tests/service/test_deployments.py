@@ -9,9 +9,6 @@ in place. Unauthenticated calls must be refused.
 from __future__ import annotations
 
 import base64
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,11 +18,9 @@ import pytest
 from tomodenoise.api import RetryTransport
 from tomodenoise.simulate.scan import simulate_foam_scan
 
-from _server import start_server  # tests/service/ is on sys.path (pytest rootdir-less import)
+from _server import deployed_worker, start_server  # tests/service/ is on sys.path (pytest rootdir-less import)
 
-REPO = Path(__file__).resolve().parents[2]
 AUTH = "tomodenoise:s3cret"
-PREFECT = str(Path(sys.executable).with_name("prefect"))
 TINY = {
     "recon": {"z_chunk": 2},
     "model": {"name": "msd", "params": {"depth": 4, "width": 1}},
@@ -41,30 +36,8 @@ def service(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("service")
     raw, out = tmp / "raw", tmp / "out"
     raw.mkdir()
-    with start_server(tmp / "server", auth=AUTH) as server:
-        env = dict(os.environ, **server.env, TOMODENOISE_REPO=str(REPO), TOMODENOISE_INPUT_ROOTS=str(raw),
-                   TOMODENOISE_OUTPUT_ROOT=str(out), PREFECT_WORKER_QUERY_SECONDS="1",
-                   PREFECT_WORKER_PREFETCH_SECONDS="1")
-        env.pop("PREFECT_PROFILES_PATH", None)
-
-        def prefect(*args: str) -> str:
-            r = subprocess.run([PREFECT, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
-            assert r.returncode == 0, f"prefect {' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-            return r.stdout
-
-        prefect("work-pool", "create", "tomodenoise", "--type", "process")
-        prefect("--no-prompt", "deploy", "--all", "--prefect-file", "deploy/prefect.yaml")
-        log = (tmp / "worker.log").open("w")
-        worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "tomodenoise", "--limit", "2"],
-                                  cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            yield {"server": server, "raw": raw, "out": out, "tmp": tmp, "worker_log": tmp / "worker.log"}
-        finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+    with start_server(tmp / "server", auth=AUTH) as server, deployed_worker(server, tmp, raw, out) as worker_log:
+        yield {"server": server, "raw": raw, "out": out, "tmp": tmp, "worker_log": worker_log}
 
 
 def _http(server, auth=True) -> httpx.Client:

@@ -156,18 +156,20 @@ def job_details(job_id: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S*)", out.stdout)) if out.returncode == 0 else {}
 
 
-def submit(script: Path, args: list[str], request: Request | None, *, log: Path | None = None,
+def submit(script: Path, args: Callable[[], list[Any]], request: Request | None, *, log: Path | None = None,
            dry_run: bool = False, say: Callable[[str], None] = print) -> str | None:
     """``sbatch`` ``script`` with ``request``'s options (none: its ``#SBATCH`` lines as they are)
-    after ``sbatch --test-only`` accepted them; returns the job id (None for ``dry_run``)."""
+    after ``sbatch --test-only`` accepted them; ``args()`` gives the script's arguments once it
+    has (it may write files). Returns the job id (None for ``dry_run``)."""
     opts = request.sbatch_args() if request else []
     if log is not None:
-        log.parent.mkdir(parents=True, exist_ok=True)
         opts.append(f"--output={log}")
     env = dict(os.environ, **(request.env() if request else {}))
     env.setdefault("TOMODENOISE_ENV", sys.prefix)  # the environment this command runs from
     test_submit(script.read_text(), *opts)  # SlurmError: nothing submitted
-    cmd = ["sbatch", "--parsable", *opts, str(script), *map(str, args)]
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["sbatch", "--parsable", *opts, str(script), *map(str, args())]
     if dry_run:
         say(f"sbatch --test-only accepts it; would run: {shlex.join(cmd)}")
         return None
@@ -258,10 +260,8 @@ def submit_train(store_root: Path, cfg: RunConfig | None, *, partition: str | No
     request = None if as_is else size_request(cfg, *partition_nodes(partition), n_nodes=n_nodes, cpus=cpus, mem=mem,
                                               walltime=walltime)
     folder = store.root / "slurm"
-    folder.mkdir(exist_ok=True)
-    job_cfg = cfg.save(folder / f"train-{_stamp()}.yaml")
-    job = submit(SCRIPTS / "train.sbatch", [store.root, job_cfg], request, log=folder / "train-%j.log",
-                 dry_run=dry_run, say=say)
+    job = submit(SCRIPTS / "train.sbatch", lambda: [store.root, cfg.save(folder / f"train-{_stamp()}.yaml")],
+                 request, log=folder / "train-%j.log", dry_run=dry_run, say=say)
     return job, folder
 
 
@@ -277,9 +277,8 @@ def submit_pipeline(cfg: RunConfig, *, partition: str | None = None, n_nodes: in
     request = None if as_is else size_request(cfg, *partition_nodes(partition), n_nodes=n_nodes, cpus=cpus, mem=mem,
                                               walltime=walltime)
     folder = store_for(cfg).root / "slurm"
-    folder.mkdir(parents=True, exist_ok=True)
-    job_cfg = cfg.save(folder / f"pipeline-{_stamp()}.yaml")
-    job = submit(SCRIPTS / "pipeline.sbatch", [cfg.input.path, cfg.output.root, job_cfg], request,
+    job = submit(SCRIPTS / "pipeline.sbatch",
+                 lambda: [cfg.input.path, cfg.output.root, cfg.save(folder / f"pipeline-{_stamp()}.yaml")], request,
                  log=folder / "pipeline-%j.log", dry_run=dry_run, say=say)
     return job, folder
 
