@@ -95,7 +95,7 @@ def invalidate_from(store: ScanStore, stage: str) -> None:
     if "train" in later and store.model_dir.exists():
         shutil.rmtree(store.model_dir)
     if "report" in later and store.report_dir.exists():
-        keep = {"run.log"}  # the run log is being written: keep it; the centre preview belongs to ingest
+        keep = {"run.log", "slurm"}  # the run log and its SLURM jobs' logs are being written; the centre preview: ingest's
         if "ingest" not in later:
             keep |= {"preview_centre.png", "preview_centre.json"}
         for p in store.report_dir.iterdir():
