@@ -308,3 +308,24 @@ def test_slurm_spec_is_what_the_flow_uses():
     assert kw["cluster_class"] == "dask_jobqueue.SLURMCluster"
     spec = yaml.safe_load(SLURM_SPEC.read_text())["compute"]["slurm"]
     assert kw["cluster_kwargs"] == spec | {"job_script_prologue": slurm_prologue() + spec.get("job_script_prologue", [])}
+
+
+def test_slurm_job_scripts_are_package_data_linked_from_deploy():
+    """One copy of each job script, in tomodenoise/hpc/ (installed with the package: pyproject's
+    package data), so that `tomodenoise slurm` finds them in a non-editable install too;
+    deploy/slurm/ links to them."""
+    import tomllib
+
+    from tomodenoise.hpc import SCRIPTS
+
+    for name in ("train.sbatch", "pipeline.sbatch"):
+        link = ROOT / "deploy" / "slurm" / name
+        assert link.is_symlink() and link.resolve() == (SCRIPTS / name).resolve(), name
+        assert subprocess.run(["bash", "-n", str(SCRIPTS / name)]).returncode == 0, name
+        text = (SCRIPTS / name).read_text()
+        assert "set -euo pipefail" in text and "#SBATCH --job-name=tomodenoise-" in text
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["tomodenoise"]
+    assert "hpc/*.sbatch" in data
+    # the whole-pipeline script: ranks under srun torchrun, workers and scheduler stopped on exit
+    text = (SCRIPTS / "pipeline.sbatch").read_text()
+    assert "trap cleanup EXIT" in text and "-m tomodenoise.pipeline.ddp" in text and "srun --overlap" in text
