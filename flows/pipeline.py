@@ -11,7 +11,9 @@ and ``reference`` (a clean volume, simulations).
 on the run's one Dask cluster (``compute.cluster``), started when the first chunked stage has
 work: a SLURM cluster keeps its jobs until the run ends (one allocation for the Dask work of a
 run), a local one gives way while the network trains and is started again to denoise
-(:data:`tomodenoise.cluster.CLOSED_WHILE_TRAINING`).
+(:data:`tomodenoise.cluster.CLOSED_WHILE_TRAINING`). While it waits for the tasks it looks at the
+cluster every few seconds (:func:`completed`): a SLURM job that cannot start, or workers lost again
+and again, end the run with SLURM's reason instead of a wait for ever.
 """
 
 from __future__ import annotations

@@ -9,7 +9,13 @@ here, per the import rules of docs/DESIGN.md). The kinds:
 - ``local_cuda``: ``dask_cuda.LocalCUDACluster``, one worker per visible GPU; falls back to
   ``local`` (with a warning) when dask-cuda is not importable or there is no GPU;
 - ``address``: an existing scheduler (``compute.address``, e.g. ``tcp://head:8786``);
-- ``slurm``: ``dask_jobqueue.SLURMCluster(**compute.slurm)`` scaled to ``n_workers`` jobs.
+- ``slurm``: ``dask_jobqueue.SLURMCluster(**compute.slurm)`` scaled to ``n_workers`` jobs. Its job
+  script is checked by ``sbatch --test-only`` before any job is submitted (a script no node could
+  run fails the run at once, :func:`tomodenoise.slurm.test_submit`), and its jobs are watched while
+  the run lasts (:class:`tomodenoise.slurm_watch.JobWatch`: a job pending for ever fails the run, a
+  lost job is replaced; :meth:`DaskCluster.check` raises what it found). The workers log into the
+  run's log like local ones (:func:`slurm_prologue`); each job's own stdout and stderr go to
+  ``<store>/report/slurm/<job_name>-<job id>.out|.err`` (``log_directory``), named in the run log.
 
 Every worker this module starts keeps glibc's own memory allocator settings, as a plain process
 has (:data:`NANNY_UNSET_ENV`): Dask's nanny otherwise starts each worker with

@@ -16,8 +16,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-__all__ = ["ENDED_LOST", "HOPELESS", "LOST_REMEDY", "Job", "SlurmError", "SlurmRequestError", "cancel", "hopeless", "job_state",
-           "jobs", "lost_remedy", "test_submit"]
+__all__ = ["ENDED_LOST", "HOPELESS", "LOST_REMEDY", "Job", "SlurmError", "SlurmRequestError", "cancel", "hopeless",
+           "job_state", "jobs", "lost_remedy", "test_submit"]
 
 #: Pending reasons that waiting cannot clear, with what to do about each.
 HOPELESS = {
@@ -89,7 +89,8 @@ def test_submit(script: str, *args: str, timeout: float = 30.0) -> None:
         lines = [line.strip() for line in (out.stderr + out.stdout).splitlines() if line.strip()]
         said = "; ".join(re.sub(r"^(sbatch: error: |error: )", "", line) for line in lines) or f"exit {out.returncode}"
         raise SlurmRequestError(f"SLURM refuses the job script ({said}): no job was submitted; change the request "
-                         "(compute.slurm, or the #SBATCH lines) to fit a node of the partition (`sinfo -o '%P %c %m %G'`)")
+                                "(compute.slurm, or the #SBATCH lines) to fit a node of the partition "
+                                "(`sinfo -o '%P %c %m %G'`)")
 
 
 def hopeless(job: Job) -> str | None:

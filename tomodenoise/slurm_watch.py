@@ -79,7 +79,8 @@ class JobWatch:
 
     def submit_failed(self, name: str, why: str) -> None:
         self._fail(SlurmError(f"sbatch could not submit the Dask worker job {name} ({why}): no worker can start; "
-                              "check that SLURM answers (`sinfo`) and your account's submission limits, then run again"))
+                              "check that SLURM answers (`sinfo`) and your account's submission limits, "
+                              "then run again"))
 
     # the run's side
     def check(self) -> None:
@@ -119,9 +120,9 @@ class JobWatch:
             anything = bool(self.submitted)
         if not anything:
             if now - self._started >= self.submit_timeout and self.error is None:
-                self._fail(SlurmError(f"no SLURM job was submitted for the Dask workers within {self.submit_timeout:.0f} s "
-                                      "of the cluster's start: check that SLURM answers (`sinfo`, `squeue`) and "
-                                      "the run log, then run again"))
+                self._fail(SlurmError(f"no SLURM job was submitted for the Dask workers within "
+                                      f"{self.submit_timeout:.0f} s of the cluster's start: check that SLURM "
+                                      "answers (`sinfo`, `squeue`) and the run log, then run again"))
             return
         if active:
             try:
