@@ -219,8 +219,9 @@ def test_a_job_pending_for_a_reason_that_cannot_clear_ends_the_run_with_it(slurm
 
 
 def test_lost_worker_jobs_are_one_warning_each_and_the_run_completes(slurm, scan, tmp_path):
-    """One worker job cancelled mid-reconstruction, then a time limit of 1 minute for every job:
-    the training (1.2 min) outlasts it (SLURM ends a job 60 to 90 s after its start), so the jobs reach it while the run goes on."""
+    """One worker job cancelled mid-reconstruction, then a time limit of 1 minute for every job: the
+    training (1.2 min) outlasts it (SLURM ends a job 60 to 90 s after its start), so the jobs reach
+    it while the run goes on."""
     node, cpus = _node()
     if cpus < 2:
         pytest.skip(f"the node {node} has {cpus} CPU: two 1-CPU worker jobs need 2")
