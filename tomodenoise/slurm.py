@@ -106,7 +106,7 @@ def hopeless(job: Job) -> str | None:
 def lost_remedy(state: str) -> str:
     """What to do about a job that ended in ``state`` (``CANCELLED by 0`` reads as CANCELLED)."""
     word = state.split()[0] if state.strip() else state
-    return LOST_REMEDY.get(word, "it ended before the run did; if it happens again, read its log")
+    return LOST_REMEDY.get(word, "if it happens again, its log says why")
 
 
 def job_state(job_id: str, timeout: float = 15.0) -> Job | None:

@@ -161,10 +161,17 @@ class JobWatch:
         elif state in ("RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STOPPED", "RESIZING", "REQUEUED"):
             self._pending_since.pop(jid, None)
             self._say(jid, state, f"SLURM job {jid} (Dask worker {name}) {state.lower()}")
-        elif state in ENDED_LOST or state in ("COMPLETED", "SPECIAL_EXIT", "REVOKED"):
+        elif state == "COMPLETED":  # the worker stopped by itself (e.g. its --lifetime): replaced, not counted
+            with self._lock:
+                self._active.pop(jid, None)
+            log.info("SLURM job %s (Dask worker %s) completed; a new job is submitted if the run needs it", jid, name)
+            self._to_replace[jid] = (name, now)
+        elif state in ENDED_LOST or state in ("SPECIAL_EXIT", "REVOKED"):
             self._lose(jid, name, job.state + (f" ({job.reason})" if job.reason and state != "CANCELLED" else ""), now)
 
     def _lose(self, jid: str, name: str, state: str, now: float) -> None:
+        """Job ``jid`` ended before the run did: a warning and a replacement, or the run's failure
+        when more than ``max_lost`` jobs were lost."""
         with self._lock:
             self._active.pop(jid, None)
             self.lost.append((jid, state))

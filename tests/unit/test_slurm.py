@@ -58,7 +58,7 @@ def test_jobs_reads_squeue_then_scontrol_for_the_jobs_squeue_dropped(fake_bin):
 
 @pytest.mark.parametrize("state, says", [("CANCELLED by 0", "cancelled"), ("TIMEOUT", "longer walltime"),
                                          ("OUT_OF_MEMORY", "compute.slurm.memory"), ("NODE_FAIL", "node failed"),
-                                         ("WEIRD", "read its log")])
+                                         ("WEIRD", "its log says why")])
 def test_each_lost_state_has_its_remedy(state, says):
     assert says in slurm.lost_remedy(state)
 
@@ -261,3 +261,16 @@ def test_the_job_class_reports_sbatchs_refusal_in_one_line(monkeypatch):
     assert str(caught.value).startswith("sbatch could not submit the Dask worker job SLURMCluster-0 "
                                         "(QOSMaxSubmitJobPerUserLimit; Batch job submission failed: Job violates "
                                         "accounting/QOS policy): no worker can start")
+
+
+def test_a_job_that_completed_by_itself_is_replaced_but_not_counted_as_lost(caplog):
+    watch, queue, clock, replaced = _watch(replace_after=25, max_lost=0)
+    watch.submitted_job("w-0", "7")
+    queue.set("7", "COMPLETED")
+    with caplog.at_level(logging.INFO, logger="tomodenoise.slurm_watch"):
+        watch.poll_once()
+    watch.check()  # a worker's --lifetime ends its job: not a failure
+    assert watch.lost == [] and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    clock.t = 25
+    watch.poll_once()
+    assert replaced == [("w-0", "7")]
