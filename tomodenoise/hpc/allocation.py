@@ -5,17 +5,16 @@ workers of the job's own allocation, without Prefect.
 then runs, in order::
 
     python -m tomodenoise.hpc.allocation prepare SCAN --out OUT [-c run.yaml] --job ID   # prints STORE
-    python -m tomodenoise.hpc.allocation workers --address ADDR --n N      # wait until N workers joined
-    python -m tomodenoise.hpc.allocation reconstruct --config JOB.yaml --address ADDR  # ingest + reconstruct
-    python -m tomodenoise.hpc.allocation workers --address ADDR --retire   # they give way to the ranks
+    python -m tomodenoise.hpc.allocation reconstruct --config JOB.yaml --address ADDR --workers N
     srun torchrun -m tomodenoise.pipeline.ddp --store STORE --config JOB.yaml --stage
     tomodenoise run SCAN --out OUT -c JOB.yaml --set compute.address=ADDR  # denoise and report
+    python -m tomodenoise.hpc.allocation workers --address ADDR --n N      # (beside it) N workers joined?
 
 ``prepare`` writes the run configuration of the whole job (as ``tomodenoise run`` would build
 it, with ``compute.cluster: address``) to ``<store>/slurm/job-<ID>/run.yaml`` and prints the
 scan's store folder. ``reconstruct`` runs the core's stages (:func:`tomodenoise.pipeline.run_pipeline`,
 under the store's lock) with :class:`DaskUnits`, which hands each chunked stage's units to the
-workers and stops the pipeline before the train stage: the DDP ranks train next under
+workers (once ``N`` joined) and stops the pipeline before the train stage, retiring the workers: the DDP ranks train next under
 ``srun``, and the last ``tomodenoise run`` finds ingest, reconstruct and train complete.
 """
 
@@ -108,12 +107,27 @@ def reconstruct(args: argparse.Namespace) -> int:
              cfg.compute.address)
     t0 = time.perf_counter()
     with Client(cfg.compute.address, timeout=60) as client:
+        if not _joined(client, args.workers, args.timeout):
+            return 1
         try:
             run_pipeline(cfg, DaskUnits(client, until=args.until), Context(), note=f"SLURM job {_job_id()}")
         except Reached as stop:
             logs.summary(log, f"stages up to {args.until} done in {time.perf_counter() - t0:.0f} s; "
                               f"{stop} next (log: {logs.run_log_path(store.root)})")
+        client.retire_workers(close_workers=True)  # they give way to the training ranks
     return 0
+
+
+def _joined(client: Any, n: int, timeout: float) -> bool:
+    """Wait until ``n`` workers joined; say so on stderr when they did not."""
+    try:
+        client.wait_for_workers(n, timeout=timeout)
+        return True
+    except TimeoutError:
+        have = len(client.scheduler_info()["workers"])
+        print(f"only {have} of {n} Dask workers joined {client.scheduler.address} within {timeout:.0f} s: see the "
+              "workers' log in the job's folder (<store>/slurm/job-<id>/workers.log)", file=sys.stderr)
+        return False
 
 
 def workers(args: argparse.Namespace) -> int:
@@ -124,14 +138,7 @@ def workers(args: argparse.Namespace) -> int:
         if args.retire:
             client.retire_workers(close_workers=True)
             return 0
-        try:
-            client.wait_for_workers(args.n, timeout=args.timeout)
-        except TimeoutError:
-            have = len(client.scheduler_info()["workers"])
-            print(f"only {have} of {args.n} Dask workers joined {args.address} within {args.timeout:.0f} s: see "
-                  "the workers' log in the job's folder", file=sys.stderr)
-            return 1
-    return 0
+        return 0 if _joined(client, args.n, args.timeout) else 1
 
 
 def _job_id() -> str:
@@ -153,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     rc = sub.add_parser("reconstruct", help="ingest and reconstruct on the job's Dask workers")
     rc.add_argument("--config", required=True)
     rc.add_argument("--address", required=True, help="the job's Dask scheduler")
+    rc.add_argument("--workers", type=int, default=1, help="wait until this many workers joined")
+    rc.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for them")
     rc.add_argument("--until", default="reconstruct", help="the last stage to run here (default reconstruct)")
     rc.set_defaults(func=reconstruct)
     w = sub.add_parser("workers", help="wait for the job's Dask workers, or retire them")
