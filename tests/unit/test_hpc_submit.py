@@ -34,6 +34,8 @@ def test_ranks_on_gpus_or_cpus():
     assert cpu.env()["TOMODENOISE_RANKS_PER_NODE"] == "2"
     two = size_request(_cfg(ranks=6), "gpu", [GPU_NODE, GPU_NODE], n_nodes=2)
     assert (two.nodes, two.ranks_per_node, two.gpus_per_node) == (2, 3, 3)
+    whole = size_request(_cfg(ranks=2), "gpu", [GPU_NODE], whole_gpus=True)  # the pipeline: a worker per GPU
+    assert (whole.gpus_per_node, whole.workers_per_node, whole.ranks_per_node) == (4, 4, 2)
 
 
 @pytest.mark.parametrize("cfg, nodes, n, said", [

@@ -3,7 +3,8 @@
 The request is sized from what ``sinfo`` says about the partition's nodes (CPUs, memory,
 GPUs; the smallest node, so that any of them fits) and from the run configuration
 (``train.ranks``, ``train.device``): one task per node, all of its CPUs unless asked for fewer,
-a share of its memory in proportion, one GPU per DDP rank (none for ``train.device: cpu``).
+a share of its memory in proportion, one GPU per DDP rank (the whole pipeline: every GPU of the
+node, one Dask worker each; none for ``train.device: cpu``).
 The sizes go to ``sbatch`` as options, which override the script's ``#SBATCH`` lines. Before
 anything is submitted ``sbatch --test-only`` must accept the request
 (:func:`tomodenoise.slurm.test_submit`); after, the job is watched until it runs: one pending
@@ -126,9 +127,11 @@ def partition_nodes(partition: str | None = None) -> tuple[str, list[Node]]:
 
 
 def size_request(cfg: RunConfig, partition: str, nodes: list[Node], *, n_nodes: int = 1, cpus: int | None = None,
-                 mem: str | None = None, walltime: str | None = None) -> Request:
-    """The request for ``n_nodes`` of ``nodes`` (see the module docstring). Refuses (one
-    sentence) what no sizing can fit: more nodes than the partition has, ranks beyond its GPUs."""
+                 mem: str | None = None, walltime: str | None = None, whole_gpus: bool = False) -> Request:
+    """The request for ``n_nodes`` of ``nodes`` (see the module docstring); ``whole_gpus``: every
+    GPU of the node (the whole pipeline: one Dask worker per GPU, then the ranks), else one per
+    rank. Refuses (one sentence) what no sizing can fit: more nodes than the partition has,
+    ranks beyond its GPUs."""
     if n_nodes > len(nodes):
         raise SlurmError(f"--nodes {n_nodes} but partition {partition} has {len(nodes)} usable node"
                          f"{'s' if len(nodes) != 1 else ''}: ask for fewer nodes")
@@ -145,9 +148,10 @@ def size_request(cfg: RunConfig, partition: str, nodes: list[Node], *, n_nodes: 
                          f"{'s' if n_nodes != 1 else ''}, but the nodes of partition {partition} have {gpus}: ask for "
                          f"more nodes (--nodes) or set train.ranks to at most {gpus * n_nodes}")
     cpus = cpus or cpu
-    workers = (gpus if on_gpus else max(1, min(cfg.compute.n_workers, cpus)))
+    asked = (gpus if whole_gpus else per_node) if on_gpus else 0
+    workers = asked or max(1, min(cfg.compute.n_workers, cpus))
     mem = mem or f"{max(256, mem_mb * min(cpus, cpu) // max(cpu, 1))}M"
-    return Request(partition, n_nodes, cpus, mem, per_node if on_gpus else 0, per_node, workers, walltime)
+    return Request(partition, n_nodes, cpus, mem, asked, per_node, workers, walltime)
 
 
 def job_details(job_id: str) -> dict[str, str]:
@@ -275,7 +279,7 @@ def submit_pipeline(cfg: RunConfig, *, partition: str | None = None, n_nodes: in
 
     detect_format(cfg.input.path)  # a missing or unknown scan is refused before anything is submitted
     request = None if as_is else size_request(cfg, *partition_nodes(partition), n_nodes=n_nodes, cpus=cpus, mem=mem,
-                                              walltime=walltime)
+                                              walltime=walltime, whole_gpus=True)
     folder = store_for(cfg).root / "slurm"
     job = submit(SCRIPTS / "pipeline.sbatch",
                  lambda: [cfg.input.path, cfg.output.root, cfg.save(folder / f"pipeline-{_stamp()}.yaml")], request,
