@@ -169,7 +169,8 @@ def submit(script: Path, args: Callable[[], list[Any]], request: Request | None,
     if log is not None:
         opts.append(f"--output={log}")
     env = dict(os.environ, **(request.env() if request else {}))
-    env.setdefault("TOMODENOISE_ENV", sys.prefix)  # the environment this command runs from
+    # the environment this command runs from (a venv), else the PATH as it is
+    env.setdefault("TOMODENOISE_ENV", sys.prefix if (Path(sys.prefix) / "bin" / "activate").exists() else "")
     test_submit(script.read_text(), *opts)  # SlurmError: nothing submitted
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
