@@ -2,7 +2,8 @@
 
 The module fixture runs ``scripts/hpc/podman install|setup|base|build`` (the base image made
 locally from Debian packages, the build with this machine's pip configuration: no registry but
-Debian's and PyPI's). Then, as uid 1000:
+Debian's and PyPI's). Then, as uid 1000: ``import astra`` and a CPU FBP with the image's cuFFT
+stand-in, and
 
 (a) ``tomodenoise run`` on a scan simulated on the host and mounted read-only, its output
     written to a mounted folder: exit 0, every file it wrote readable by the group;
@@ -131,6 +132,32 @@ def data(tmp_path_factory) -> dict[str, Path]:
     assert not _not_group_readable(raw), _not_group_readable(raw)
     (raw / "tiny.yml").write_text(yaml.safe_dump(TINY))
     return {"raw": raw, "out": out}
+
+
+ASTRA_FBP = """
+import numpy as np, astra
+assert not astra.use_cuda()
+vg = astra.create_vol_geom(32, 32)
+pg = astra.create_proj_geom("parallel", 1.0, 48, np.linspace(0, np.pi, 48, endpoint=False))
+pid = astra.create_projector("linear", pg, vg)
+img = np.zeros((32, 32), np.float32); img[10:20, 12:22] = 1
+sid, _ = astra.create_sino(img, pid)
+rid = astra.data2d.create("-vol", vg)
+cfg = astra.astra_dict("FBP"); cfg.update(ReconstructionDataId=rid, ProjectionDataId=sid, ProjectorId=pid)
+aid = astra.algorithm.create(cfg); astra.algorithm.run(aid)
+err = float(np.abs(astra.data2d.get(rid) - img).mean())
+assert err < 0.05, err
+print("fbp-ok", err)
+"""
+
+
+def test_astra_cpu_fbp_with_the_cufft_stand_in(image):
+    """`import astra` and a CPU FBP work with the image's cuFFT stand-in (docker/cufft_stub.c)."""
+    r = _podman("run", "--rm", *_label(), "--user", UID, image, "python", "-c", ASTRA_FBP, timeout=120, check=False)
+    assert r.returncode == 0 and "fbp-ok" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    size = _podman("run", "--rm", *_label(), image, "sh", "-c",
+                   'du -sk "$(python -c \'import sysconfig; print(sysconfig.get_path("purelib"))\')/nvidia/cufft"').stdout
+    assert int(size.split()[0]) < 1024, size  # the stand-in (15 kB), not the 279 MB library
 
 
 def test_run_as_non_root_on_a_mounted_scan(image, data):
