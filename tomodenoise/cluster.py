@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,33 @@ def slurm_prologue() -> list[str]:
     for name in (ENV_RUN_LOG, ENV_VERBOSITY):
         if os.environ.get(name):
             lines.append(f"export {name}={shlex.quote(os.environ[name])}")
+    own = code_path()
+    if own:  # the run's own code, as a local worker gets it (multiprocessing hands over sys.path)
+        lines.append(f'export PYTHONPATH={shlex.quote(os.pathsep.join(own))}"${{PYTHONPATH:+:$PYTHONPATH}}"')
     return lines
+
+
+def code_path() -> list[str]:
+    """This process's ``sys.path`` folders outside the Python installation and its environments:
+    where a Prefect worker put the flow's own code (a deployment's entrypoint ``flows/pipeline.py``
+    is loaded by path, as module ``pipeline``, with its folder and the checkout on ``sys.path``).
+    A SLURM worker job is a new process on another node: without them on its ``PYTHONPATH`` it
+    cannot unpickle the flow's tasks ("No module named 'pipeline'")."""
+    import site
+    import sysconfig
+
+    installed = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
+                                              *site.getsitepackages(), site.getusersitepackages(),
+                                              *sysconfig.get_paths().values()) if p}
+    own: list[str] = []
+    for entry in sys.path:
+        real = os.path.realpath(entry or os.getcwd())
+        if not os.path.isdir(real) or real in own:
+            continue
+        if any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in installed):
+            continue
+        own.append(real)
+    return own
 
 
 def gpu_count() -> int:

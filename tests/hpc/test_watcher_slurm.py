@@ -35,14 +35,15 @@ def _slurm_compute(partition: str, logs: Path) -> dict:
     """The pipeline deployment's compute section: the Dask work in one SLURM job of 1 CPU (as a
     site's deploy/prefect.yaml would hold it, with deploy/slurm/cluster.yaml's keys).
 
-    The worker jobs import the flow's module as the deployment's run does: Prefect loads
-    ``flows/pipeline.py`` by path as the module ``pipeline`` (flows/ and the repository put on
-    its sys.path), and the tasks it sends refer to it; without the PYTHONPATH line a worker
-    job fails every task with "No module named 'pipeline'" (KilledWorker)."""
+    No PYTHONPATH here: Prefect loads ``flows/pipeline.py`` by path as the module ``pipeline``
+    (flows/ and the checkout on the flow run's sys.path) and the tasks it sends refer to it; the
+    worker job script hands those folders on (``tomodenoise.cluster.code_path``), as
+    multiprocessing does for local workers. Without that every task failed with "No module
+    named 'pipeline'" (KilledWorker)."""
     return {"cluster": "slurm", "n_workers": 1, "slurm": {
         "queue": partition, "cores": 1, "processes": 1, "memory": "1500MB", "walltime": "00:15:00",
         "python": sys.executable, "log_directory": str(logs), "job_name": "tomodenoise-watcher-dask",
-        "local_directory": "/tmp", "job_script_prologue": [f"export PYTHONPATH={REPO}/flows:{REPO}"]}}
+        "local_directory": "/tmp"}}
 
 
 def _wait(http: httpx.Client, find, timeout: float, what: str, logs) -> dict:

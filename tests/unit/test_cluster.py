@@ -226,3 +226,21 @@ def test_waiting_for_tasks_looks_at_the_cluster_and_raises_its_error():
     assert next(got) is futures[1]  # as they complete
     with pytest.raises(SlurmError, match="SLURM job 5 pending"):  # the other never does: the error, not a hang
         next(got)
+
+
+def test_slurm_jobs_get_the_flow_runs_own_code_on_their_path(tmp_path, monkeypatch):
+    """A deployment's flow module (loaded by path, with its folder on sys.path) must be importable
+    in the worker jobs: the job script exports the run's own folders, not the environment's."""
+    import site
+    import sys
+
+    from tomodenoise.cluster import code_path
+
+    flows = tmp_path / "checkout" / "flows"
+    flows.mkdir(parents=True)
+    monkeypatch.setattr(sys, "path", [str(flows), *site.getsitepackages(), sys.prefix + "/lib", *sys.path])
+    own = code_path()
+    assert own[0] == str(flows.resolve())
+    assert not any("site-packages" in p for p in own)
+    line = slurm_prologue()[-1]
+    assert line.startswith(f"export PYTHONPATH={flows.resolve()}") and line.endswith('"${PYTHONPATH:+:$PYTHONPATH}"')
