@@ -28,6 +28,8 @@ import yaml
 from . import logs, stopping
 from .config import RunConfig, apply_sets, demo_config
 from .logs import summary
+from .hpc.command import add_slurm_parser
+from .hpc.jobs import SlurmError
 from .summary import metrics_table
 
 log = logging.getLogger("tomodenoise.cli")
@@ -313,41 +315,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_slurm(args: argparse.Namespace) -> int:
-    """Submit a job script sized to the partition, watch the job (``tomodenoise.hpc.submit``)."""
-    from .hpc.submit import command
-
-    return command(args, build_config)
-
-
 def cmd_config(args: argparse.Namespace) -> int:
     cfg = demo_config() if args.demo else RunConfig()
     sys.stdout.write(cfg.to_yaml())
     return 0
-
-
-def add_slurm_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    """``tomodenoise slurm train|pipeline|watch``."""
-    sl = sub.add_parser("slurm", help="submit deploy/slurm's job scripts sized to the partition (sinfo, sbatch "
-                        "--test-only first), watch the job until it runs").add_subparsers(dest="job", required=True)
-    sized = argparse.ArgumentParser(add_help=False, parents=[common])
-    sized.add_argument("-c", "--config", help="run configuration YAML (train: default the store's own)")
-    for name, kind, what in (("--set", str, "KEY=VALUE: override a config value"), ("--partition", str, "default: "
-                             "SLURM's"), ("--nodes", int, "default 1"), ("--cpus-per-task", int, "default: the node's"),
-                             ("--mem", str, "default: the node's share"), ("--time", str, "default: the script's")):
-        sized.add_argument(name, type=kind, help=what, **({"action": "append"} if name == "--set" else {}))
-    for flag, what in (("--as-is", "keep the script's #SBATCH lines (no sizing)"), ("--dry-run", "check with "
-                       "sbatch --test-only, submit nothing"), ("--wait", "follow the job to its end")):
-        sized.add_argument(flag, action="store_true", help=what)
-    sl.add_parser("train", parents=[sized], help="train.sbatch on a reconstructed store").add_argument("store")
-    pl = sl.add_parser("pipeline", parents=[sized], help="pipeline.sbatch: a scan's whole pipeline in one allocation")
-    pl.add_argument("scan")
-    pl.add_argument("--out", required=True, help="output root; writes OUT/<scan_id>/")
-    w = sl.add_parser("watch", parents=[common], help="follow a job; one line when it can never start")
-    w.add_argument("job_id")
-    w.add_argument("--wait", action="store_true", help="follow the job to its end")
-    for name in ("train", "pipeline", "watch"):
-        sl.choices[name].set_defaults(func=cmd_slurm)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -454,7 +425,7 @@ def make_parser() -> argparse.ArgumentParser:
     v.add_argument("store", help="the <out>/<scan_id>/ folder that `tomodenoise run` wrote")
     v.set_defaults(func=cmd_verify)
 
-    add_slurm_parser(sub, common)
+    add_slurm_parser(sub, common, build_config)
 
     g = sub.add_parser("config", parents=[common], help="print a configuration as YAML")
     g.add_argument("--demo", action="store_true", help="the demo's configuration instead of the defaults")
@@ -494,6 +465,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:  # pydantic's and PyYAML's own text only in the run log (the traceback)
             log.error("%s", one_sentence(e), exc_info=True)
         return 2
+    except SlurmError as e:  # SLURM lost the run's jobs again and again, or sbatch failed: its words
+        log.error("%s", e, exc_info=True)
+        return 1
     except BaseException as e:
         if stopping.is_stop(e):
             stopping.arm(signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM)

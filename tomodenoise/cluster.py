@@ -11,8 +11,8 @@ here, per the import rules of docs/DESIGN.md). The kinds:
 - ``address``: an existing scheduler (``compute.address``, e.g. ``tcp://head:8786``);
 - ``slurm``: ``dask_jobqueue.SLURMCluster(**compute.slurm)`` scaled to ``n_workers`` jobs. Its job
   script is checked by ``sbatch --test-only`` before any job is submitted (a script no node could
-  run fails the run at once, :func:`tomodenoise.slurm.test_submit`), and its jobs are watched while
-  the run lasts (:class:`tomodenoise.slurm_watch.JobWatch`: a job pending for ever fails the run, a
+  run fails the run at once, :func:`tomodenoise.hpc.jobs.test_submit`), and its jobs are watched while
+  the run lasts (:class:`tomodenoise.hpc.watch.JobWatch`: a job pending for ever fails the run, a
   lost job is replaced; :meth:`DaskCluster.check` raises what it found). The workers log into the
   run's log like local ones (:func:`slurm_prologue`); each job's own stdout and stderr go to
   ``<store>/report/slurm/<job_name>-<job id>.out|.err`` (``log_directory``), named in the run log.
@@ -198,7 +198,7 @@ class DaskCluster:
     def __init__(self, compute: ComputeConfig):
         self.compute = compute
         self.cluster: Any = None
-        self.watch: Any = None  # tomodenoise.slurm_watch.JobWatch of a SLURM cluster
+        self.watch: Any = None  # tomodenoise.hpc.watch.JobWatch of a SLURM cluster
         #: keyword arguments of the watch (poll, hopeless_after, ...: tests shorten them)
         self.watch_settings: dict[str, Any] = {}
 
@@ -222,11 +222,11 @@ class DaskCluster:
 
     def _start_slurm(self, kw: dict[str, Any]) -> Any:
         """The SLURMCluster, its job script checked by ``sbatch --test-only`` before any job is
-        submitted, its jobs watched (:class:`tomodenoise.slurm_watch.JobWatch`)."""
+        submitted, its jobs watched (:class:`tomodenoise.hpc.watch.JobWatch`)."""
         from dask_jobqueue import SLURMCluster
 
-        from .slurm import test_submit
-        from .slurm_watch import JobWatch, watched_job_class
+        from .hpc.jobs import test_submit
+        from .hpc.watch import JobWatch, watched_job_class
 
         watch = JobWatch(replace=self._replace, **self.watch_settings)
         options = dict(kw["cluster_kwargs"])
@@ -290,7 +290,7 @@ class DaskCluster:
 def _cancel_left(job_ids: list[str]) -> None:
     """Cancel the jobs of a closed cluster that SLURM still holds (dask-jobqueue cancels the jobs it
     knows; a job it forgot, e.g. one replaced, would otherwise wait or run on)."""
-    from .slurm import SlurmError, cancel, jobs
+    from .hpc.jobs import SlurmError, cancel, jobs
 
     try:
         left = [j.id for j in jobs(job_ids).values() if j.state.split()[0] in ("PENDING", "RUNNING", "CONFIGURING")]

@@ -139,7 +139,7 @@ class _Watch:
 
 def test_check_raises_what_the_slurm_watch_found():
     from tomodenoise.cluster import DaskCluster
-    from tomodenoise.slurm import SlurmError
+    from tomodenoise.hpc.jobs import SlurmError
 
     DaskCluster(ComputeConfig()).check()  # no watch: nothing
     cluster = DaskCluster(ComputeConfig(cluster="slurm"))
@@ -180,9 +180,9 @@ def test_a_lost_job_is_replaced_only_when_dask_has_not_done_it():
 
 
 def test_close_stops_the_watch_and_cancels_the_jobs_slurm_still_holds(monkeypatch):
-    from tomodenoise import slurm
+    from tomodenoise.hpc import jobs as slurm
     from tomodenoise.cluster import DaskCluster
-    from tomodenoise.slurm import Job
+    from tomodenoise.hpc.jobs import Job
 
     cancelled = []
     monkeypatch.setattr(slurm, "jobs", lambda ids: {"5": Job("5", "CANCELLED"), "6": Job("6", "PENDING", "Priority")})
@@ -211,7 +211,7 @@ def test_waiting_for_tasks_looks_at_the_cluster_and_raises_its_error():
     import threading
 
     from flows.pipeline import completed
-    from tomodenoise.slurm import SlurmError
+    from tomodenoise.hpc.jobs import SlurmError
 
     futures = [_Future(), _Future()]
     checks = []

@@ -8,7 +8,7 @@ import pytest
 from tomodenoise.config import RunConfig
 from tomodenoise.hpc import submit
 from tomodenoise.hpc.submit import Node, gpus_of, size_request
-from tomodenoise.slurm import Job, SlurmError
+from tomodenoise.hpc.jobs import Job, SlurmError
 
 GPU_NODE = Node("g1", cpus=64, memory_mb=256000, gpus=4)
 

@@ -1,4 +1,4 @@
-"""tomodenoise.slurm and the watch over a run's worker jobs (tomodenoise.slurm_watch), with SLURM's
+"""tomodenoise.hpc.jobs and the watch over a run's worker jobs (tomodenoise.hpc.watch), with SLURM's
 commands faked: what each job state leads to, and when."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from tomodenoise import slurm
-from tomodenoise.slurm import Job, SlurmError, SlurmRequestError
-from tomodenoise.slurm_watch import MISSING_POLLS, JobWatch, watched_job_class
+from tomodenoise.hpc import jobs as slurm
+from tomodenoise.hpc.jobs import Job, SlurmError, SlurmRequestError
+from tomodenoise.hpc.watch import MISSING_POLLS, JobWatch, watched_job_class
 
 
 def _fake_command(folder, name: str, body: str) -> None:
@@ -137,7 +137,7 @@ def test_a_lost_job_is_one_warning_and_is_replaced_after_replace_after(caplog):
     watch.poll_once()
     queue.set("7", "CANCELLED")
     clock.t = 5
-    with caplog.at_level(logging.INFO, logger="tomodenoise.slurm_watch"):
+    with caplog.at_level(logging.INFO, logger="tomodenoise.hpc.watch"):
         watch.poll_once()
         clock.t = 10
         watch.poll_once()  # said once
@@ -155,7 +155,7 @@ def test_a_lost_job_is_one_warning_and_is_replaced_after_replace_after(caplog):
 
 def test_a_timeout_names_the_walltime_and_more_than_max_lost_jobs_fail_the_run(caplog):
     watch, queue, clock, _ = _watch(max_lost=3)
-    with caplog.at_level(logging.WARNING, logger="tomodenoise.slurm_watch"):
+    with caplog.at_level(logging.WARNING, logger="tomodenoise.hpc.watch"):
         for n in range(4):
             jid = str(10 + n)
             watch.submitted_job(f"w-{n % 2}", jid)
@@ -267,7 +267,7 @@ def test_a_job_that_completed_by_itself_is_replaced_but_not_counted_as_lost(capl
     watch, queue, clock, replaced = _watch(replace_after=25, max_lost=0)
     watch.submitted_job("w-0", "7")
     queue.set("7", "COMPLETED")
-    with caplog.at_level(logging.INFO, logger="tomodenoise.slurm_watch"):
+    with caplog.at_level(logging.INFO, logger="tomodenoise.hpc.watch"):
         watch.poll_once()
     watch.check()  # a worker's --lifetime ends its job: not a failure
     assert watch.lost == [] and not [r for r in caplog.records if r.levelno >= logging.WARNING]

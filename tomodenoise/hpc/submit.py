@@ -7,8 +7,8 @@ a share of its memory in proportion, one GPU per DDP rank (the whole pipeline: e
 node, one Dask worker each; none for ``train.device: cpu``).
 The sizes go to ``sbatch`` as options, which override the script's ``#SBATCH`` lines. Before
 anything is submitted ``sbatch --test-only`` must accept the request
-(:func:`tomodenoise.slurm.test_submit`); after, the job is watched until it runs: one pending
-for a reason that cannot clear (:data:`tomodenoise.slurm.HOPELESS`, e.g. ``PartitionConfig``)
+(:func:`tomodenoise.hpc.jobs.test_submit`); after, the job is watched until it runs: one pending
+for a reason that cannot clear (:data:`tomodenoise.hpc.jobs.HOPELESS`, e.g. ``PartitionConfig``)
 is cancelled and reported in one sentence within :data:`HOPELESS_GRACE_S` s of SLURM saying
 so. ``--wait`` follows the job to its end and reports its exit state and log.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import RunConfig
-from ..slurm import SlurmError, hopeless, jobs, test_submit
+from .jobs import SlurmError, hopeless, jobs, test_submit
 from . import SCRIPTS
 
 __all__ = ["HOPELESS_GRACE_S", "Node", "Request", "job_details", "partition_nodes", "size_request", "submit",
@@ -192,7 +192,7 @@ def watch(job_id: str, *, start_within: float = 120.0, wait: bool = False, cance
     """Follow ``job_id`` until it runs (``wait``: until it ends); returns its ``scontrol`` record.
 
     Raises :class:`SlurmError` (one sentence: reason and remedy) when it stays pending for a
-    reason of :data:`~tomodenoise.slurm.HOPELESS` for :data:`HOPELESS_GRACE_S` s (``cancel``:
+    reason of :data:`~tomodenoise.hpc.jobs.HOPELESS` for :data:`HOPELESS_GRACE_S` s (``cancel``:
     it is cancelled first), or when it ends other than COMPLETED. A job still pending for a
     reason that may clear after ``start_within`` s is left queued (without ``wait``)."""
     t0, since, running = time.monotonic(), None, False
@@ -286,26 +286,3 @@ def submit_pipeline(cfg: RunConfig, *, partition: str | None = None, n_nodes: in
                  lambda: [cfg.input.path, cfg.output.root, cfg.save(folder / f"pipeline-{_stamp()}.yaml")], request,
                  log=folder / "pipeline-%j.log", dry_run=dry_run, say=say)
     return job, folder
-
-
-def command(args: Any, build_config: Callable[[Any], RunConfig]) -> int:
-    """``tomodenoise slurm train|pipeline|watch`` (the parsed ``args``; ``build_config``: the
-    CLI's, from ``-c``/``--set``/``SCAN``/``--out``). A SLURM refusal is one line, exit status 1."""
-    import logging
-
-    log = logging.getLogger("tomodenoise.cli")
-    try:
-        if args.job == "watch":
-            watch(args.job_id, wait=args.wait, cancel=False)
-            return 0
-        size = dict(partition=args.partition, n_nodes=args.nodes or 1, cpus=args.cpus_per_task, mem=args.mem,
-                    walltime=args.time, as_is=args.as_is, dry_run=args.dry_run)
-        cfg = build_config(args) if args.config or args.set or args.job == "pipeline" else None
-        job_id, _ = (submit_train(Path(args.store), cfg, **size) if args.job == "train"
-                     else submit_pipeline(cfg, **size))
-        if job_id is not None:
-            watch(job_id, wait=args.wait)
-    except SlurmError as e:  # one sentence: SLURM's reason and the remedy
-        log.error("%s", e, exc_info=True)
-        return 1
-    return 0

@@ -4,12 +4,12 @@ The run's Dask cluster on SLURM (:class:`tomodenoise.cluster.DaskCluster`, ``com
 submits ``compute.n_workers`` jobs. Dask sees only the workers that arrive: a job that pends for ever
 is a worker that never comes, and a job that ``sbatch`` refuses is an exception inside Dask's event
 loop, so the run would wait for its tasks for ever. :class:`JobWatch` reads the jobs' states every
-``poll`` seconds (:func:`tomodenoise.slurm.jobs`, in a thread of its own) and decides:
+``poll`` seconds (:func:`tomodenoise.hpc.jobs.jobs`, in a thread of its own) and decides:
 
-- a job pending for a reason that cannot clear (:data:`tomodenoise.slurm.HOPELESS`: PartitionConfig,
+- a job pending for a reason that cannot clear (:data:`tomodenoise.hpc.jobs.HOPELESS`: PartitionConfig,
   PartitionTimeLimit, ...) for ``hopeless_after`` seconds: the run fails with
-  ``SLURM job N pending: <Reason>: <remedy>`` (:class:`~tomodenoise.slurm.SlurmRequestError`);
-- a job lost (:data:`tomodenoise.slurm.ENDED_LOST`: ``scancel``, its time limit, a node failure):
+  ``SLURM job N pending: <Reason>: <remedy>`` (:class:`~tomodenoise.hpc.jobs.SlurmRequestError`);
+- a job lost (:data:`tomodenoise.hpc.jobs.ENDED_LOST`: ``scancel``, its time limit, a node failure):
   one warning naming the job, its end state and the remedy; Dask reruns its tasks on the other
   workers and the cluster submits a replacement (``replace``, ``replace_after`` seconds later when
   Dask's own replacement has not done it); more than ``max_lost`` jobs lost: the run fails;
@@ -30,8 +30,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import slurm
-from .slurm import ENDED_LOST, Job, SlurmError, SlurmRequestError, hopeless, lost_remedy
+from . import jobs as slurm
+from .jobs import ENDED_LOST, Job, SlurmError, SlurmRequestError, hopeless, lost_remedy
 
 __all__ = ["JobWatch", "watched_job_class"]
 
@@ -45,7 +45,7 @@ class JobWatch:
     """The states of one cluster's worker jobs, read every ``poll`` seconds (see the module docstring).
 
     ``replace(worker_name, job_id)`` asks the cluster to submit a replacement for a lost job (it must
-    do nothing when the cluster has replaced it already); ``read`` is :func:`tomodenoise.slurm.jobs`
+    do nothing when the cluster has replaced it already); ``read`` is :func:`tomodenoise.hpc.jobs.jobs`
     (tests give their own); ``clock`` is :func:`time.monotonic`.
     """
 
