@@ -76,7 +76,7 @@ def test_pipeline_sbatch_runs_a_scan_in_one_allocation(tmp_path, slurm):
              "--cpus-per-task", str(_cpus()), "--mem", "2G", "--wait", timeout=400)
     seconds = time.monotonic() - t0
     store = tmp_path / "out" / "foam"
-    logs = sorted((store / "slurm").glob("pipeline-*.log"))
+    logs = sorted((store / "report" / "slurm").glob("pipeline-*.log"))
     assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n" + (logs[-1].read_text()[-4000:] if logs else "no job log")
     assert "COMPLETED" in r.stdout and logs, r.stdout
     import xarray as xr
@@ -102,7 +102,7 @@ def test_train_sbatch_as_shipped_sized_from_sinfo(reconstructed):
     t0 = time.monotonic()
     r = _cli("slurm", "train", str(store.root), "-c", str(d / "run.yaml"), "--cpus-per-task", str(_cpus()),
              "--mem", "2G", "--wait")
-    logs = sorted((store.root / "slurm").glob("train-*.log"))
+    logs = sorted((store.root / "report" / "slurm").glob("train-*.log"))
     assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n" + (logs[-1].read_text()[-4000:] if logs else "no job log")
     assert "2 DDP ranks" in r.stdout and "COMPLETED" in r.stdout
     info = store.stage_info("train")
@@ -119,13 +119,13 @@ def test_a_request_beyond_the_node_is_refused_before_submission(reconstructed):
     if most < 32:  # train.sbatch as shipped asks for 32 CPUs and 4 GPUs
         cases.append(("--as-is",))
     for extra in cases:
-        before, configs = _train_jobs(), set((store.root / "slurm").glob("train-*.yaml"))
+        before, configs = _train_jobs(), set((store.root / "report" / "slurm").glob("train-*.yaml"))
         r = _cli("slurm", "train", str(store.root), *extra)
         assert r.returncode == 1, (extra, r.stdout, r.stderr)
         said = [line for line in r.stderr.splitlines() if line.strip()]
         assert len(said) == 1 and "SLURM refuses the job script" in said[0] and "no job was submitted" in said[0], said
         assert "submitted job" not in r.stdout
-        assert _train_jobs() == before and set((store.root / "slurm").glob("train-*.yaml")) == configs, "submitted"
+        assert _train_jobs() == before and set((store.root / "report" / "slurm").glob("train-*.yaml")) == configs, "submitted"
 
 
 def test_a_job_pending_for_ever_fails_in_one_line_within_two_minutes(reconstructed):

@@ -11,7 +11,7 @@ then runs, in order::
     python -m tomodenoise.hpc.allocation workers --address ADDR --n N      # (beside it) N workers joined?
 
 ``prepare`` writes the run configuration of the whole job (as ``tomodenoise run`` would build
-it, with ``compute.cluster: address``) to ``<store>/slurm/job-<ID>/run.yaml`` and prints the
+it, with ``compute.cluster: address``) to ``<store>/report/slurm/job-<ID>/run.yaml`` and prints the
 scan's store folder. ``reconstruct`` runs the core's stages (:func:`tomodenoise.pipeline.run_pipeline`,
 under the store's lock) with :class:`DaskUnits`, which hands each chunked stage's units to the
 workers (once ``N`` joined) and stops the pipeline before the train stage, retiring the workers: the DDP ranks train next under
@@ -79,16 +79,16 @@ class DaskUnits:
 
 
 def prepare(args: argparse.Namespace) -> int:
-    """Write the job's run configuration to ``<store>/slurm/job-<ID>/run.yaml`` and print the
+    """Write the job's run configuration to ``<store>/report/slurm/job-<ID>/run.yaml`` and print the
     scan's store folder."""
     from ..cli import build_config
 
     cfg = build_config(args)
     cfg.compute.cluster = "address"
     root = store_for(cfg).root
-    (root / "slurm" / f"job-{args.job}").mkdir(parents=True, exist_ok=True)
+    (root / "report" / "slurm" / f"job-{args.job}").mkdir(parents=True, exist_ok=True)
     (root / "report").mkdir(exist_ok=True)
-    cfg.save(root / "slurm" / f"job-{args.job}" / "run.yaml")
+    cfg.save(root / "report" / "slurm" / f"job-{args.job}" / "run.yaml")
     print(root)
     return 0
 
@@ -126,7 +126,7 @@ def _joined(client: Any, n: int, timeout: float) -> bool:
     except TimeoutError:
         have = len(client.scheduler_info()["workers"])
         print(f"only {have} of {n} Dask workers joined {client.scheduler.address} within {timeout:.0f} s: see the "
-              "workers' log in the job's folder (<store>/slurm/job-<id>/workers.log)", file=sys.stderr)
+              "workers' log in the job's folder (<store>/report/slurm/job-<id>/workers.log)", file=sys.stderr)
         return False
 
 

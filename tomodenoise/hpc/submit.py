@@ -249,7 +249,7 @@ def submit_train(store_root: Path, cfg: RunConfig | None, *, partition: str | No
                  dry_run: bool = False, say: Callable[[str], None] = print) -> tuple[str | None, Path]:
     """Submit ``train.sbatch`` for the store at ``store_root`` (its reconstruction complete).
     ``cfg``: the run configuration (None: the one the store was made with). Writes the job's
-    configuration and log under ``<store>/slurm/``; returns (job id, that folder)."""
+    configuration and log under ``<store>/report/slurm/``; returns (job id, that folder)."""
     from ..io.store import ScanStore
 
     store = ScanStore(Path(store_root).expanduser().resolve())
@@ -264,7 +264,7 @@ def submit_train(store_root: Path, cfg: RunConfig | None, *, partition: str | No
     cfg.output.root = str(store.root.parent)
     request = None if as_is else size_request(cfg, *partition_nodes(partition), n_nodes=n_nodes, cpus=cpus, mem=mem,
                                               walltime=walltime)
-    folder = store.root / "slurm"
+    folder = store.root / "report" / "slurm"
     job = submit(SCRIPTS / "train.sbatch", lambda: [store.root, cfg.save(folder / f"train-{_stamp()}.yaml")],
                  request, log=folder / "train-%j.log", dry_run=dry_run, say=say)
     return job, folder
@@ -274,14 +274,14 @@ def submit_pipeline(cfg: RunConfig, *, partition: str | None = None, n_nodes: in
                     mem: str | None = None, walltime: str | None = None, as_is: bool = False, dry_run: bool = False,
                     say: Callable[[str], None] = print) -> tuple[str | None, Path]:
     """Submit ``pipeline.sbatch`` for the scan of ``cfg`` (``input.path``, ``output.root``).
-    Writes the job's configuration and log under ``<store>/slurm/``; returns (job id, that folder)."""
+    Writes the job's configuration and log under ``<store>/report/slurm/``; returns (job id, that folder)."""
     from ..io import detect_format
     from ..pipeline import store_for
 
     detect_format(cfg.input.path)  # a missing or unknown scan is refused before anything is submitted
     request = None if as_is else size_request(cfg, *partition_nodes(partition), n_nodes=n_nodes, cpus=cpus, mem=mem,
                                               walltime=walltime, whole_gpus=True)
-    folder = store_for(cfg).root / "slurm"
+    folder = store_for(cfg).root / "report" / "slurm"
     job = submit(SCRIPTS / "pipeline.sbatch",
                  lambda: [cfg.input.path, cfg.output.root, cfg.save(folder / f"pipeline-{_stamp()}.yaml")], request,
                  log=folder / "pipeline-%j.log", dry_run=dry_run, say=say)
