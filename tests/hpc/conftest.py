@@ -1,6 +1,11 @@
 """The HPC tier (``--hpc``): a real one-node SLURM (``scripts/hpc/slurm``) and podman on this
 machine. It needs root and Debian's packages; ``.ci/run`` runs it. Without them the tier is
-skipped, except with ``CI=true``, where a missing piece fails the tier."""
+skipped, except with ``CI=true``, where a missing piece fails the tier.
+
+The CPU image (``scripts/hpc/podman setup|base|build``, about 4 minutes on 2 cores) is built in
+the background from the start of the tier while the SLURM tests run (they mostly wait on
+SLURM and on short runs), and the container tests run last: together that keeps the tier
+within its 10 minutes in CI."""
 
 from __future__ import annotations
 
@@ -10,9 +15,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _images import BUILD, PODMAN_SCRIPT, ImageBuild
 
 REPO = Path(__file__).resolve().parents[2]
 SLURM_SCRIPT = REPO / "scripts" / "hpc" / "slurm"
+CONTAINER_TESTS = "test_container.py"
 
 
 def unavailable(why: str) -> None:
@@ -20,6 +27,19 @@ def unavailable(why: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"HPC tier under CI: {why}")
     pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory) -> str:
+    """One Prefect server for the tier's runs that need not test the embedded one (each
+    ``tomodenoise run`` without ``PREFECT_API_URL`` starts its own: 10-20 s here)."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests" / "service"))
+    from _server import start_server
+
+    with start_server(tmp_path_factory.mktemp("hpc-prefect")) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +58,21 @@ def slurm() -> str:
     yield partition.rstrip("*")
     if not running:
         subprocess.run([str(SLURM_SCRIPT), "down"], capture_output=True, timeout=120)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``--hpc``: the container tests last, and the image's build started now (after
+    ``scripts/hpc/podman install``, so that apt is not run twice at once with the SLURM fixture's)."""
+    if not config.getoption("--hpc"):
+        return
+    containers = [item for item in items if item.path.name == CONTAINER_TESTS and item.path.parent == Path(__file__).parent]
+    if not containers:
+        return
+    items[:] = [item for item in items if item not in containers] + containers
+    if config.option.collectonly or os.geteuid() != 0 or not (shutil.which("podman") or shutil.which("apt-get")):
+        return  # the container module's fixture says why (skip, or fail under CI)
+    if subprocess.run([str(PODMAN_SCRIPT), "install"], capture_output=True, timeout=900).returncode != 0:
+        return  # the fixture runs it again and shows its output
+    build = ImageBuild()
+    build.start()
+    config.stash[BUILD] = build

@@ -100,15 +100,16 @@ class Queue(threading.Thread):
 
 
 def _run(tmp: Path, scan: Path, job_name: str, slurm: dict, *, n_workers: int = 2, train: dict | None = None,
-         timeout: float = 300, during=None) -> tuple[int, str, str, Path, Queue, float]:
+         timeout: float = 300, during=None, api: str | None = None) -> tuple[int, str, str, Path, Queue, float]:
     """``tomodenoise run`` on ``scan`` with ``compute.cluster: slurm``; returns (exit status, stdout,
-    stderr, store, the queue seen, seconds). ``during(proc, queue, store)`` runs while it does."""
+    stderr, store, the queue seen, seconds). ``during(proc, queue, store)`` runs while it does.
+    ``api``: a Prefect server to report to (default: the run's own embedded server)."""
     cfg = {**TINY, "train": {**TINY["train"], **(train or {})},
            "compute": {"cluster": "slurm", "n_workers": n_workers,
                        "slurm": {"cores": 1, "memory": "1GB", "walltime": "00:10:00", "job_name": job_name, **slurm}}}
     (tmp / "run.yaml").write_text(yaml.safe_dump(cfg))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TOMODENOISE_", "DASK_"))}
-    env.update(PREFECT_HOME=str(tmp / "prefect-home"), PYTHONUNBUFFERED="1")
+    env.update(PREFECT_HOME=str(tmp / "prefect-home"), PYTHONUNBUFFERED="1", **({"PREFECT_API_URL": api} if api else {}))
     out_root = tmp / "out"
     queue = Queue(job_name)
     queue.start()
@@ -175,10 +176,10 @@ def test_a_run_on_slurm_is_one_allocation_and_its_workers_log_into_run_log(slurm
     print(f"\nrun on SLURM: {seconds:.1f} s, jobs {sorted(queue.seen)}")
 
 
-def test_a_job_script_slurm_refuses_fails_the_run_before_any_job_in_one_line(slurm, scan, tmp_path):
+def test_a_job_script_slurm_refuses_fails_the_run_before_any_job_in_one_line(slurm, scan, tmp_path, prefect_api):
     name = f"tdn-gres-{uuid.uuid4().hex[:8]}"
     rc, out, err, store, queue, seconds = _run(tmp_path, scan, name, {"job_extra_directives": ["--gres=gpux:1"]},
-                                               timeout=180)
+                                               timeout=180, api=prefect_api)
     TIMINGS["refused job script (whole run)"] = seconds
     errors = _error_lines(err)
     assert rc == 2, (out + err)[-3000:]
@@ -200,11 +201,13 @@ def short_partition(slurm):
     subprocess.run(["scontrol", "delete", f"PartitionName={name}"], capture_output=True)
 
 
-def test_a_job_pending_for_a_reason_that_cannot_clear_ends_the_run_with_it(slurm, scan, tmp_path, short_partition):
+def test_a_job_pending_for_a_reason_that_cannot_clear_ends_the_run_with_it(slurm, scan, tmp_path, short_partition,
+                                                                           prefect_api):
     name = f"tdn-pend-{uuid.uuid4().hex[:8]}"
     # sbatch --test-only accepts a walltime over the partition's MaxTime; the job then pends for ever
     rc, out, err, store, queue, seconds = _run(tmp_path, scan, name, {"queue": short_partition,
-                                                                       "walltime": "00:05:00"}, timeout=180)
+                                                                       "walltime": "00:05:00"}, timeout=180,
+                                               api=prefect_api)
     ended_at = time.monotonic()
     errors = _error_lines(err)
     assert rc == 2, (out + err)[-3000:]
@@ -218,7 +221,7 @@ def test_a_job_pending_for_a_reason_that_cannot_clear_ends_the_run_with_it(slurm
     assert seconds < 120
 
 
-def test_lost_worker_jobs_are_one_warning_each_and_the_run_completes(slurm, scan, tmp_path):
+def test_lost_worker_jobs_are_one_warning_each_and_the_run_completes(slurm, scan, tmp_path, prefect_api):
     """One worker job cancelled mid-reconstruction, then a time limit of 1 minute for every job: the
     training (1.2 min) outlasts it (SLURM ends a job 60 to 90 s after its start), so the jobs reach
     it while the run goes on."""
@@ -244,7 +247,7 @@ def test_lost_worker_jobs_are_one_warning_each_and_the_run_completes(slurm, scan
 
     rc, out, err, store, queue, seconds = _run(tmp_path, scan, name, {"walltime": "00:01:00"},
                                                train={"epochs": 1000, "max_minutes": 1.2}, timeout=400,
-                                               during=cancel_one_mid_reconstruction)
+                                               during=cancel_one_mid_reconstruction, api=prefect_api)
     assert rc == 0, (out + err)[-3000:]
     assert killed, "no job was cancelled"
     (jid,) = killed
