@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -238,11 +239,14 @@ class DaskCluster:
             script = cluster.job_script()
             log.debug("the Dask worker job script:\n%s", script)
             test_submit(script)  # a script no node could ever run fails the run here, before any job
+            self.watch = watch.start()
+            cluster.adapt(**kw["adapt_kwargs"])
         except BaseException:
+            if self.watch is not None:
+                self.watch.stop()
+                self.watch = None
             cluster.close()
             raise
-        self.watch = watch.start()
-        cluster.adapt(**kw["adapt_kwargs"])
         return cluster
 
     def _replace(self, name: str, job_id: str) -> None:
@@ -256,7 +260,7 @@ class DaskCluster:
             job = cluster.workers.get(name)
             if job is not None and str(getattr(job, "job_id", "")) == job_id:
                 del cluster.workers[name]
-                cluster.scale(len(cluster.worker_spec))
+                cluster.scale(jobs=len(cluster.worker_spec))  # jobs, not workers (processes per job)
 
         cluster.loop.add_callback(drop)
 
@@ -290,12 +294,12 @@ class DaskCluster:
 def _cancel_left(job_ids: list[str]) -> None:
     """Cancel the jobs of a closed cluster that SLURM still holds (dask-jobqueue cancels the jobs it
     knows; a job it forgot, e.g. one replaced, would otherwise wait or run on)."""
-    from .hpc.jobs import SlurmError, cancel, jobs
+    from .hpc.jobs import ALIVE, SlurmError, cancel, jobs
 
     try:
-        left = [j.id for j in jobs(job_ids).values() if j.state.split()[0] in ("PENDING", "RUNNING", "CONFIGURING")]
+        left = [j.id for j in jobs(job_ids).values() if j.state.split()[0] in ALIVE]
         if left:
             log.info("cancelling SLURM jobs %s of the closed cluster", ", ".join(left))
             cancel(left)
-    except (SlurmError, OSError) as exc:
+    except (SlurmError, OSError, subprocess.SubprocessError) as exc:
         log.warning("could not cancel the run's SLURM jobs %s (%s): cancel them with scancel", ", ".join(job_ids), exc)

@@ -3,6 +3,8 @@ started by tests/hpc/conftest.py when the tier is collected, waited for by the c
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -23,15 +25,28 @@ class ImageBuild(threading.Thread):
         super().__init__(daemon=True, name="image-build")
         self.times: dict[str, float] = {}
         self.failure: str | None = None
+        self.proc: subprocess.Popen | None = None
+
+    def stop(self) -> None:
+        """End a step still running (the session ends early: no podman build left behind)."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
 
     def run(self) -> None:
         for step, limit in self.STEPS:
             t0 = time.monotonic()
+            # its own session: on a timeout podman build / mmdebstrap go too, not only the script
+            proc = self.proc = subprocess.Popen([str(PODMAN_SCRIPT), step], stdout=subprocess.PIPE,
+                                                stderr=subprocess.PIPE, text=True, start_new_session=True)
             try:
-                r = subprocess.run([str(PODMAN_SCRIPT), step], capture_output=True, text=True, timeout=limit)
+                out, err = proc.communicate(timeout=limit)
             except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
                 self.failure = f"scripts/hpc/podman {step} took over {limit} s"
                 return
+            r = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
             self.times[step] = time.monotonic() - t0
             if r.returncode != 0:
                 self.failure = f"scripts/hpc/podman {step} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"

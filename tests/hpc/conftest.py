@@ -22,6 +22,13 @@ SLURM_SCRIPT = REPO / "scripts" / "hpc" / "slurm"
 CONTAINER_TESTS = "test_container.py"
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A build still running when the session ends (a failure with -x, Ctrl-C) is stopped."""
+    build = session.config.stash.get(BUILD, None)
+    if build is not None:
+        build.stop()
+
+
 def unavailable(why: str) -> None:
     """Skip, or fail under CI (where the tier must run)."""
     if os.environ.get("CI", "").lower() == "true":
@@ -53,6 +60,8 @@ def slurm() -> str:
     running = subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode == 0
     up = subprocess.run([str(SLURM_SCRIPT), "up"], capture_output=True, text=True, timeout=600)
     if up.returncode != 0:
+        if not running:  # daemons it may have started before the node failed to come up
+            subprocess.run([str(SLURM_SCRIPT), "down"], capture_output=True, timeout=120)
         unavailable(f"scripts/hpc/slurm up failed: {up.stderr.strip()[-500:]}")
     partition = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True).stdout.split()[0]
     yield partition.rstrip("*")

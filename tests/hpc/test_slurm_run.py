@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -124,7 +125,8 @@ def _run(tmp: Path, scan: Path, job_name: str, slurm: dict, *, n_workers: int = 
             rc = proc.wait(timeout=timeout)
         finally:
             if proc.poll() is None:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)  # the CLI and what it started (its own session)
+                proc.wait()
             seconds = time.monotonic() - t0
             queue.stop()
             left = queue.active()

@@ -91,7 +91,7 @@ def test_a_new_scan_ends_as_a_completed_run_with_its_dask_work_on_slurm(tmp_path
             seen_in_squeue: set[str] = set()
 
             def final(http):
-                jobs = subprocess.run(["squeue", "-h", "-n", "tomodenoise-watcher-dask", "-o", "%i"],
+                jobs = subprocess.run(["squeue", "-h", "-n", "tomodenoise-watcher-dask", "-t", "RUNNING", "-o", "%i"],
                                       capture_output=True, text=True, timeout=30).stdout.split()
                 seen_in_squeue.update(jobs)
                 r = http.get(f"/flow_runs/{run['id']}").raise_for_status().json()
@@ -105,7 +105,7 @@ def test_a_new_scan_ends_as_a_completed_run_with_its_dask_work_on_slurm(tmp_path
     import xarray as xr
 
     assert xr.open_zarr(store / "scan.zarr").denoised.shape == (1, 1, 4, 24, 24)
-    # the Dask work ran in SLURM jobs: seen in squeue while the run lasted, each with its worker's log
+    # the Dask work ran in SLURM jobs: seen running in squeue while the run lasted, each with its worker's log
     # (the nanny's; the worker's own records go to the run log)
     assert seen_in_squeue and all("Start Nanny" in (dask_logs / f"tomodenoise-watcher-dask-{j}.err").read_text()
                                   for j in seen_in_squeue)

@@ -161,8 +161,8 @@ class _JobqueueCluster:
         self.worker_spec = {"w-0": {}, "w-1": {}}
         self.loop, self.scaled, self.closed = _Loop(), [], False
 
-    def scale(self, n):
-        self.scaled.append(n)
+    def scale(self, n=None, jobs=0):
+        self.scaled.append({"n": n, "jobs": jobs})
 
     def close(self):
         self.closed = True
@@ -176,7 +176,8 @@ def test_a_lost_job_is_replaced_only_when_dask_has_not_done_it():
     cluster._replace("w-0", "4")  # w-0 runs job 5 already (Dask replaced job 4): nothing
     assert jq.scaled == [] and set(jq.workers) == {"w-0", "w-1"}
     cluster._replace("w-0", "5")
-    assert jq.scaled == [2] and set(jq.workers) == {"w-1"}  # scale() submits a job for w-0
+    # scale() submits a job for w-0; in jobs (scale(n) counts workers: fewer jobs with processes > 1)
+    assert jq.scaled == [{"n": None, "jobs": 2}] and set(jq.workers) == {"w-1"}
 
 
 def test_close_stops_the_watch_and_cancels_the_jobs_slurm_still_holds(monkeypatch):
@@ -196,14 +197,23 @@ def test_close_stops_the_watch_and_cancels_the_jobs_slurm_still_holds(monkeypatc
 
 
 class _Future:
+    """Like a real future: a callback added after it finished is called at once."""
+
     def __init__(self):
-        self.callbacks = []
+        self.callbacks, self.finished, self.lock = [], False, __import__("threading").Lock()
 
     def add_done_callback(self, fn):
-        self.callbacks.append(fn)
+        with self.lock:
+            if not self.finished:
+                self.callbacks.append(fn)
+                return
+        fn(self)
 
     def finish(self):
-        for fn in self.callbacks:
+        with self.lock:
+            self.finished = True
+            callbacks, self.callbacks = self.callbacks, []
+        for fn in callbacks:
             fn(self)
 
 
@@ -214,18 +224,20 @@ def test_waiting_for_tasks_looks_at_the_cluster_and_raises_its_error():
     from tomodenoise.hpc.jobs import SlurmError
 
     futures = [_Future(), _Future()]
-    checks = []
+    checks, handed_out = [], []
 
     def check():
         checks.append(1)
-        if len(checks) > 3:
+        if handed_out:  # from now on the cluster cannot run the other one
             raise SlurmError("SLURM job 5 pending: PartitionConfig: ask for less")
 
     threading.Timer(0.05, futures[1].finish).start()
     got = completed(futures, check, every=0.02)
-    assert next(got) is futures[1]  # as they complete
+    assert next(got) is futures[1]  # as they complete, checking the cluster meanwhile
+    handed_out.append(futures[1])
     with pytest.raises(SlurmError, match="SLURM job 5 pending"):  # the other never does: the error, not a hang
         next(got)
+    assert len(checks) >= 2
 
 
 def test_slurm_jobs_get_the_flow_runs_own_code_on_their_path(tmp_path, monkeypatch):

@@ -48,12 +48,24 @@ def test_an_accepted_job_script_passes(fake_bin):
 def test_jobs_reads_squeue_then_scontrol_for_the_jobs_squeue_dropped(fake_bin):
     _fake_command(fake_bin, "squeue", 'echo "11|RUNNING|None|w"; echo "12|PENDING|PartitionConfig|w"')
     _fake_command(fake_bin, "scontrol", 'if [ "$4" = 13 ]; then echo "JobId=13 JobName=w JobState=TIMEOUT '
-                                        'Reason=TimeLimit"; else exit 1; fi')
+                                        'Reason=TimeLimit"; else echo "slurm_load_jobs error: Invalid job id '
+                                        'specified" >&2; exit 1; fi')
     found = slurm.jobs(["11", "12", "13", "14"])
     assert found["11"] == Job("11", "RUNNING", None, "w")
     assert found["12"] == Job("12", "PENDING", "PartitionConfig", "w")
     assert found["13"] == Job("13", "TIMEOUT", "TimeLimit", "w")
     assert "14" not in found  # forgotten by the controller
+
+
+def test_a_controller_that_does_not_answer_is_an_error_not_an_empty_queue(fake_bin):
+    """squeue timing out must not read as "every job is gone" (the watch would count them lost)."""
+    _fake_command(fake_bin, "squeue", 'echo "squeue: error: Socket timed out on send/recv operation" >&2; exit 1')
+    with pytest.raises(SlurmError, match="squeue failed: squeue: error: Socket timed out"):
+        slurm.jobs(["11"])
+    _fake_command(fake_bin, "squeue", "exit 0")
+    _fake_command(fake_bin, "scontrol", 'echo "slurm_load_jobs error: Unable to contact slurm controller" >&2; exit 1')
+    with pytest.raises(SlurmError, match="scontrol show job 11 failed"):
+        slurm.jobs(["11"])
 
 
 @pytest.mark.parametrize("state, says", [("CANCELLED by 0", "cancelled"), ("TIMEOUT", "longer walltime"),
@@ -115,8 +127,8 @@ def test_a_job_pending_for_a_reason_that_cannot_clear_fails_the_run_after_hopele
 def test_a_queue_wait_is_not_an_error_and_a_reason_that_clears_starts_the_count_again():
     watch, queue, clock, _ = _watch(hopeless_after=15)
     watch.submitted_job("w-0", "7")
-    for t, (state, reason) in enumerate([("PENDING", "Resources"), ("PENDING", "ReqNodeNotAvail"),
-                                         ("PENDING", "Priority"), ("PENDING", "ReqNodeNotAvail")]):
+    for t, (state, reason) in enumerate([("PENDING", "Resources"), ("PENDING", "PartitionConfig"),
+                                         ("PENDING", "Priority"), ("PENDING", "PartitionConfig")]):
         queue.set("7", state, reason)
         clock.t = t * 10.0
         watch.poll_once()
@@ -153,13 +165,20 @@ def test_a_lost_job_is_one_warning_and_is_replaced_after_replace_after(caplog):
     assert watch.lost == [("7", "CANCELLED")]
 
 
-def test_a_timeout_names_the_walltime_and_more_than_max_lost_jobs_fail_the_run(caplog):
+def test_a_timeout_names_the_walltime_is_replaced_and_not_counted_more_than_max_lost_jobs_fail_the_run(caplog):
     watch, queue, clock, _ = _watch(max_lost=3)
     with caplog.at_level(logging.WARNING, logger="tomodenoise.hpc.watch"):
-        for n in range(4):
+        for n in range(3):  # time limits: a warning each, the run goes on (Dask bounds a task's retries)
             jid = str(10 + n)
             watch.submitted_job(f"w-{n % 2}", jid)
             queue.set(jid, "TIMEOUT", "TimeLimit")
+            clock.t += 5
+            watch.poll_once()
+            watch.check()
+        for n in range(4):
+            jid = str(20 + n)
+            watch.submitted_job(f"w-{n % 2}", jid)
+            queue.set(jid, "NODE_FAIL", "NodeDown")
             clock.t += 5
             watch.poll_once()
             if n < 3:
@@ -167,7 +186,7 @@ def test_a_timeout_names_the_walltime_and_more_than_max_lost_jobs_fail_the_run(c
     assert "ended TIMEOUT (TimeLimit) before the run did: it reached its time limit: ask for a longer walltime " \
            "(compute.slurm.walltime)" in caplog.records[0].getMessage()
     with pytest.raises(SlurmError, match=r"^4 Dask worker jobs of this run ended before it did \(the last: SLURM job "
-                                         r"13, TIMEOUT \(TimeLimit\)\): it reached its time limit"):
+                                         r"23, NODE_FAIL \(NodeDown\)\)"):
         watch.check()
 
 

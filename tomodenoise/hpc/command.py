@@ -52,9 +52,11 @@ def command(args: Any, build_config: Callable[[Any], RunConfig]) -> int:
             return 0
         size = dict(partition=args.partition, n_nodes=args.nodes or 1, cpus=args.cpus_per_task, mem=args.mem,
                     walltime=args.time, as_is=args.as_is, dry_run=args.dry_run)
-        cfg = build_config(args) if args.config or args.set or args.job == "pipeline" else None
-        job_id, _ = (submit_train(Path(args.store), cfg, **size) if args.job == "train"
-                     else submit_pipeline(cfg, **size))
+        if args.job == "train":  # without -c: the store's own configuration, --set on top of it
+            job_id, _ = submit_train(Path(args.store), build_config(args) if args.config else None,
+                                     sets=[] if args.config else (args.set or []), **size)
+        else:
+            job_id, _ = submit_pipeline(build_config(args), **size)
         if job_id is not None:
             watch(job_id, wait=args.wait)
     except SlurmError as e:  # one sentence: SLURM's reason and the remedy

@@ -16,10 +16,12 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-__all__ = ["ENDED_LOST", "HOPELESS", "LOST_REMEDY", "Job", "SlurmError", "SlurmRequestError", "cancel", "hopeless",
+__all__ = ["ALIVE", "ENDED_LOST", "HOPELESS", "LOST_REMEDY", "Job", "SlurmError", "SlurmRequestError", "cancel", "hopeless",
            "job_state", "jobs", "lost_remedy", "test_submit"]
 
-#: Pending reasons that waiting cannot clear, with what to do about each.
+#: Pending reasons that waiting cannot clear, with what to do about each. (Not ReqNodeNotAvail:
+#: at facilities it is the usual passing reason before a maintenance reservation or while a node
+#: reboots; such jobs start later.)
 HOPELESS = {
     "PartitionConfig": "the request exceeds the partition's limits or any node of it (CPUs, memory, GPUs); "
                        "ask for less or choose another partition",
@@ -34,9 +36,11 @@ HOPELESS = {
     "QOSMaxGRESPerJob": "the job asks for more GPUs than its QOS allows per job; ask for fewer",
     "QOSMaxMemoryPerJob": "the job asks for more memory than its QOS allows per job; ask for less",
     "QOSMaxWallDurationPerJobLimit": "the walltime exceeds its QOS's limit; ask for a shorter walltime",
-    "ReqNodeNotAvail": "a required node is down, drained or reserved; drop --nodelist/--exclude or ask the site",
     "DependencyNeverSatisfied": "the job depends on a job that failed; cancel it",
 }
+#: States of a job that has not ended (pending, held, running or finishing), per squeue(1).
+ALIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "RESIZING", "SIGNALING",
+         "STAGE_OUT", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT")
 #: End states of a job that was lost (not a job that ended by itself).
 ENDED_LOST = ("CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "FAILED", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE")
 #: What to do when a job ended in one of :data:`ENDED_LOST` (its state's first word).
@@ -109,13 +113,20 @@ def lost_remedy(state: str) -> str:
     return LOST_REMEDY.get(word, "if it happens again, its log says why")
 
 
+def _forgotten(out: subprocess.CompletedProcess) -> bool:
+    """Whether a failed squeue/scontrol call says the job id is unknown (rather than failing)."""
+    return "Invalid job id" in (out.stderr + out.stdout)
+
+
 def job_state(job_id: str, timeout: float = 15.0) -> Job | None:
     """One job from ``scontrol show job`` (pending, running or recently ended), ``None`` when the
-    controller no longer knows it."""
+    controller no longer knows it. Raises :class:`SlurmError` when the controller does not answer."""
     out = subprocess.run([_command("scontrol"), "-o", "show", "job", str(job_id)], capture_output=True, text=True,
                          timeout=timeout)
     if out.returncode != 0:
-        return None
+        if _forgotten(out):
+            return None
+        raise SlurmError(f"scontrol show job {job_id} failed: {(out.stderr or out.stdout).strip()[:300]}")
     fields = dict(re.findall(r"(\w+)=(\S*)", out.stdout))
     reason = fields.get("Reason") or None
     return Job(str(job_id), fields.get("JobState", "UNKNOWN"), None if reason == "None" else reason,
@@ -123,11 +134,15 @@ def job_state(job_id: str, timeout: float = 15.0) -> Job | None:
 
 
 def jobs(job_ids: list[str] | tuple[str, ...], timeout: float = 15.0) -> dict[str, Job]:
-    """The jobs of ``job_ids`` the controller knows, by id (an id it forgot is left out)."""
+    """The jobs of ``job_ids`` the controller knows, by id (an id it forgot is left out). Raises
+    :class:`SlurmError` when the controller does not answer (a busy controller is not the jobs'
+    end: the callers look again later)."""
     if not job_ids:
         return {}
     out = subprocess.run([_command("squeue"), "-h", "-t", "all", "-j", ",".join(map(str, job_ids)),
                           "-o", "%i|%T|%r|%j"], capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0 and not _forgotten(out):
+        raise SlurmError(f"squeue failed: {(out.stderr or out.stdout).strip()[:300]}")
     found: dict[str, Job] = {}
     for line in out.stdout.splitlines():
         parts = line.strip().split("|", 3)
@@ -145,4 +160,8 @@ def jobs(job_ids: list[str] | tuple[str, ...], timeout: float = 15.0) -> dict[st
 def cancel(job_ids: list[str] | tuple[str, ...], timeout: float = 30.0) -> None:
     """``scancel`` these jobs (and only these)."""
     if job_ids:
-        subprocess.run([_command("scancel"), *map(str, job_ids)], capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run([_command("scancel"), *map(str, job_ids)], capture_output=True, text=True,
+                             timeout=timeout)
+        if out.returncode != 0 and not _forgotten(out):
+            raise SlurmError(f"scancel {' '.join(map(str, job_ids))} failed: {(out.stderr or out.stdout).strip()[:300]}"
+                             "; cancel them by hand")

@@ -27,8 +27,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import RunConfig
-from .jobs import SlurmError, hopeless, jobs, test_submit
+from ..config import RunConfig, apply_sets
+from .jobs import ALIVE, SlurmError, hopeless, jobs, test_submit
 from . import SCRIPTS
 
 __all__ = ["HOPELESS_GRACE_S", "Node", "Request", "job_details", "partition_nodes", "size_request", "submit",
@@ -215,7 +215,7 @@ def watch(job_id: str, *, start_within: float = 120.0, wait: bool = False, cance
             say(f"job {job_id} running on {d.get('NodeList', '?')}; its log: {d.get('StdOut', '?')}")
             if not wait:
                 return d
-        elif job.state not in ("PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "REQUEUED"):
+        elif job.state.split()[0] not in ALIVE:
             return _ended(job_id, job.state, job.reason, t0, say)
         elif job.state == "PENDING" and not wait and not remedy and now - t0 > start_within:
             say(f"job {job_id} is still pending ({job.reason or 'no reason given'}) after {now - t0:.0f} s; it "
@@ -246,9 +246,11 @@ def _stamp() -> str:
 
 def submit_train(store_root: Path, cfg: RunConfig | None, *, partition: str | None = None, n_nodes: int = 1,
                  cpus: int | None = None, mem: str | None = None, walltime: str | None = None, as_is: bool = False,
-                 dry_run: bool = False, say: Callable[[str], None] = print) -> tuple[str | None, Path]:
+                 dry_run: bool = False, sets: list[str] | tuple[str, ...] = (),
+                 say: Callable[[str], None] = print) -> tuple[str | None, Path]:
     """Submit ``train.sbatch`` for the store at ``store_root`` (its reconstruction complete).
-    ``cfg``: the run configuration (None: the one the store was made with). Writes the job's
+    ``cfg``: the run configuration (None: the one the store was made with); ``sets``: ``--set``
+    items applied on top of it. Writes the job's
     configuration and log under ``<store>/report/slurm/``; returns (job id, that folder)."""
     from ..io.store import ScanStore
 
@@ -259,7 +261,7 @@ def submit_train(store_root: Path, cfg: RunConfig | None, *, partition: str | No
         raise ValueError(f"{store.root}: the reconstruction is not complete, so there is nothing to train on: run "
                          "`tomodenoise run` (or `tomodenoise slurm pipeline`) on the scan first")
     made_with = RunConfig.model_validate(store.attrs["config"])
-    cfg = cfg if cfg is not None else made_with
+    cfg = apply_sets(cfg if cfg is not None else made_with, list(sets))
     cfg.input.path = cfg.input.path or made_with.input.path
     cfg.output.root = str(store.root.parent)
     request = None if as_is else size_request(cfg, *partition_nodes(partition), n_nodes=n_nodes, cpus=cpus, mem=mem,

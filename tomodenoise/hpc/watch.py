@@ -12,7 +12,8 @@ loop, so the run would wait for its tasks for ever. :class:`JobWatch` reads the 
 - a job lost (:data:`tomodenoise.hpc.jobs.ENDED_LOST`: ``scancel``, its time limit, a node failure):
   one warning naming the job, its end state and the remedy; Dask reruns its tasks on the other
   workers and the cluster submits a replacement (``replace``, ``replace_after`` seconds later when
-  Dask's own replacement has not done it); more than ``max_lost`` jobs lost: the run fails;
+  Dask's own replacement has not done it); more than ``max_lost`` jobs lost: the run fails (jobs
+  at their time limit are replaced without counting: Dask fails a task whose workers keep dying);
 - ``sbatch`` failing, or no job ``submit_timeout`` seconds after the cluster started: the run fails.
 
 With the defaults a failure is found within ``hopeless_after + poll`` = 20 s (pending) or
@@ -31,7 +32,7 @@ import time
 from collections.abc import Callable
 
 from . import jobs as slurm
-from .jobs import ENDED_LOST, Job, SlurmError, SlurmRequestError, hopeless, lost_remedy
+from .jobs import ALIVE, ENDED_LOST, Job, SlurmError, SlurmRequestError, hopeless, lost_remedy
 
 __all__ = ["JobWatch", "watched_job_class"]
 
@@ -158,7 +159,7 @@ class JobWatch:
             if now - since >= self.hopeless_after:
                 self._fail(SlurmRequestError(f"SLURM job {jid} pending: {job.reason}: {remedy}; the run stops and "
                                              "cancels its jobs"))
-        elif state in ("RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STOPPED", "RESIZING", "REQUEUED"):
+        elif state in ALIVE:
             self._pending_since.pop(jid, None)
             self._say(jid, state, f"SLURM job {jid} (Dask worker {name}) {state.lower()}")
         elif state == "COMPLETED":  # the worker stopped by itself (e.g. its --lifetime): replaced, not counted
@@ -175,7 +176,9 @@ class JobWatch:
         with self._lock:
             self._active.pop(jid, None)
             self.lost.append((jid, state))
-            n = len(self.lost)
+            # a job at its time limit is replaced without counting: a run longer than the walltime
+            # warns each time (and Dask fails a task whose workers keep dying, KilledWorker)
+            n = sum(1 for _, how in self.lost if not how.startswith("TIMEOUT"))
         self._pending_since.pop(jid, None)
         if n > self.max_lost:
             self._fail(SlurmError(f"{n} Dask worker jobs of this run ended before it did (the last: SLURM job {jid}, "
