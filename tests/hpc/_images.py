@@ -1,5 +1,6 @@
-"""The HPC tier's CPU image, built in the background (``scripts/hpc/podman setup|base|build``):
-started by tests/hpc/conftest.py when the tier is collected, waited for by the container tests."""
+"""The HPC tier's helpers: :func:`unavailable` (skip, or fail under CI), and the CPU image built
+in the background (``scripts/hpc/podman setup|base|build``): started by tests/hpc/conftest.py
+when the tier is collected, waited for by the container tests."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ from pathlib import Path
 import pytest
 
 PODMAN_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "hpc" / "podman"
+
+
+def unavailable(why: str) -> None:
+    """Skip, or fail under CI (where the tier must run)."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"HPC tier under CI: {why}")
+    pytest.skip(why)
 
 
 class ImageBuild(threading.Thread):

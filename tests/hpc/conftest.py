@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _images import BUILD, PODMAN_SCRIPT, ImageBuild
+from _images import BUILD, PODMAN_SCRIPT, ImageBuild, unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 SLURM_SCRIPT = REPO / "scripts" / "hpc" / "slurm"
@@ -27,13 +27,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     build = session.config.stash.get(BUILD, None)
     if build is not None:
         build.stop()
-
-
-def unavailable(why: str) -> None:
-    """Skip, or fail under CI (where the tier must run)."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"HPC tier under CI: {why}")
-    pytest.skip(why)
 
 
 @pytest.fixture(scope="session")

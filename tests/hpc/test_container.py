@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from _images import image_build
+from _images import image_build, unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 PODMAN_SCRIPT = REPO / "scripts" / "hpc" / "podman"
@@ -47,14 +47,6 @@ TINY = {
 }
 TIMES: dict[str, float] = {}
 RUN_LABEL = uuid.uuid4().hex[:8]  # every container and pod of this module carries it
-
-
-def unavailable(why: str) -> None:
-    """Skip, or fail under CI (as tests/hpc/conftest.py's ``unavailable``; not imported from
-    there: ``conftest`` names two modules in this tree)."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"HPC tier under CI: {why}")
-    pytest.skip(why)
 
 
 def _podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
